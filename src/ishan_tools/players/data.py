@@ -35,32 +35,44 @@ ROLE_OF_POSITION: dict[str, str] = {
 }
 GOALKEEPER = "GK"
 
+# The columns used, in the Kaggle file's order (the embedded file holds exactly these).
+COLUMNS = (
+    "sofifa_id",
+    "short_name",
+    "long_name",
+    "player_positions",
+    "overall",
+    "potential",
+    "value_eur",
+    "wage_eur",
+    "age",
+    "height_cm",
+    "weight_kg",
+    "club_name",
+    "league_name",
+    "club_position",
+    "club_jersey_number",
+    "club_contract_valid_until",
+    "nationality_name",
+    "preferred_foot",
+    "weak_foot",
+    "skill_moves",
+    "international_reputation",
+    "work_rate",
+    *ATTRIBUTES,
+)
 TEXT_COLUMNS = (
     "short_name",
     "long_name",
     "player_positions",
     "club_name",
-    "nationality_name",
     "league_name",
     "club_position",
+    "nationality_name",
     "preferred_foot",
     "work_rate",
 )
-NUMBER_COLUMNS = (
-    "overall",
-    "age",
-    *ATTRIBUTES,
-    "potential",
-    "value_eur",
-    "wage_eur",
-    "height_cm",
-    "weight_kg",
-    "club_jersey_number",
-    "club_contract_valid_until",
-    "weak_foot",
-    "skill_moves",
-    "international_reputation",
-)
+NUMBER_COLUMNS = tuple(name for name in COLUMNS if name not in TEXT_COLUMNS and name != "sofifa_id")
 # What every file must have: identity, positions, the six attributes and the result table.
 REQUIRED_COLUMNS = (
     "sofifa_id",
@@ -150,13 +162,18 @@ class PlayerTable:
         return self._folded[column]
 
     def record(self, row: int) -> dict[str, object]:
-        """One player as a plain dict (JSON-ready): ints where whole, None where empty."""
+        """One player as a plain dict (JSON-ready): ints where whole, None where empty or
+        where the file has no such column."""
         out: dict[str, object] = {"sofifa_id": int(self.ids[row])}
-        for name, texts in self.text.items():
-            out[name] = texts[row] or None
-        for name, values in self.numbers.items():
-            out[name] = _plain_number(float(values[row]))
-        out["role"] = self.roles[row]
+        for name in COLUMNS[1:]:
+            if name in self.text:
+                out[name] = self.text[name][row] or None
+            elif name in self.numbers:
+                out[name] = _plain_number(float(self.numbers[name][row]))
+            else:
+                out[name] = None
+            if name == "player_positions":
+                out["role"] = self.roles[row]
         return out
 
 
