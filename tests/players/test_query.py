@@ -61,7 +61,7 @@ def test_text_filters_ignore_accents_and_case(index: Index) -> None:
 
 
 def test_unknown_filter_value_is_an_error_not_an_empty_list(index: Index) -> None:
-    with pytest.raises(PlayersError, match="no club .* matches 'Nowhere United'"):
+    with pytest.raises(PlayersError, match=r"no club .* matches 'Nowhere United'"):
         index.similar(MIDFIELDER, filters=Filters(clubs=("Nowhere United",)))
 
 
