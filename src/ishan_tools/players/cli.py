@@ -313,6 +313,9 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(envvar="ISHAN_PLAYERS_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="ISHAN_PLAYERS_PORT", min=0, max=65535)] = 8000,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (halves throughput).")
+    ] = False,
     data: Data = None,
 ) -> None:
     """Run the web API (docs at /docs) until Ctrl-C."""
@@ -321,7 +324,7 @@ def serve(
         from ishan_tools.players.api import serve as run_server
     except ModuleNotFoundError as exc:
         raise PlayersError(f"serve needs {exc.name}: pip install 'ishan-tools[players]'") from None
-    run_server(index, host=host, port=port)
+    run_server(index, host=host, port=port, access_log=access_log)
 
 
 def _source(ctx: typer.Context, name: str) -> str:
