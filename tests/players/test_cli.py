@@ -83,12 +83,11 @@ def test_json_and_csv_together_is_a_usage_error() -> None:
 
 def test_explain_shows_largest_differences(index: Index) -> None:
     code, out, _ = run(*SEED_ARGS, "--explain")
-    assert code == 0 and "differs most" in out
-    best = index.similar(Profile("midfielder", SEED), top=1)[0]
-    name, gap = next(iter(best.differences.items()))
-    short = {"pace": "PAC", "shooting": "SHO", "passing": "PAS", "dribbling": "DRI"}
-    short |= {"defending": "DEF", "physic": "PHY"}
-    assert f"{short[name]} {gap:+g}" in out
+    assert code == 0 and "Differs most from the profile" in out
+    for rank, match in enumerate(index.similar(Profile("midfielder", SEED), top=3), start=1):
+        (first, gap), (second, gap2) = list(match.differences.items())[:2]
+        line = f"{rank}. {match.player['short_name']}: {first} {gap:+g}, {second} {gap2:+g}"
+        assert line in out
 
 
 def test_filters_and_weights_from_the_command_line() -> None:

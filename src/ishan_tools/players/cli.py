@@ -95,13 +95,20 @@ class Output:
             raise UsageError("choose one of --json and --csv")
 
 
-def _load(data: Path | None) -> Index:
+def _require_library() -> None:
+    """Fail with one clear line when the `players` extra (numpy) is not installed."""
     try:
-        from ishan_tools.players.index import Index
+        import ishan_tools.players.index  # noqa: F401
     except ModuleNotFoundError as exc:
         raise PlayersError(
             f"ishan players needs {exc.name}: pip install 'ishan-tools[players]'"
         ) from None
+
+
+def _load(data: Path | None) -> Index:
+    _require_library()
+    from ishan_tools.players.index import Index
+
     return Index.from_file(data)
 
 
@@ -150,7 +157,7 @@ def _show(matches: list[Match], profile: Profile, output: Output, *, title: str)
     elif not matches:
         typer.secho("no player matches these filters", fg="yellow", err=True)
     else:
-        Console().print(render.matches_table(matches, profile, title=title, explain=output.explain))
+        Console().print(render.matches_view(matches, profile, title=title, explain=output.explain))
 
 
 @app.callback()
@@ -215,6 +222,7 @@ def players(
         raise typer.Exit(0)
     if position is None:
         raise UsageError("--position is required: attacker, midfielder, defender or a code (CM)")
+    _require_library()
     from ishan_tools.players.index import Profile
 
     output = Output(explain, as_json, as_csv, plot)
@@ -251,6 +259,7 @@ def like(
 ) -> None:
     """Players most similar to an existing player (himself excluded)."""
     output = Output(explain, as_json, as_csv, plot)
+    _require_library()
     filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
     index = _load(data or ctx.obj)
     row = _resolve(index, player)
@@ -269,11 +278,11 @@ def show(
     data: Data = None,
 ) -> None:
     """Print one player's fields."""
+    index = _load(data or ctx.obj)
     from rich.console import Console
 
     from ishan_tools.players import render
 
-    index = _load(data or ctx.obj)
     row = _resolve(index, player)
     record = index.table.record(row)
     indexed = bool(index.position[row] >= 0)
@@ -292,12 +301,12 @@ def search(
     data: Data = None,
 ) -> None:
     """List players whose name contains TEXT (accent- and case-insensitive)."""
+    index = _load(data or ctx.obj)
     from rich.console import Console
 
     from ishan_tools.players import render
     from ishan_tools.players.lookup import search as find
 
-    index = _load(data or ctx.obj)
     rows = find(index.table, text)
     if not rows:
         raise PlayersError(f"no player's name contains {text!r}")

@@ -8,7 +8,9 @@ import json
 from collections.abc import Sequence
 
 from rich import box
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from ishan_tools.players.data import ATTRIBUTES, PlayerTable
 from ishan_tools.players.index import Match, Profile
@@ -62,17 +64,16 @@ def describe(profile: Profile) -> str:
 
 def explanation(match: Match, profile: Profile, *, most: int = 3) -> str:
     """The attributes that differ most from the profile, as signed rating points."""
-    parts = [
-        f"{SHORT[name]} {gap:+g}" for name, gap in list(match.differences.items())[:most] if gap
-    ]
+    parts = [f"{name} {gap:+g}" for name, gap in list(match.differences.items())[:most] if gap]
     if match.player["role"] != profile.role:
         parts.insert(0, f"role {match.player['role']}")
     return ", ".join(parts) or "identical ratings"
 
 
-def matches_table(
+def matches_view(
     matches: Sequence[Match], profile: Profile, *, title: str, explain: bool
-) -> Table:
+) -> RenderableType:
+    """The matches table; with `explain`, a line per match on what differs most below it."""
     table = _table(title)
     for header in ("#", "name", "club", "nationality", "age", "OVR", "role"):
         if header in ("#", "age", "OVR"):
@@ -82,11 +83,9 @@ def matches_table(
     for name in ATTRIBUTES:
         table.add_column(SHORT[name], justify="right", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
-    if explain:
-        table.add_column("differs most", min_width=12)
     for rank, match in enumerate(matches, start=1):
         player = match.player
-        cells = [
+        table.add_row(
             str(rank),
             _text(player["short_name"]),
             _text(player["club_name"]),
@@ -96,11 +95,13 @@ def matches_table(
             _text(player["role"]),
             *(_text(player[name]) for name in ATTRIBUTES),
             f"{match.score:.4f}",
-        ]
-        if explain:
-            cells.append(explanation(match, profile))
-        table.add_row(*cells)
-    return table
+        )
+    if not explain:
+        return table
+    lines = [Text("Differs most from the profile (player minus profile):", style="bold")]
+    for rank, match in enumerate(matches, start=1):
+        lines.append(Text(f"{rank}. {match.player['short_name']}: {explanation(match, profile)}"))
+    return Group(table, *lines)
 
 
 def players_table(table: PlayerTable, rows: Sequence[int], *, title: str) -> Table:
