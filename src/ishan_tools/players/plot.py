@@ -36,14 +36,14 @@ def write_radar(path: Path, profile: Profile, matches: Sequence[Match], *, title
         axes.set_ylim(0, 100)
         axes.set_yticks([20, 40, 60, 80], ["20", "40", "60", "80"], color="grey")
         profile_values = [profile.ratings.get(name, 0.0) for name in ATTRIBUTES]
-        axes.plot(closed, [*profile_values, profile_values[0]], color="black", linewidth=2.5)
-        axes.fill(closed, [*profile_values, profile_values[0]], color="black", alpha=0.08)
-        labels = [f"profile ({profile.role})"]
+        outline = [*profile_values, profile_values[0]]
+        axes.plot(closed, outline, color="black", linewidth=2.5, label=f"profile ({profile.role})")
+        axes.fill(closed, outline, color="black", alpha=0.08)
         for match in matches:
             values = [float(str(match.player[name])) for name in ATTRIBUTES]
-            axes.plot(closed, [*values, values[0]], linewidth=1.5)
-            labels.append(f"{match.player['short_name']} ({match.score:.4f})")
-        axes.legend(labels, loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize="small")
+            label = f"{match.player['short_name']} ({match.score:.4f})"
+            axes.plot(closed, [*values, values[0]], linewidth=1.5, label=label)
+        axes.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize="small")
         axes.set_title(title, pad=24)
         figure.tight_layout()
         figure.savefig(path, dpi=100)
