@@ -31,7 +31,7 @@ Data = Annotated[
     typer.Option(
         "--data",
         envvar="ISHAN_PLAYERS_DATA",
-        help="Players CSV (.csv or .csv.gz, Kaggle column names). [default: embedded FIFA 22]",
+        help="Players CSV (.csv or .csv.gz, Kaggle column names); default: the embedded FIFA 22.",
         show_default=False,
     ),
 ]
