@@ -275,9 +275,13 @@ def api_throughput(command: list[str], port: int, runs: int, seconds: int) -> fl
             process.wait()
 
 
+def figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
 def row(name: str, ours: float, seed: float, unit: str, better: str = "lower") -> str:
     ratio = seed / ours if better == "lower" else ours / seed
-    return f"| {name} | {ours:,.3f} {unit} | {seed:,.3f} {unit} | {ratio:,.1f}x |"
+    return f"| {name} | {figure(ours)} {unit} | {figure(seed)} {unit} | {ratio:,.1f}x |"
 
 
 def main() -> None:

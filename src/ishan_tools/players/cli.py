@@ -37,9 +37,13 @@ Data = Annotated[
 ]
 Rating = Annotated[float | None, typer.Option(min=0, max=99, show_default=False)]
 Top = Annotated[int, typer.Option("--top", "-n", min=1, help="How many matches to show.")]
-MaxAge = Annotated[int | None, typer.Option(min=0, rich_help_panel=_FILTERS, show_default=False)]
+MaxAge = Annotated[
+    int | None,
+    typer.Option(min=0, help="Oldest age to include.", rich_help_panel=_FILTERS),
+]
 MinOverall = Annotated[
-    int | None, typer.Option(min=0, rich_help_panel=_FILTERS, show_default=False)
+    int | None,
+    typer.Option(min=0, help="Lowest overall rating to include.", rich_help_panel=_FILTERS),
 ]
 MaxValue = Annotated[
     str | None,
@@ -224,14 +228,13 @@ def players(
         raise UsageError("--position is required: attacker, midfielder, defender or a code (CM)")
     _require_library()
     from ishan_tools.players.index import Profile
+    from ishan_tools.players.render import describe
 
     output = Output(explain, as_json, as_csv, plot)
     profile = Profile.of(position, ratings)
     filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
     index = _load(data)
     matches = index.similar(profile, top=top, filters=filters, weights=_weights(weight))
-    from ishan_tools.players.render import describe
-
     _show(matches, profile, output, title=f"Most similar to {describe(profile)}")
 
 
@@ -328,12 +331,12 @@ def serve(
     data: Data = None,
 ) -> None:
     """Run the web API (docs at /docs) until Ctrl-C."""
-    index = _load(data or ctx.obj)
+    _require_library()
     try:
         from ishan_tools.players.api import serve as run_server
     except ModuleNotFoundError as exc:
         raise PlayersError(f"serve needs {exc.name}: pip install 'ishan-tools[players]'") from None
-    run_server(index, host=host, port=port, access_log=access_log)
+    run_server(_load(data or ctx.obj), host=host, port=port, access_log=access_log)
 
 
 def _source(ctx: typer.Context, name: str) -> str:
