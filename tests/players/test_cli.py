@@ -135,6 +135,16 @@ def test_bad_input_exits_non_zero_with_a_message(args: list[str], code: int, mes
     assert got == code and message in err
 
 
+def test_role_from_majority_changes_the_role_used() -> None:
+    code, out, _ = run("show", "206517", "--json", "--role-from", "majority")
+    assert code == 0 and json.loads(out)["role"] == "midfielder"
+    first = json_of("like", "206517", "--include-self", "-n", "1")
+    majority = json_of("like", "206517", "--include-self", "-n", "1", "--role-from", "majority")
+    assert first[0]["role"] == "attacker" and majority[0]["role"] == "midfielder"
+    code, _, err = run(*SEED_ARGS, "--role-from", "most")
+    assert code == 2 and "most" in err
+
+
 def test_no_arguments_shows_help() -> None:
     code, out, _ = run()
     assert code == 0 and "like" in out and "--position" in out

@@ -42,6 +42,31 @@ def test_role_is_the_role_of_the_first_position(positions: str, role: str | None
     assert role_of_positions(positions) == role
 
 
+@pytest.mark.parametrize(
+    ("positions", "role"),
+    [
+        ("LW, LM, CAM", "midfielder"),
+        ("CAM, ST, CF", "attacker"),
+        ("RB, RM, RW", "defender"),
+        ("ST", "attacker"),
+        ("GK", None),
+    ],
+)
+def test_majority_rule_takes_the_most_shared_role(positions: str, role: str | None) -> None:
+    assert role_of_positions(positions, "majority") == role
+
+
+def test_majority_rule_changes_roles_but_not_who_is_indexed(index: Index) -> None:
+    majority = Index.from_file(role_rule="majority")
+    assert majority.rows.tolist() == index.rows.tolist()
+    grealish = majority.table.row_of(206517)
+    assert grealish is not None
+    assert index.table.roles[grealish] == "attacker"
+    assert majority.table.roles[grealish] == "midfielder"
+    changed = sum(a != b for a, b in zip(index.table.roles, majority.table.roles, strict=True))
+    assert 0 < changed < len(index) // 4
+
+
 def test_only_rows_missing_an_attribute_or_an_outfield_role_are_dropped(tmp_path: Path) -> None:
     rows = embedded_rows()[:301]
     header = rows[0]

@@ -7,6 +7,7 @@ the commands, so `ishan --help` stays fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,6 +35,19 @@ Data = Annotated[
         help="Players CSV (.csv or .csv.gz, Kaggle column names); default: the embedded FIFA 22.",
         show_default=False,
     ),
+]
+
+
+class RoleRule(StrEnum):
+    """How a player's positions become his role (see `data.role_of_positions`)."""
+
+    first = "first"
+    majority = "majority"
+
+
+RoleFrom = Annotated[
+    RoleRule,
+    typer.Option(help="A player's role: his first position's, or most of his positions'."),
 ]
 Rating = Annotated[float | None, typer.Option(min=0, max=99, show_default=False)]
 Top = Annotated[int, typer.Option("--top", "-n", min=1, help="How many matches to show.")]
@@ -109,11 +123,11 @@ def _require_library() -> None:
         ) from None
 
 
-def _load(data: Path | None) -> Index:
+def _load(data: Path | None, role_from: str = "first") -> Index:
     _require_library()
     from ishan_tools.players.index import Index
 
-    return Index.from_file(data)
+    return Index.from_file(data, role_rule=role_from)
 
 
 def _filters(
@@ -197,6 +211,7 @@ def players(
     as_json: AsJson = False,
     as_csv: AsCsv = False,
     plot: Plot = None,
+    role_from: RoleFrom = RoleRule.first,
     data: Data = None,
 ) -> None:
     """Find FIFA players similar to a profile (a position and six ratings) or to a player.
@@ -233,7 +248,7 @@ def players(
     output = Output(explain, as_json, as_csv, plot)
     profile = Profile.of(position, ratings)
     filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
-    index = _load(data)
+    index = _load(data, role_from.value)
     matches = index.similar(profile, top=top, filters=filters, weights=_weights(weight))
     _show(matches, profile, output, title=f"Most similar to {describe(profile)}")
 
@@ -258,13 +273,14 @@ def like(
     as_json: AsJson = False,
     as_csv: AsCsv = False,
     plot: Plot = None,
+    role_from: RoleFrom = RoleRule.first,
     data: Data = None,
 ) -> None:
     """Players most similar to an existing player (himself excluded)."""
     output = Output(explain, as_json, as_csv, plot)
     _require_library()
     filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
-    index = _load(data or ctx.obj)
+    index = _load(data or ctx.obj, role_from.value)
     row = _resolve(index, player)
     matches = index.like(
         row, top=top, filters=filters, weights=_weights(weight), include_self=include_self
@@ -278,10 +294,11 @@ def show(
     ctx: typer.Context,
     player: Annotated[str, typer.Argument(help="sofifa id or name.")],
     as_json: AsJson = False,
+    role_from: RoleFrom = RoleRule.first,
     data: Data = None,
 ) -> None:
     """Print one player's fields."""
-    index = _load(data or ctx.obj)
+    index = _load(data or ctx.obj, role_from.value)
     from rich.console import Console
 
     from ishan_tools.players import render
@@ -328,6 +345,7 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (halves throughput).")
     ] = False,
+    role_from: RoleFrom = RoleRule.first,
     data: Data = None,
 ) -> None:
     """Run the web API (docs at /docs) until Ctrl-C."""
@@ -336,7 +354,7 @@ def serve(
         from ishan_tools.players.api import serve as run_server
     except ModuleNotFoundError as exc:
         raise PlayersError(f"serve needs {exc.name}: pip install 'ishan-tools[players]'") from None
-    run_server(_load(data or ctx.obj), host=host, port=port, access_log=access_log)
+    run_server(_load(data or ctx.obj, role_from.value), host=host, port=port, access_log=access_log)
 
 
 def _source(ctx: typer.Context, name: str) -> str:

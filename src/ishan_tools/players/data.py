@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ishan_tools.errors import PlayersError
+from ishan_tools.errors import PlayersError, UsageError
 
 EMBEDDED_DATA = Path(__file__).with_name("players_22.csv.gz")
 EMBEDDED_NAME = "embedded FIFA 22 (players_22.csv, 19,239 players)"
@@ -110,10 +110,24 @@ def fold(text: str) -> str:
     return " ".join(bare.casefold().split())
 
 
-def role_of_positions(positions: str) -> str | None:
-    """The outfield role of a `player_positions` cell (`"RW, ST, CF"` -> attacker), or None."""
-    first = positions.split(",", 1)[0].strip().upper()
-    return ROLE_OF_POSITION.get(first)
+ROLE_RULES = ("first", "majority")
+
+
+def role_of_positions(positions: str, rule: str = "first") -> str | None:
+    """The outfield role of a `player_positions` cell, or None (goalkeeper, unknown code).
+
+    `first` (the default): the role of the first position, `"RW, ST, CF"` -> attacker.
+    `majority`: the role most of his positions share, ties to the earlier one
+    (`"CAM, ST, CF"` -> attacker); a player whose first position is GK stays out.
+    """
+    codes = [code.strip().upper() for code in positions.split(",")]
+    first = ROLE_OF_POSITION.get(codes[0])
+    if rule == "first" or first is None:
+        return first
+    if rule != "majority":
+        raise UsageError(f"role rule must be one of {', '.join(ROLE_RULES)}, not {rule!r}")
+    roles = [ROLE_OF_POSITION[code] for code in codes if code in ROLE_OF_POSITION]
+    return max(roles, key=lambda role: (roles.count(role), -roles.index(role)))
 
 
 @dataclass(eq=False)
@@ -183,8 +197,11 @@ def _plain_number(value: float) -> int | float | None:
     return int(value) if value.is_integer() else value
 
 
-def load_players(path: Path | None = None) -> PlayerTable:
-    """Read a player CSV (the embedded FIFA 22 file when `path` is None)."""
+def load_players(path: Path | None = None, *, role_rule: str = "first") -> PlayerTable:
+    """Read a player CSV (the embedded FIFA 22 file when `path` is None); `role_rule`
+    picks how positions become roles (see `role_of_positions`)."""
+    if role_rule not in ROLE_RULES:
+        raise UsageError(f"role rule must be one of {', '.join(ROLE_RULES)}, not {role_rule!r}")
     source = EMBEDDED_NAME if path is None else str(path)
     raw = _read_bytes(path if path is not None else EMBEDDED_DATA, source)
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline="")))
@@ -216,7 +233,7 @@ def load_players(path: Path | None = None) -> PlayerTable:
     ids = _parse_numbers(columns[position["sofifa_id"]], "sofifa_id", source)
     if np.isnan(ids).any():
         raise PlayersError(f"{source}, row {int(np.isnan(ids).argmax()) + 2}: empty sofifa_id")
-    roles = [role_of_positions(cell) for cell in text["player_positions"]]
+    roles = [role_of_positions(cell, role_rule) for cell in text["player_positions"]]
     return PlayerTable(source, ids.astype(np.int64), text, numbers, roles)
 
 

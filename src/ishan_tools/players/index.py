@@ -142,9 +142,9 @@ class Index:
         self._units: dict[tuple[float, ...], NDArray[np.float64]] = {}
 
     @classmethod
-    def from_file(cls, path: Path | None = None) -> Index:
+    def from_file(cls, path: Path | None = None, *, role_rule: str = "first") -> Index:
         """Load a players CSV (embedded FIFA 22 when None) and index it."""
-        return cls(load_players(path))
+        return cls(load_players(path, role_rule=role_rule))
 
     def __len__(self) -> int:
         return len(self.rows)
