@@ -227,3 +227,51 @@ def test_installed_command_reports_errors_in_one_red_line() -> None:
         done.stderr
         == "error: /nonexistent/players.csv: no such file (pass --data PATH to a players CSV)\n"
     )
+
+
+def _ask_at_terminal(answer: bytes) -> tuple[int, str, str]:
+    """Run `ishan players like kante --json` with stdin and stderr on a pseudo-terminal."""
+    import pty
+    import select
+
+    main, side = pty.openpty()
+    process = subprocess.Popen(
+        [str(ISHAN), "players", "like", "kante", "--json"],
+        stdin=side,
+        stdout=subprocess.PIPE,
+        stderr=side,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    os.close(side)
+    seen = b""
+    try:
+        while b"player you mean" not in seen:
+            ready, _, _ = select.select([main], [], [], 60)
+            assert ready, f"no prompt; saw {seen!r}"
+            seen += os.read(main, 4096)
+        os.write(main, answer + b"\n")
+        out, _ = process.communicate(timeout=60)
+        while select.select([main], [], [], 0.2)[0]:
+            try:
+                seen += os.read(main, 4096)
+            except OSError:
+                break
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, out.decode(), seen.decode(errors="replace")
+
+
+def test_at_a_terminal_an_ambiguous_name_asks_which_one() -> None:
+    code, out, screen = _ask_at_terminal(b"243867")
+    assert code == 0 and "Ousmane Kanté" in screen
+    matches = json.loads(out)
+    assert len(matches) == 3 and 243867 not in [m["sofifa_id"] for m in matches]
+    assert {m["role"] for m in matches} == {"defender"}  # O. Kanté is a centre back
+
+
+def test_at_a_terminal_an_empty_answer_keeps_the_error() -> None:
+    code, out, screen = _ask_at_terminal(b"")
+    assert code == 1 and out == "" and "matches 3 players" in screen

@@ -364,7 +364,10 @@ def _source(ctx: typer.Context, name: str) -> str:
 
 
 def _resolve(index: Index, query: str) -> int:
-    """The row `query` names; several candidates are listed before the error."""
+    """The row `query` names. Several candidates are listed; at a terminal the user picks
+    one by sofifa id, otherwise (or on an empty answer) the error stands."""
+    import sys
+
     from rich.console import Console
 
     from ishan_tools.players import render
@@ -377,4 +380,12 @@ def _resolve(index: Index, query: str) -> int:
         more = f", first {len(shown)} of {len(exc.candidates)}" if len(exc.candidates) > 20 else ""
         title = f"{query!r} matches several players{more}:"
         Console(stderr=True).print(render.players_table(index.table, shown, title=title))
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise
+        # not typer.prompt: click writes the prompt's last space to stdout, where JSON goes
+        typer.echo("sofifa id of the player you mean (Enter to cancel): ", nl=False, err=True)
+        answer = sys.stdin.readline().strip()
+        listed = {int(index.table.ids[row]): row for row in shown}
+        if answer.isdigit() and int(answer) in listed:
+            return listed[int(answer)]
         raise
