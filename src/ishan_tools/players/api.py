@@ -115,19 +115,18 @@ def create_app(index: Index) -> FastAPI:
     async def similar_players(body: SimilarRequest, request: Request) -> dict[str, Any]:
         """Matches with scores, filters, weights and (with `explain`) rating differences."""
         index = _index(request)
-        filters = Filters(
-            max_age=body.max_age,
-            min_overall=body.min_overall,
-            max_value=body.max_value,
-            foot=body.foot,
-            leagues=tuple(body.league),
-            clubs=tuple(body.club),
-            nationalities=tuple(body.nationality),
-        )
         try:
+            filters = Filters(
+                max_age=body.max_age,
+                min_overall=body.min_overall,
+                max_value=body.max_value,
+                foot=body.foot,
+                leagues=tuple(body.league),
+                clubs=tuple(body.club),
+                nationalities=tuple(body.nationality),
+            )
             if body.like is not None:
                 row = _row_of(index, body.like)
-                profile = index.profile_of(row) if index.position[row] >= 0 else None
                 matches = index.like(
                     row,
                     top=body.top,
@@ -135,6 +134,7 @@ def create_app(index: Index) -> FastAPI:
                     weights=body.weights,
                     include_self=body.include_self,
                 )
+                profile = index.profile_of(row)
             else:
                 if body.position is None:
                     raise HTTPException(422, "give `position` and ratings, or `like`")
@@ -146,7 +146,7 @@ def create_app(index: Index) -> FastAPI:
         except IshanError as exc:
             raise HTTPException(422, str(exc)) from None
         return {
-            "profile": None if profile is None else {"role": profile.role, **profile.ratings},
+            "profile": {"role": profile.role, **profile.ratings},
             "matches": [match.record(explain=body.explain) for match in matches],
         }
 
