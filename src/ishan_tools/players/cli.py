@@ -1,0 +1,391 @@
+"""`ishan players`: find FIFA players similar to a profile or to another player.
+
+Only Typer and the standard library load at import time; numpy and the index load inside
+the commands, so `ishan --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ishan_tools.errors import PlayersError, UsageError
+
+if TYPE_CHECKING:
+    from ishan_tools.players.filters import Filters
+    from ishan_tools.players.index import Index, Match, Profile
+
+app = typer.Typer(
+    name="players",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_FILTERS = "Filters"
+_OUTPUT = "Output"
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        envvar="ISHAN_PLAYERS_DATA",
+        help="Players CSV (.csv or .csv.gz, Kaggle column names); default: the embedded FIFA 22.",
+        show_default=False,
+    ),
+]
+
+
+class RoleRule(StrEnum):
+    """How a player's positions become his role (see `data.role_of_positions`)."""
+
+    first = "first"
+    majority = "majority"
+
+
+RoleFrom = Annotated[
+    RoleRule,
+    typer.Option(help="A player's role: his first position's, or most of his positions'."),
+]
+Rating = Annotated[float | None, typer.Option(min=0, max=99, show_default=False)]
+Top = Annotated[int, typer.Option("--top", "-n", min=1, help="How many matches to show.")]
+MaxAge = Annotated[
+    int | None,
+    typer.Option(min=0, help="Oldest age to include.", rich_help_panel=_FILTERS),
+]
+MinOverall = Annotated[
+    int | None,
+    typer.Option(min=0, help="Lowest overall rating to include.", rich_help_panel=_FILTERS),
+]
+MaxValue = Annotated[
+    str | None,
+    typer.Option(help="Market value in euros: 20000000, 20M, 500k.", rich_help_panel=_FILTERS),
+]
+Foot = Annotated[str | None, typer.Option(help="left or right.", rich_help_panel=_FILTERS)]
+League = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Part of the league name; repeat for any of several.", rich_help_panel=_FILTERS
+    ),
+]
+Club = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Part of the club name; repeat for any of several.", rich_help_panel=_FILTERS
+    ),
+]
+Nationality = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Part of the nationality; repeat for any of several.", rich_help_panel=_FILTERS
+    ),
+]
+Weight = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--weight", "-w", help="ATTRIBUTE=W, repeatable: pace=2, role=0 (default 1 each)."
+    ),
+]
+Explain = Annotated[
+    bool, typer.Option("--explain", help="Show which ratings differ most.", rich_help_panel=_OUTPUT)
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.", rich_help_panel=_OUTPUT)]
+AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=_OUTPUT)]
+Plot = Annotated[
+    Path | None,
+    typer.Option(help="Also write a radar chart (PNG, SVG, PDF).", rich_help_panel=_OUTPUT),
+]
+
+
+@dataclass(frozen=True)
+class Output:
+    """How to show matches: table (optionally explained), JSON or CSV, plus a chart."""
+
+    explain: bool = False
+    json: bool = False
+    csv: bool = False
+    plot: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.json and self.csv:
+            raise UsageError("choose one of --json and --csv")
+
+
+def _require_library() -> None:
+    """Fail with one clear line when the `players` extra (numpy) is not installed."""
+    try:
+        import ishan_tools.players.index  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise PlayersError(
+            f"ishan players needs {exc.name}: pip install 'ishan-tools[players]'"
+        ) from None
+
+
+def _load(data: Path | None, role_from: str = "first") -> Index:
+    _require_library()
+    from ishan_tools.players.index import Index
+
+    return Index.from_file(data, role_rule=role_from)
+
+
+def _filters(
+    max_age: int | None,
+    min_overall: int | None,
+    max_value: str | None,
+    foot: str | None,
+    league: list[str] | None,
+    club: list[str] | None,
+    nationality: list[str] | None,
+) -> Filters:
+    from ishan_tools.players.filters import Filters, parse_money
+
+    return Filters(
+        max_age=max_age,
+        min_overall=min_overall,
+        max_value=None if max_value is None else parse_money(max_value),
+        foot=foot,
+        leagues=tuple(league or ()),
+        clubs=tuple(club or ()),
+        nationalities=tuple(nationality or ()),
+    )
+
+
+def _weights(weight: list[str] | None) -> dict[str, float]:
+    from ishan_tools.players.index import parse_weight
+
+    return dict(parse_weight(text) for text in weight or ())
+
+
+def _show(matches: list[Match], profile: Profile, output: Output, *, title: str) -> None:
+    from rich.console import Console
+
+    from ishan_tools.players import render
+
+    if output.plot is not None:
+        from ishan_tools.players.plot import write_radar
+
+        write_radar(output.plot, profile, matches, title=title)
+        typer.echo(f"wrote {output.plot}", err=True)
+    if output.json:
+        typer.echo(render.to_json([match.record(explain=output.explain) for match in matches]))
+    elif output.csv:
+        typer.echo(render.to_csv(matches, explain=output.explain), nl=False)
+    elif not matches:
+        typer.secho("no player matches these filters", fg="yellow", err=True)
+    else:
+        Console().print(render.matches_view(matches, profile, title=title, explain=output.explain))
+
+
+@app.callback()
+def players(
+    ctx: typer.Context,
+    position: Annotated[
+        str | None,
+        typer.Option(
+            "--position",
+            "-p",
+            help="attacker, midfielder, defender, or a position code (ST, CM, RB, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    pace: Annotated[float | None, typer.Option("--pace", "--speed", min=0, max=99)] = None,
+    shooting: Rating = None,
+    passing: Rating = None,
+    dribbling: Rating = None,
+    defending: Annotated[
+        float | None, typer.Option("--defending", "--defense", min=0, max=99)
+    ] = None,
+    physic: Rating = None,
+    top: Top = 3,
+    max_age: MaxAge = None,
+    min_overall: MinOverall = None,
+    max_value: MaxValue = None,
+    foot: Foot = None,
+    league: League = None,
+    club: Club = None,
+    nationality: Nationality = None,
+    weight: Weight = None,
+    explain: Explain = False,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+    plot: Plot = None,
+    role_from: RoleFrom = RoleRule.first,
+    data: Data = None,
+) -> None:
+    """Find FIFA players similar to a profile (a position and six ratings) or to a player.
+
+    Ratings left out are ignored. Example (the seed's profile):
+    ishan players --position midfielder --pace 75 --shooting 72 --passing 85
+    --dribbling 80 --defending 65 --physic 70
+    """
+    ratings = {
+        "pace": pace,
+        "shooting": shooting,
+        "passing": passing,
+        "dribbling": dribbling,
+        "defending": defending,
+        "physic": physic,
+    }
+    given = [name for name in ctx.params if _source(ctx, name) in ("COMMANDLINE", "ENVIRONMENT")]
+    if ctx.invoked_subcommand is not None:
+        if [name for name in given if name != "data"]:
+            raise UsageError(
+                f"put options after the command: ishan players {ctx.invoked_subcommand} ... --top N"
+            )
+        ctx.obj = data
+        return
+    if not given or given == ["data"]:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    if position is None:
+        raise UsageError("--position is required: attacker, midfielder, defender or a code (CM)")
+    _require_library()
+    from ishan_tools.players.index import Profile
+    from ishan_tools.players.render import describe
+
+    output = Output(explain, as_json, as_csv, plot)
+    profile = Profile.of(position, ratings)
+    filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
+    index = _load(data, role_from.value)
+    matches = index.similar(profile, top=top, filters=filters, weights=_weights(weight))
+    _show(matches, profile, output, title=f"Most similar to {describe(profile)}")
+
+
+@app.command()
+def like(
+    ctx: typer.Context,
+    player: Annotated[str, typer.Argument(help="sofifa id or name (accents optional).")],
+    top: Top = 3,
+    include_self: Annotated[
+        bool, typer.Option("--include-self", help="Keep the player himself.")
+    ] = False,
+    max_age: MaxAge = None,
+    min_overall: MinOverall = None,
+    max_value: MaxValue = None,
+    foot: Foot = None,
+    league: League = None,
+    club: Club = None,
+    nationality: Nationality = None,
+    weight: Weight = None,
+    explain: Explain = False,
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+    plot: Plot = None,
+    role_from: RoleFrom = RoleRule.first,
+    data: Data = None,
+) -> None:
+    """Players most similar to an existing player (himself excluded)."""
+    output = Output(explain, as_json, as_csv, plot)
+    _require_library()
+    filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
+    index = _load(data or ctx.obj, role_from.value)
+    row = _resolve(index, player)
+    matches = index.like(
+        row, top=top, filters=filters, weights=_weights(weight), include_self=include_self
+    )
+    name = index.table.text["short_name"][row]
+    _show(matches, index.profile_of(row), output, title=f"Most similar to {name}")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    player: Annotated[str, typer.Argument(help="sofifa id or name.")],
+    as_json: AsJson = False,
+    role_from: RoleFrom = RoleRule.first,
+    data: Data = None,
+) -> None:
+    """Print one player's fields."""
+    index = _load(data or ctx.obj, role_from.value)
+    from rich.console import Console
+
+    from ishan_tools.players import render
+
+    row = _resolve(index, player)
+    record = index.table.record(row)
+    indexed = bool(index.position[row] >= 0)
+    if as_json:
+        typer.echo(render.to_json({**record, "indexed": indexed}))
+    else:
+        Console().print(render.player_card(record, indexed=indexed))
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="Part of a short or full name.")],
+    limit: Annotated[int, typer.Option(min=1, help="Most players to list.")] = 20,
+    as_json: AsJson = False,
+    data: Data = None,
+) -> None:
+    """List players whose name contains TEXT (accent- and case-insensitive)."""
+    index = _load(data or ctx.obj)
+    from rich.console import Console
+
+    from ishan_tools.players import render
+    from ishan_tools.players.lookup import search as find
+
+    rows = find(index.table, text)
+    if not rows:
+        raise PlayersError(f"no player's name contains {text!r}")
+    if as_json:
+        typer.echo(render.to_json([index.table.record(row) for row in rows[:limit]]))
+        return
+    more = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
+    Console().print(render.players_table(index.table, rows[:limit], title=f"{text!r}{more}"))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(envvar="ISHAN_PLAYERS_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="ISHAN_PLAYERS_PORT", min=0, max=65535)] = 8000,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (halves throughput).")
+    ] = False,
+    role_from: RoleFrom = RoleRule.first,
+    data: Data = None,
+) -> None:
+    """Run the web API (docs at /docs) until Ctrl-C."""
+    _require_library()
+    try:
+        from ishan_tools.players.api import serve as run_server
+    except ModuleNotFoundError as exc:
+        raise PlayersError(f"serve needs {exc.name}: pip install 'ishan-tools[players]'") from None
+    run_server(_load(data or ctx.obj, role_from.value), host=host, port=port, access_log=access_log)
+
+
+def _source(ctx: typer.Context, name: str) -> str:
+    """Where a parameter's value came from (Typer vendors click, so compare by name)."""
+    source = ctx.get_parameter_source(name)
+    return "DEFAULT" if source is None else source.name
+
+
+def _resolve(index: Index, query: str) -> int:
+    """The row `query` names. Several candidates are listed; at a terminal the user picks
+    one by sofifa id, otherwise (or on an empty answer) the error stands."""
+    import sys
+
+    from rich.console import Console
+
+    from ishan_tools.players import render
+    from ishan_tools.players.lookup import AmbiguousPlayerError, resolve_player
+
+    try:
+        return resolve_player(index.table, query)
+    except AmbiguousPlayerError as exc:
+        shown = exc.candidates[:20]
+        more = f", first {len(shown)} of {len(exc.candidates)}" if len(exc.candidates) > 20 else ""
+        title = f"{query!r} matches several players{more}:"
+        Console(stderr=True).print(render.players_table(index.table, shown, title=title))
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise
+        # not typer.prompt: click writes the prompt's last space to stdout, where JSON goes
+        typer.echo("sofifa id of the player you mean (Enter to cancel): ", nl=False, err=True)
+        answer = sys.stdin.readline().strip()
+        listed = {int(index.table.ids[row]): row for row in shown}
+        if answer.isdigit() and int(answer) in listed:
+            return listed[int(answer)]
+        raise
