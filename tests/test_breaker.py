@@ -553,10 +553,15 @@ def test_half_open_admits_one_trial_among_50_threads(clock: FakeClock) -> None:
     assert breaker.state is CircuitState.CLOSED
 
 
-def test_half_open_admits_one_trial_among_50_tasks(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1, clock=clock)
-    fail_n(breaker, 1)
+def half_open_breaker(clock: FakeClock, **options: Any) -> CircuitBreaker:
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1, clock=clock, **options)
+    breaker.open()
     clock.advance(1)
+    return breaker
+
+
+def race_tasks(breaker: CircuitBreaker, tasks: int, *, context_manager: bool) -> list[str]:
+    """Start `tasks` asyncio tasks through a half-open breaker; each trial waits for the rest."""
 
     async def main() -> list[str]:
         release = asyncio.Event()
@@ -567,47 +572,40 @@ def test_half_open_admits_one_trial_among_50_tasks(clock: FakeClock) -> None:
 
         async def task() -> str:
             try:
+                if context_manager:
+                    async with breaker:
+                        return await trial()
                 return await breaker.call_async(trial)
             except CircuitBreakerOpenError:
                 return "rejected"
 
-        tasks = [asyncio.create_task(task()) for _ in range(50)]
+        running = [asyncio.create_task(task()) for _ in range(tasks)]
         await asyncio.sleep(0.05)
         release.set()
-        return await asyncio.gather(*tasks)
+        return sorted(await asyncio.gather(*running))
 
-    assert sorted(asyncio.run(main())) == ["ran"] + ["rejected"] * 49
+    return asyncio.run(main())
 
 
-def test_half_open_async_context_manager_single_trial(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1, clock=clock)
-    breaker.open()
-    clock.advance(1)
-
-    async def main() -> list[str]:
-        release = asyncio.Event()
-
-        async def task() -> str:
-            try:
-                async with breaker:
-                    await release.wait()
-                    return "ran"
-            except CircuitBreakerOpenError:
-                return "rejected"
-
-        tasks = [asyncio.create_task(task()) for _ in range(50)]
-        await asyncio.sleep(0.05)
-        release.set()
-        return await asyncio.gather(*tasks)
-
-    assert sorted(asyncio.run(main())) == ["ran"] + ["rejected"] * 49
+def test_half_open_admits_one_trial_among_50_tasks(clock: FakeClock) -> None:
+    breaker = half_open_breaker(clock)
+    assert race_tasks(breaker, 50, context_manager=False) == ["ran"] + ["rejected"] * 49
     assert breaker.state is CircuitState.CLOSED
 
 
+def test_half_open_async_context_manager_single_trial(clock: FakeClock) -> None:
+    breaker = half_open_breaker(clock)
+    assert race_tasks(breaker, 50, context_manager=True) == ["ran"] + ["rejected"] * 49
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_half_open_max_calls_admits_that_many(clock: FakeClock) -> None:
+    breaker = half_open_breaker(clock, half_open_max_calls=3)
+    assert race_tasks(breaker, 10, context_manager=False) == ["ran"] * 3 + ["rejected"] * 7
+
+
 def test_cancelled_trial_frees_its_slot(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=1, clock=clock)
-    breaker.open()
-    clock.advance(1)
+    breaker = half_open_breaker(clock)
 
     async def main() -> int:
         async def hang() -> int:
@@ -626,34 +624,6 @@ def test_cancelled_trial_frees_its_slot(clock: FakeClock) -> None:
 
     assert asyncio.run(main()) == 1
     assert breaker.state is CircuitState.CLOSED
-
-
-def test_half_open_max_calls_admits_that_many(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(
-        failure_threshold=1, recovery_timeout=1, half_open_max_calls=3, clock=clock
-    )
-    breaker.open()
-    clock.advance(1)
-
-    async def main() -> list[str]:
-        release = asyncio.Event()
-
-        async def trial() -> str:
-            await release.wait()
-            return "ran"
-
-        async def task() -> str:
-            try:
-                return await breaker.call_async(trial)
-            except CircuitBreakerOpenError:
-                return "rejected"
-
-        tasks = [asyncio.create_task(task()) for _ in range(10)]
-        await asyncio.sleep(0.05)
-        release.set()
-        return await asyncio.gather(*tasks)
-
-    assert sorted(asyncio.run(main())) == ["ran"] * 3 + ["rejected"] * 7
 
 
 def test_threads_hammering_closed_breaker_keep_exact_counts() -> None:
