@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from ishan_tools import __version__
+from ishan_tools.crawl.cli import app as crawl_app
 from ishan_tools.errors import IshanError
 
 
@@ -40,6 +41,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+app.add_typer(crawl_app, name="crawl")
 
 
 def _print_version(value: bool) -> None:
