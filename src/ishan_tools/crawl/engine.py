@@ -94,6 +94,8 @@ class Crawler:
         return None
 
     def _check_redirect(self, url: str) -> str | None:
+        if self.frontier.seen(url):
+            return "duplicate"
         reason = self.scope(url)
         if reason is None and not self._host(url).allowed(url):
             reason = "robots"

@@ -211,6 +211,9 @@ class Fetcher:
                     retryable=False,
                 )
             refused = self.check_redirect(target)
+            if refused == "duplicate":
+                # Already queued or fetched under its own name: not fetched twice.
+                return FetchResult(url=url, final_url=target, status=status)
             if refused is not None:
                 raise FetchFailed(
                     "redirect_refused",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from urllib.parse import urljoin
 
 import httpx
 from protego import Protego
@@ -139,4 +140,7 @@ class HostState:
         return ("robots", {"url": url, "crawl_delay": self.delay})
 
     def sitemaps(self) -> list[str]:
-        return list(self.robots.sitemaps) if self.robots is not None else []
+        """Sitemap URLs robots.txt names (relative ones resolved against the host)."""
+        if self.robots is None:
+            return []
+        return [urljoin(self.origin + "/robots.txt", url) for url in self.robots.sitemaps]

@@ -98,13 +98,18 @@ class PageHandler:
             self.frontier.mark_seen(result.final_url)
         if result.status == 304:
             return self._not_modified(item, result)
+        if 300 <= result.status < 400 and result.final_url != item.url:
+            stats.skipped["redirect_to_known_url"] += 1
+            self.emit("skip_links", url=item.url, reason=f"redirects to {result.final_url}")
+            self._record(item, result, file=None, error=None)
+            return None
         if result.status >= 300:
             kind = f"http_{result.status}"
             stats.errors[kind] += 1
-            error = f"HTTP {result.status} {result.reason}".strip()
-            self.emit("fetch_err", url=item.url, depth=item.depth, kind=kind, error=error)
-            self._record(item, result, file=None, error=error)
-            return error
+            message = f"HTTP {result.status} {result.reason}".strip()
+            self.emit("fetch_err", url=item.url, depth=item.depth, kind=kind, error=message)
+            self._record(item, result, file=None, error=f"{kind}: {message}")
+            return message
         if result.body is None:
             stats.skipped["content_type"] += 1
             self.emit(

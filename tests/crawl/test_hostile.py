@@ -1,0 +1,136 @@
+"""Hostile pages: each problem is logged as an event and skipped; the crawl goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import FixtureServer
+from .helpers import Recorder, manifest, run_crawl, saved_page
+
+
+@pytest.fixture
+def hostile(site: FixtureServer, tmp_path: Path) -> tuple[FixtureServer, Path, dict[str, Any], Recorder]:
+    site.slow_seconds = 3.0
+    out = tmp_path / "out"
+    summary, events = run_crawl(
+        site.url("/hostile.html"),
+        out,
+        max_depth=-1,
+        timeout=1.0,
+        retries=1,
+        backoff=0.05,
+        max_page_bytes=100_000,
+        max_query_variants=5,
+        max_url_length=100,
+    )
+    return site, out, summary, events
+
+
+def test_crawl_completes_and_keeps_every_good_page(hostile: Any) -> None:
+    site, out, summary, _ = hostile
+    assert summary["stop_reason"] == "complete"
+    records = manifest(out)
+    assert records[site.url("/about.html")]["file"] is not None
+    assert saved_page(out, site.url("/about.html")).startswith(b"<!doctype html>")
+
+
+def test_each_failure_is_an_event_and_a_manifest_error(hostile: Any) -> None:
+    site, out, summary, events = hostile
+    records = manifest(out)
+    kinds = {e["url"]: e["kind"] for e in events.named("fetch_err")}
+    expected = {
+        "/redirect/loop-a": "redirect_loop",
+        "/redirect/offsite": "redirect_refused",
+        "/status/404": "http_404",
+        "/status/500": "http_500",
+        "/slow": "timeout",
+        "/huge": "too_large",
+        "/truncated": "truncated",
+    }
+    for path, kind in expected.items():
+        assert kinds.get(site.url(path)) == kind, path
+        record = records[site.url(path)]
+        assert record["file"] is None and record["error"].startswith(kind.split("_")[0])
+    assert summary["errors_by_kind"]["http_404"] == 1
+    # the off-site redirect target was never requested: only the local hop was
+    assert site.count("/redirect/offsite") == 1
+
+
+def test_retry_after_is_honoured_for_429_and_503(hostile: Any) -> None:
+    site, out, summary, events = hostile
+    records = manifest(out)
+    for path in ("/flaky", "/ratelimited"):
+        assert site.count(path) == 2
+        assert records[site.url(path)]["status"] == 200
+    waits = {e["url"]: e["wait_s"] for e in events.named("retry")}
+    assert waits[site.url("/flaky")] == 1.0
+    assert waits[site.url("/ratelimited")] == 1.0
+    # 500 is retried once (retries=1) with backoff, then given up
+    assert site.count("/status/500") == 2
+    # 404 is not retried
+    assert site.count("/status/404") == 1
+
+
+def test_redirect_to_a_known_url_does_not_fetch_it_twice(hostile: Any) -> None:
+    site, out, _, events = hostile
+    record = manifest(out)[site.url("/redirect/about")]
+    assert record["final_url"] == site.url("/about.html")
+    assert any(e["location"] == site.url("/about.html") for e in events.named("redirect"))
+    assert site.count("/about.html") == 1
+
+
+def test_redirected_seed_is_saved_under_its_final_url(site: FixtureServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_crawl(site.url("/redirect/about"), out, max_depth=0)
+    record = manifest(out)[site.url("/redirect/about")]
+    assert record["status"] == 200 and record["final_url"] == site.url("/about.html")
+    assert saved_page(out, site.url("/about.html")).startswith(b"<!doctype html>")
+
+
+def test_binary_served_as_html_is_not_saved(hostile: Any) -> None:
+    site, out, _, _ = hostile
+    record = manifest(out)[site.url("/binary.html")]
+    assert record["file"] is None and record["error"].startswith("not_html")
+
+
+def test_mixed_encodings_are_saved_as_sent_and_their_links_followed(hostile: Any) -> None:
+    site, out, _, _ = hostile
+    body = saved_page(out, site.url("/mixed.html"))
+    assert b"caf\xe9 \xff\xfe" in body
+
+
+def test_traps_are_capped(hostile: Any) -> None:
+    site, out, summary, events = hostile
+    calendar = [p for p in site.hits if p.startswith("/trap/calendar")]
+    grow = [p for p in site.hits if p.startswith("/trap/grow")]
+    assert len(calendar) == 5  # max_query_variants
+    assert len(grow) == 4  # the fifth URL is over 100 characters
+    reasons = {e["reason"] for e in events.named("link_skip")}
+    assert {"query_trap", "url_too_long"} <= reasons
+
+
+def test_etag_refresh_sends_conditional_requests_and_counts_304(
+    site: FixtureServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    run_crawl(site.url("/etag.html"), out)
+    first = manifest(out)[site.url("/etag.html")]
+    assert first["etag"] == '"v1"'
+    summary, events = run_crawl(site.url("/etag.html"), out, refresh=True)
+    assert summary["not_modified"] == 1
+    record = manifest(out)[site.url("/etag.html")]
+    assert record["status"] == 304 and record["file"] == first["file"]
+    assert (out / first["file"]).exists()
+    # the saved copy's links are still followed on a 304
+    assert site.count("/about.html") == 2
+
+
+def test_malformed_robots_txt_is_tolerated(site: FixtureServer, tmp_path: Path) -> None:
+    site.robots = "\x00\xff garbage\nDisallow /no-colon\nUser-agent\n::::\nDisallow: /docs/\n"
+    out = tmp_path / "out"
+    summary, _ = run_crawl(site.url("/"), out)
+    assert summary["stop_reason"] == "complete"
+    assert site.url("/about.html") in manifest(out)
