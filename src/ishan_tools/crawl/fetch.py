@@ -210,6 +210,7 @@ class Fetcher:
                     server_side=False,
                     retryable=False,
                 )
+            self._event("redirect", {"url": current, "status": status, "location": target})
             refused = self.check_redirect(target)
             if refused == "duplicate":
                 # Already queued or fetched under its own name: not fetched twice.
@@ -221,7 +222,6 @@ class Fetcher:
                     server_side=False,
                     retryable=False,
                 )
-            self._event("redirect", {"url": current, "status": status, "location": target})
             hops.append(target)
             current = target
 
