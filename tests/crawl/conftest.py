@@ -9,6 +9,7 @@ ETag page that answers 304, and `/dyn/` pages whose number, delay and failures t
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import socket
 import threading
@@ -201,8 +202,9 @@ def wait_until_answers(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-@pytest.fixture
-def site() -> Iterator[FixtureServer]:
+@contextlib.contextmanager
+def serve() -> Iterator[FixtureServer]:
+    """Start a fixture server, wait until it answers, stop it afterwards."""
     server = FixtureServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -213,3 +215,9 @@ def site() -> Iterator[FixtureServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def site() -> Iterator[FixtureServer]:
+    with serve() as server:
+        yield server

@@ -23,14 +23,17 @@ def test_default_depth_fetches_the_homepage_and_its_links_only(
     assert site.count("/docs/a.html") == 0
     assert summary["stop_reason"] == "complete"
     # the page is saved under the documented name, byte for byte
-    assert saved_page(out, site.url("/about.html")) == (
-        Path(__file__).parents[2] / "fixtures/crawl/site/about.html"
-    ).read_bytes()
+    assert (
+        saved_page(out, site.url("/about.html"))
+        == (Path(__file__).parents[2] / "fixtures/crawl/site/about.html").read_bytes()
+    )
     assert events.names()[0] == "seed"
     assert events.names()[-1] == "summary"
 
 
-def test_unlimited_depth_reaches_every_linked_page_once(site: FixtureServer, tmp_path: Path) -> None:
+def test_unlimited_depth_reaches_every_linked_page_once(
+    site: FixtureServer, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     run_crawl(site.url("/"), out, max_depth=-1)
     records = manifest(out)

@@ -94,11 +94,14 @@ class Crawler:
         return None
 
     def _check_redirect(self, url: str) -> str | None:
+        """Why a redirect target must not be followed, or None (it is then claimed as seen)."""
         if self.frontier.seen(url):
             return "duplicate"
         reason = self.scope(url)
         if reason is None and not self._host(url).allowed(url):
             reason = "robots"
+        if reason is None:
+            self.frontier.mark_seen(url)
         return reason
 
     def _host(self, url: str) -> HostState:

@@ -122,11 +122,12 @@ class Fetcher:
         """
         attempt = attempts_done
         headers = {**self.headers, **(conditional or {})}
+        followed: set[str] = set()  # redirect targets accepted by an earlier attempt
         while True:
             attempt += 1
             delay: float | None = None
             try:
-                result = await breaker.call_async(self._attempt, url, headers)
+                result = await breaker.call_async(self._attempt, url, headers, followed)
                 if result.status not in _RETRY_STATUSES or attempt > self.config.retries:
                     return result, attempt
                 delay, reason = result.retry_after, f"HTTP {result.status}"
@@ -148,11 +149,11 @@ class Fetcher:
             )
             await asyncio.sleep(delay)
 
-    async def _attempt(self, url: str, headers: dict[str, str]) -> FetchResult:
+    async def _attempt(self, url: str, headers: dict[str, str], followed: set[str]) -> FetchResult:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.timeout):
-                result = await self._follow(url, headers)
+                result = await self._follow(url, headers, followed)
         except TimeoutError:
             raise FetchFailed(
                 "timeout",
@@ -177,8 +178,12 @@ class Fetcher:
             raise _ServerError(result)
         return result
 
-    async def _follow(self, url: str, headers: dict[str, str]) -> FetchResult:
-        """Request `url`, following redirects that pass the crawl's rules."""
+    async def _follow(self, url: str, headers: dict[str, str], followed: set[str]) -> FetchResult:
+        """Request `url`, following redirects that pass the crawl's rules.
+
+        `check_redirect` claims a target it accepts (marks it seen); `followed` remembers
+        those claims so that a retry may follow the same redirect again.
+        """
         hops = [url]
         current = url
         while True:
@@ -211,7 +216,7 @@ class Fetcher:
                     retryable=False,
                 )
             self._event("redirect", {"url": current, "status": status, "location": target})
-            refused = self.check_redirect(target)
+            refused = None if target in followed else self.check_redirect(target)
             if refused == "duplicate":
                 # Already queued or fetched under its own name: not fetched twice.
                 return FetchResult(url=url, final_url=target, status=status)
@@ -222,6 +227,7 @@ class Fetcher:
                     server_side=False,
                     retryable=False,
                 )
+            followed.add(target)
             hops.append(target)
             current = target
 
