@@ -43,6 +43,9 @@ class FixtureServer(ThreadingHTTPServer):
         self.dyn_status = 500
         self.slow_seconds = 3.0
         self.robots: str | None = None  # replaces robots.txt when set
+        self.dyn_times: list[float] = []  # monotonic arrival time of each /dyn/ page request
+        self.dyn_active = 0
+        self.dyn_peak_active = 0  # most /dyn/ page requests in progress at once
 
     @property
     def origin(self) -> str:
@@ -179,11 +182,16 @@ class _Handler(BaseHTTPRequestHandler):
             links = "".join(f"<a href='/dyn/p{i}'>p{i}</a>" for i in range(server.dyn_pages))
             self._send(200, links.encode())
             return
+        with server.lock:
+            server.dyn_times.append(time.monotonic())
+            server.dyn_active += 1
+            server.dyn_peak_active = max(server.dyn_peak_active, server.dyn_active)
+            failing = server.dyn_failures > 0
+            server.dyn_failures -= 1 if failing else 0
         if server.dyn_delay:
             time.sleep(server.dyn_delay)
         with server.lock:
-            failing = server.dyn_failures > 0
-            server.dyn_failures -= 1 if failing else 0
+            server.dyn_active -= 1
         if failing:
             self._send(server.dyn_status, b"<p>failing</p>")
         else:

@@ -23,8 +23,8 @@ _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_\-:.]+)", re.I)
 class PageLinks:
     """What a page offers the crawler: links to follow, links marked nofollow, directives."""
 
-    hrefs: set[str] = field(default_factory=set)
-    nofollow_hrefs: set[str] = field(default_factory=set)
+    hrefs: dict[str, None] = field(default_factory=dict)  # an ordered set: document order
+    nofollow_hrefs: dict[str, None] = field(default_factory=dict)
     base: str | None = None
     nofollow: bool = False
     noindex: bool = False
@@ -81,8 +81,9 @@ def extract_links(html: str) -> PageLinks:
             continue
         rel = attrs.get("rel")
         if rel and "nofollow" in rel.lower():
-            page.nofollow_hrefs.add(href.strip())
+            page.nofollow_hrefs[href.strip()] = None
         else:
-            hrefs.add(href.strip())
-    page.nofollow_hrefs -= hrefs
+            hrefs[href.strip()] = None
+    for href in hrefs:
+        page.nofollow_hrefs.pop(href, None)
     return page

@@ -190,7 +190,7 @@ class PageHandler:
             return
         base = page_url
         if links.base:
-            resolved_base = self.resolver.resolve(page_url, {links.base}).get(links.base)
+            resolved_base = self.resolver.resolve(page_url, [links.base]).get(links.base)
             base = resolved_base or page_url
         for url in self.resolver.resolve(base, links.nofollow_hrefs).values():
             if url is not None and not self.frontier.seen(url):

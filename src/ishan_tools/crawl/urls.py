@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from ishan_tools.errors import UsageError
@@ -138,7 +139,7 @@ class LinkResolver:
         self.cache_size = cache_size
         self._cache: dict[tuple[str, str], str | None] = {}
 
-    def resolve(self, base_url: str, hrefs: set[str]) -> dict[str, str | None]:
+    def resolve(self, base_url: str, hrefs: Iterable[str]) -> dict[str, str | None]:
         """Map each distinct raw href to its normalized absolute URL (None: not http(s)).
 
         Fragment-only hrefs ('#top') point at the page itself and map to None.
