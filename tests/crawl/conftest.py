@@ -43,6 +43,7 @@ class FixtureServer(ThreadingHTTPServer):
         self.dyn_status = 500
         self.slow_seconds = 3.0
         self.robots: str | None = None  # replaces robots.txt when set
+        self.headers_seen: dict[str, dict[str, str]] = {}  # request headers, by path
         self.dyn_times: list[float] = []  # monotonic arrival time of each /dyn/ page request
         self.dyn_active = 0
         self.dyn_peak_active = 0  # most /dyn/ page requests in progress at once
@@ -88,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.hits[self.path] += 1
+            server.headers_seen[self.path] = dict(self.headers.items())
         parts = urlsplit(self.path)
         path, query = unquote(parts.path), parse_qs(parts.query)
         route = getattr(self, "_route_" + path.strip("/").split("/")[0].replace(".", "_"), None)

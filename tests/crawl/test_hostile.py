@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,7 +66,7 @@ def test_each_failure_is_an_event_and_a_manifest_error(hostile: Any) -> None:
 
 
 def test_retry_after_is_honoured_for_429_and_503(hostile: Any) -> None:
-    site, out, summary, events = hostile
+    site, out, _summary, events = hostile
     records = manifest(out)
     for path in ("/flaky", "/ratelimited"):
         assert site.count(path) == 2
@@ -109,7 +109,7 @@ def test_mixed_encodings_are_saved_as_sent_and_their_links_followed(hostile: Any
 
 
 def test_traps_are_capped(hostile: Any) -> None:
-    site, out, summary, events = hostile
+    site, _out, _summary, events = hostile
     calendar = [p for p in site.hits if p.startswith("/trap/calendar")]
     grow = [p for p in site.hits if p.startswith("/trap/grow")]
     assert len(calendar) == 5  # max_query_variants
@@ -125,7 +125,7 @@ def test_etag_refresh_sends_conditional_requests_and_counts_304(
     run_crawl(site.url("/etag.html"), out)
     first = manifest(out)[site.url("/etag.html")]
     assert first["etag"] == '"v1"'
-    summary, events = run_crawl(site.url("/etag.html"), out, refresh=True)
+    summary, _events = run_crawl(site.url("/etag.html"), out, refresh=True)
     assert summary["not_modified"] == 1
     record = manifest(out)[site.url("/etag.html")]
     assert record["status"] == 304 and record["file"] == first["file"]
