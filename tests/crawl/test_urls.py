@@ -26,6 +26,10 @@ from ishan_tools.errors import UsageError
         ("https:///nohost", None),
         ("https://exa mple.com/", None),
         ("http://example.com:99999/", None),
+        ("http://example.com:8080/a/b?x=1", "http://example.com:8080/a/b?x=1"),
+        ("https://example.com:443/a", "https://example.com/a"),
+        ("http://example.com./a", "http://example.com/a"),
+        ("http://example.com/a/.", "http://example.com/a/"),
     ],
 )
 def test_normalize(raw: str, expected: str | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ishan_tools.errors import UsageError
 
@@ -28,6 +28,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = "/?%:@!$&'()*+,;=-._~"
 _HOST_RE = re.compile(r"^[a-z0-9.\-_\[\]:]+$")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# A URL already in normal form: lower-case http(s) scheme and host, safe characters only.
+_CLEAN_URL = re.compile(
+    r"(https?)://([a-z0-9.\-]+)(?::([0-9]{1,5}))?/[A-Za-z0-9\-._~/!$&'()*+,;=:@]*"
+    r"(?:\?[A-Za-z0-9\-._~/?!$&'()*+,;=:@]*)?"
+)
 _UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|5[fF]|7[eE]|[46][1-9a-fA-F]|[57][0-9aA]|3[0-9])")
 
 
@@ -64,6 +70,20 @@ def _encode_host(host: str) -> str:
         return host
 
 
+def _already_normal(url: str, sort_query: bool) -> bool:
+    """The fast path of `normalize`: True when `url` is already in normal form."""
+    match = _CLEAN_URL.fullmatch(url)
+    if match is None or "/." in url or (sort_query and "?" in url):
+        return False
+    host, port = match.group(2), match.group(3)
+    if host.endswith(".") or not host:
+        return False
+    if port is None:
+        return True
+    number = int(port)
+    return 0 < number < 65536 and number != _DEFAULT_PORTS[match.group(1)]
+
+
 def normalize(url: str, *, sort_query: bool = False) -> str | None:
     """The canonical form of an absolute http(s) URL, or None when it is not one.
 
@@ -71,6 +91,8 @@ def normalize(url: str, *, sort_query: bool = False) -> str | None:
     segments, percent-encodes unsafe characters (and decodes escaped unreserved ones), gives an
     empty path '/', and sorts the query parameters when `sort_query` is set.
     """
+    if _already_normal(url, sort_query):
+        return url
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -132,45 +154,54 @@ def parse_seed(seed: str, *, sort_query: bool = False) -> str:
 
 
 class LinkResolver:
-    """Resolve raw hrefs against a page URL into normalized URLs, with a bounded cache."""
+    """Resolve raw hrefs against a page URL into normalized URLs, with a bounded cache.
+
+    An href is joined to its base by string concatenation (origin for '/x', directory for
+    'x', page path for '?q'), fragments dropped first, so that '#a' and '#b' variants and the
+    same relative link on pages of one directory share one cache entry; `normalize` then
+    removes dot segments. No `urljoin` on the hot path.
+    """
 
     def __init__(self, *, sort_query: bool = False, cache_size: int = 200_000) -> None:
         self.sort_query = sort_query
         self.cache_size = cache_size
-        self._cache: dict[tuple[str, str], str | None] = {}
+        self._cache: dict[str, str | None] = {}
 
     def resolve(self, base_url: str, hrefs: Iterable[str]) -> dict[str, str | None]:
         """Map each distinct raw href to its normalized absolute URL (None: not http(s)).
 
-        Fragment-only hrefs ('#top') point at the page itself and map to None.
+        `base_url` must be normalized. Fragment-only hrefs ('#top') point at the page itself
+        and map to None.
         """
-        slash = base_url.rfind("/")
-        directory = base_url[: slash + 1] if slash > base_url.find("//") + 1 else base_url
+        scheme_end = base_url.find("//")
+        origin_end = base_url.find("/", scheme_end + 2)
+        origin = base_url if origin_end == -1 else base_url[:origin_end]
+        question = base_url.find("?")
+        page = base_url if question == -1 else base_url[:question]
+        directory = page[: page.rfind("/") + 1]
+        scheme = base_url[:scheme_end]
         cache = self._cache
         resolved: dict[str, str | None] = {}
         for href in hrefs:
-            first = href[:1]
-            if first == "#" or not href:
+            hash_at = href.find("#")
+            target = href if hash_at == -1 else href[:hash_at]
+            if not target:
                 resolved[href] = None
                 continue
-            # A query-only href depends on the whole page URL; everything else on its directory.
-            key = (base_url if first == "?" else directory, href)
-            url = cache.get(key, "")
+            first = target[0]
+            if first == "/":
+                joined = scheme + target if target[:2] == "//" else origin + target
+            elif first == "?":
+                joined = page + target
+            elif _SCHEME.match(target):
+                joined = target
+            else:
+                joined = directory + target
+            url = cache.get(joined, "")
             if url == "":
-                url = self._resolve_one(base_url, href)
+                url = normalize(joined, sort_query=self.sort_query)
                 if len(cache) >= self.cache_size:
                     cache.clear()
-                cache[key] = url
+                cache[joined] = url
             resolved[href] = url
         return resolved
-
-    def _resolve_one(self, base_url: str, href: str) -> str | None:
-        href = href.strip()
-        lowered = href[:11].lower()
-        if lowered.startswith(("mailto:", "javascript:", "tel:", "data:", "ftp:")):
-            return None
-        try:
-            absolute = urljoin(base_url, href)
-        except ValueError:
-            return None
-        return normalize(absolute, sort_query=self.sort_query)
