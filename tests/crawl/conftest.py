@@ -122,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/redirect/loop-a": "/redirect/loop-b",
             "/redirect/loop-b": "/redirect/loop-a",
             "/redirect/offsite": "http://example.invalid/",
+            "/redirect/to-ip": self.server.url("/"),
         }
         self._send(301, b"", Location=targets.get(path, "/"))
 

@@ -45,6 +45,16 @@ def test_quiet_prints_only_the_summary(
     assert '"event"' not in result.stdout
 
 
+def test_rich_display_ends_with_the_summary_table(
+    runner: CliRunner, site: FixtureServer, tmp_path: Path
+) -> None:
+    args = ["crawl", site.url("/"), "-o", str(tmp_path / "o"), "--log-format", "rich"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0
+    assert "pages saved" in result.stdout and "rate" in result.stdout
+    assert '"event"' not in result.stdout
+
+
 def test_options_reach_the_server(runner: CliRunner, site: FixtureServer, tmp_path: Path) -> None:
     args = ["crawl", site.url("/"), "-o", str(tmp_path / "o"), "--depth", "0", "-q"]
     args += ["--user-agent", "TestBot/1.0", "-H", "X-Token: abc"]

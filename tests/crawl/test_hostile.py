@@ -140,3 +140,15 @@ def test_malformed_robots_txt_is_tolerated(site: FixtureServer, tmp_path: Path) 
     summary, _ = run_crawl(site.url("/"), out)
     assert summary["stop_reason"] == "complete"
     assert site.url("/about.html") in manifest(out)
+
+
+def test_seed_that_redirects_to_another_host_moves_the_crawl_there(
+    site: FixtureServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    seed = f"http://localhost:{site.server_address[1]}/redirect/to-ip"
+    _, events = run_crawl(seed, out)
+    assert events.named("seed_moved")[0]["host"] == f"127.0.0.1:{site.server_address[1]}"
+    records = manifest(out)
+    assert records[seed]["final_url"] == site.url("/")
+    assert records[site.url("/about.html")]["status"] == 200

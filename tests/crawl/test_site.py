@@ -119,6 +119,17 @@ def test_sitemap_seeds_pages_no_link_reaches(site: FixtureServer, tmp_path: Path
     assert events.named("sitemap")[0]["urls"] >= 1
 
 
+def test_sitemap_index_from_robots_txt_is_followed(site: FixtureServer, tmp_path: Path) -> None:
+    site.robots = "User-agent: *\nSitemap: /sitemap-index.xml\n"
+    out = tmp_path / "out"
+    _, events = run_crawl(site.url("/"), out, sitemap=True, max_depth=0)
+    assert site.url("/orphan.html") in manifest(out)
+    assert site.count("/sitemap-index.xml") == 1
+    assert [e["url"] for e in events.named("fetch_err") if e["kind"] == "sitemap"] == [
+        site.url("/missing-sitemap.xml")
+    ]
+
+
 def test_latin1_page_link_is_decoded_and_followed(site: FixtureServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_crawl(site.url("/"), out, max_depth=2)

@@ -93,10 +93,14 @@ class Crawler:
             return "excluded"
         return None
 
-    def _check_redirect(self, url: str) -> str | None:
+    def _check_redirect(self, source: str, url: str) -> str | None:
         """Why a redirect target must not be followed, or None (it is then claimed as seen)."""
         if self.frontier.seen(url):
             return "duplicate"
+        if source == self.seed and self.stats.fetched == 0 and self.scope(url) == "other_host":
+            # The seed moved (example.com -> www.example.com): the site is where it landed.
+            self.root_host = self.frontier.root_host = self.frontier.host_of(url)
+            self.emit("seed_moved", url=url, host=self.root_host)
         reason = self.scope(url)
         if reason is None and not self._host(url).allowed(url):
             reason = "robots"

@@ -90,13 +90,14 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Fetcher:
-    """Fetch URLs for the crawler; `check_redirect(url)` says why a hop is refused, or None."""
+    """Fetch URLs for the crawler; `check_redirect(url, target)` says why the redirect of a
+    fetch of `url` to `target` is refused, or None."""
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         config: CrawlConfig,
-        check_redirect: Callable[[str], str | None],
+        check_redirect: Callable[[str, str], str | None],
         on_event: Callable[[str, dict[str, object]], None],
     ) -> None:
         self.client = client
@@ -216,7 +217,7 @@ class Fetcher:
                     retryable=False,
                 )
             self._event("redirect", {"url": current, "status": status, "location": target})
-            refused = None if target in followed else self.check_redirect(target)
+            refused = None if target in followed else self.check_redirect(url, target)
             if refused == "duplicate":
                 # Already queued or fetched under its own name: not fetched twice.
                 return FetchResult(url=url, final_url=target, status=status)
