@@ -86,16 +86,20 @@ def crawl(
             help="Seconds between requests to one host (raised to robots.txt Crawl-delay).",
         ),
     ] = 0.0,
-    ignore_robots: Annotated[bool, Opt(help="Do not obey robots.txt.")] = False,
+    ignore_robots: Annotated[bool, Opt("--ignore-robots", help="Do not obey robots.txt.")] = False,
     include: Annotated[list[str], Opt(help="Only URLs matching this regex (repeatable).")] = [],  # noqa: B006
     exclude: Annotated[list[str], Opt(help="Skip URLs matching this regex (repeatable).")] = [],  # noqa: B006
     content_type: Annotated[
         list[str], Opt(help="Media types to save (repeatable, prefix match; default HTML).")
     ] = [],  # noqa: B006
-    all_types: Annotated[bool, Opt(help="Save every body, with its extension.")] = False,
-    sitemap: Annotated[bool, Opt(help="Also seed from the site's sitemap.xml.")] = False,
+    all_types: Annotated[
+        bool, Opt("--all-types", help="Save every body, with its extension.")
+    ] = False,
+    sitemap: Annotated[
+        bool, Opt("--sitemap", help="Also seed from the site's sitemap.xml.")
+    ] = False,
     allow_subdomains: Annotated[
-        bool, Opt(help="Follow links to subdomains of the seed host.")
+        bool, Opt("--allow-subdomains", help="Follow links to subdomains of the seed host.")
     ] = False,
     timeout: Annotated[
         float, Opt(envvar="ISHAN_CRAWL_TIMEOUT", help="Seconds per request.")
@@ -103,17 +107,32 @@ def crawl(
     retries: Annotated[
         int, Opt(help="Retries after timeouts, connection errors, 429 and 5xx.")
     ] = 2,
+    backoff: Annotated[
+        float, Opt(help="First retry wait in seconds; doubles each retry (Retry-After wins).")
+    ] = 0.5,
+    breaker_threshold: Annotated[
+        int, Opt(help="Server failures in a row that pause a host (circuit breaker).")
+    ] = 5,
+    breaker_cooldown: Annotated[
+        float, Opt(help="Seconds a paused host waits before one trial request.")
+    ] = 30.0,
     max_url_length: Annotated[int, Opt(help="Skip longer URLs (trap guard).")] = 2048,
     max_query_variants: Annotated[
         int, Opt(help="URLs per path differing only in query (trap guard).")
     ] = 100,
-    sort_query: Annotated[bool, Opt(help="Sort query parameters when normalizing URLs.")] = False,
-    resume: Annotated[bool, Opt(help="Continue the crawl in --out-dir.")] = False,
-    retry_failed: Annotated[bool, Opt(help="With --resume, fetch the failed URLs again.")] = False,
-    refresh: Annotated[
-        bool, Opt(help="Re-crawl with conditional requests (ETag, If-Modified-Since).")
+    sort_query: Annotated[
+        bool, Opt("--sort-query", help="Sort query parameters when normalizing URLs.")
     ] = False,
-    overwrite: Annotated[bool, Opt(help="Replace the crawl already in --out-dir.")] = False,
+    resume: Annotated[bool, Opt("--resume", help="Continue the crawl in --out-dir.")] = False,
+    retry_failed: Annotated[
+        bool, Opt("--retry-failed", help="With --resume, fetch the failed URLs again.")
+    ] = False,
+    refresh: Annotated[
+        bool, Opt("--refresh", help="Re-crawl with conditional requests (ETag, If-Modified-Since).")
+    ] = False,
+    overwrite: Annotated[
+        bool, Opt("--overwrite", help="Replace the crawl already in --out-dir.")
+    ] = False,
     warc: Annotated[Path | None, Opt(help="Also write a WARC file (e.g. out.warc.gz).")] = None,
     log_format: Annotated[
         LogFormat,
@@ -124,11 +143,11 @@ def crawl(
     ] = LogFormat.auto,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only errors and the summary.")] = False,
 ) -> None:
-    """Crawl URL breadth-first on its own host and save each page to OUT_DIR/<hash>.html.
+    """Crawl URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
 
-    Exit status: 0 when the crawl ran (failed pages are counted in the summary), 1 when the
-    seed cannot be fetched, 2 on bad usage, 130 on Ctrl-C (the crawl can be continued with
-    --resume).
+    Exit status: 0 when the crawl ran (failed pages are counted in the summary).
+
+    1 when the seed cannot be fetched, 2 on bad usage, 130 on Ctrl-C (then --resume).
     """
     import asyncio
 
@@ -160,6 +179,9 @@ def crawl(
         allow_subdomains=allow_subdomains,
         timeout=timeout,
         retries=retries,
+        backoff=backoff,
+        breaker_threshold=breaker_threshold,
+        breaker_cooldown=breaker_cooldown,
         max_url_length=max_url_length,
         max_query_variants=max_query_variants,
         sort_query=sort_query,

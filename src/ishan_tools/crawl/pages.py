@@ -125,11 +125,13 @@ class PageHandler:
         name = record.get("file")
         result.etag = result.etag or record.get("etag")
         result.last_modified = result.last_modified or record.get("last_modified")
+        result.content_type = result.content_type or record.get("content_type") or ""
         self.emit("not_modified", url=item.url, file=name)
         body = self.storage.read_page(name) if isinstance(name, str) else None
         if body is not None and str(name).endswith(".html"):
-            self._follow_links(item, result.final_url, self._links(body, ""))
-        self._record(item, result, file=name if body is not None else None, error=None)
+            self._follow_links(item, result.final_url, self._links(body, result.content_type))
+        size = len(body) if body is not None else 0
+        self._record(item, result, file=name if body is not None else None, error=None, size=size)
         return None
 
     def _page(self, item: QueuedURL, result: FetchResult, body: bytes) -> str | None:
