@@ -157,6 +157,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"<p>only the start" + b"." * 100)
         self.close_connection = True
 
+    def _route_reset(self, path: str, query: dict[str, list[str]]) -> None:
+        """Drop the connection without an answer (a reset, as the client sees it)."""
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
     def _route_binary_html(self, path: str, query: dict[str, list[str]]) -> None:
         self._send(200, bytes(range(256)) * 8)
 

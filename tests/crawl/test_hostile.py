@@ -55,6 +55,7 @@ def test_each_failure_is_an_event_and_a_manifest_error(hostile: Any) -> None:
         "/slow": "timeout",
         "/huge": "too_large",
         "/truncated": "truncated",
+        "/reset": "connection",
     }
     for path, kind in expected.items():
         assert kinds.get(site.url(path)) == kind, path

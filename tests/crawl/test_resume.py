@@ -92,3 +92,31 @@ def test_sigint_summary_reports_interrupted(site: FixtureServer, tmp_path: Path)
     assert summary["event"] == "summary"
     assert summary["stop_reason"] == "interrupted"
     assert summary["queued"] > 0
+
+
+def test_closing_the_pipe_stops_the_crawl_quietly_and_it_can_resume(
+    site: FixtureServer, tmp_path: Path
+) -> None:
+    site.dyn_pages = 40
+    site.dyn_delay = 0.1
+    out = tmp_path / "out"
+    process = _start(site, out, "-c", "1")
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.stdout.close()  # like `| head -1`
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        _stop(process)
+    assert json.loads(first)["event"] in {"robots_err", "seed"}
+    assert process.returncode == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+    assert len(manifest(out)) < 41
+    again = subprocess.run(
+        [ISHAN, "crawl", site.url("/dyn/"), "-o", str(out), "--resume", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0
+    assert len(manifest(out)) == 41

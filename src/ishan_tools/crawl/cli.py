@@ -199,7 +199,7 @@ def crawl(
     crawler = Crawler(config)
     sink: JsonLinesSink | QuietSink
     if use_json:
-        sink = JsonLinesSink()
+        sink = JsonLinesSink(on_closed=lambda: crawler.stop("stdout_closed"))
     elif quiet:
         sink = QuietSink(errors)
     else:

@@ -87,7 +87,6 @@ class CrawlConfig:
             "--max-url-length": self.max_url_length,
             "--max-query-variants": self.max_query_variants,
             "--breaker-threshold": self.breaker_threshold,
-            "--max-redirects": self.max_redirects + 1,
         }
         for option, value in positive.items():
             if value < 1:
@@ -98,6 +97,7 @@ class CrawlConfig:
             "--max-bytes": self.max_bytes,
             "--delay": self.delay,
             "--retries": self.retries,
+            "max_redirects": self.max_redirects,
             "--backoff": self.backoff,
             "--breaker-cooldown": self.breaker_cooldown,
         }

@@ -25,6 +25,7 @@ from ishan_tools.crawl.pages import PageHandler
 from ishan_tools.crawl.sitemap import parse_sitemap
 from ishan_tools.crawl.storage import Storage
 from ishan_tools.crawl.urls import normalize, parse_seed
+from ishan_tools.errors import CrawlError
 
 __all__ = ["CrawlResult", "Crawler"]
 
@@ -119,11 +120,64 @@ class Crawler:
 
     # -- running ------------------------------------------------------------------------------
 
+    def stop(self, reason: str) -> None:
+        """Stop handing out URLs (requests in flight finish); the crawl stays resumable."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._changed.set()
+
     async def run(self) -> CrawlResult:
         """Crawl until the frontier is empty or a limit is hit; returns the summary.
 
-        Raises CrawlError when the seed cannot be fetched, UsageError for a bad out dir.
+        Raises CrawlError when the seed cannot be fetched or the out dir cannot be written,
+        UsageError for an out dir that holds another crawl.
         """
+        config = self.config
+        previous, resuming = self._open_storage()
+        self.pages = PageHandler(
+            config,
+            self.frontier,
+            self.storage,
+            self.stats,
+            self.emit,
+            self.scope,
+            previous if config.refresh else {},
+        )
+        self.client = self._client or httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(config.timeout),
+            limits=httpx.Limits(
+                max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+            ),
+            follow_redirects=False,
+        )
+        self.fetcher = Fetcher(self.client, config, self._check_redirect, self._on_event)
+        stop_reason = "error"
+        try:
+            await self._crawl(previous, resuming)
+            stop_reason = self._stop_reason or "complete"
+        except asyncio.CancelledError:
+            stop_reason = "interrupted"
+            raise
+        except OSError as exc:
+            stop_reason = "error"
+            raise CrawlError(
+                f"cannot write to {config.out_dir} ({exc.strerror or exc}); "
+                "pages saved so far are kept: free space or fix it, then use --resume"
+            ) from exc
+        finally:
+            self.storage.close()
+            if self._client is None:
+                await self.client.aclose()
+            self.stats.queued = len(self.frontier)
+            summary = CrawlResult(self.stats.summary(stop_reason))
+            self.emit("summary", seed=self.seed, out_dir=str(config.out_dir), **summary)
+        if self._seed_error is not None:
+            raise CrawlError(f"cannot fetch the seed {self.seed}: {self._seed_error}")
+        return summary
+
+    def _open_storage(self) -> tuple[dict[str, dict[str, Any]], bool]:
+        """Check and open the out dir; returns the previous manifest and whether to resume."""
         config = self.config
         self.storage.prepare(
             seed=self.seed, resume=config.resume, overwrite=config.overwrite, refresh=config.refresh
@@ -135,54 +189,24 @@ class Crawler:
                     previous[record["url"]] = record
         resuming = config.resume and self.storage.frontier_path.exists()
         self.storage.open(fresh_run=not resuming)
-        self.pages = PageHandler(
-            config,
-            self.frontier,
-            self.storage,
-            self.stats,
-            self.emit,
-            self.scope,
-            previous if config.refresh else {},
-        )
-        client = self._client or httpx.AsyncClient(
-            transport=self._transport,
-            timeout=httpx.Timeout(config.timeout),
-            limits=httpx.Limits(
-                max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-            ),
-            follow_redirects=False,
-        )
-        stop_reason = "complete"
-        try:
-            self.fetcher = Fetcher(client, config, self._check_redirect, self._on_event)
-            self.client = client
-            await self._start(previous, resuming)
-            workers = [asyncio.create_task(self._worker()) for _ in range(config.concurrency)]
-            try:
-                async with asyncio.timeout(config.max_time or None):
-                    await asyncio.gather(*workers)
-            except TimeoutError:
-                self._stop_reason = "max_time"
-            finally:
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-            stop_reason = self._stop_reason or "complete"
-        except asyncio.CancelledError:
-            stop_reason = "interrupted"
-            raise
-        finally:
-            self.storage.close()
-            if self._client is None:
-                await client.aclose()
-            self.stats.queued = len(self.frontier)
-            summary = CrawlResult(self.stats.summary(stop_reason))
-            self.emit("summary", seed=self.seed, out_dir=str(config.out_dir), **summary)
-        if self._seed_error is not None:
-            from ishan_tools.errors import CrawlError
+        return previous, resuming
 
-            raise CrawlError(f"cannot fetch the seed {self.seed}: {self._seed_error}")
-        return summary
+    async def _crawl(self, previous: dict[str, dict[str, Any]], resuming: bool) -> None:
+        """Seed or restore the frontier, then run the workers, all within --max-time."""
+        workers: list[asyncio.Task[None]] = []
+        try:
+            async with asyncio.timeout(self.config.max_time or None):
+                await self._start(previous, resuming)
+                workers = [
+                    asyncio.create_task(self._worker()) for _ in range(self.config.concurrency)
+                ]
+                await asyncio.gather(*workers)
+        except TimeoutError:
+            self._stop_reason = "max_time"
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def _start(self, previous: dict[str, dict[str, Any]], resuming: bool) -> None:
         """Queue the seed (and sitemap URLs), or restore the frontier of a stopped crawl."""

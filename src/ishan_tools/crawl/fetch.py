@@ -167,12 +167,17 @@ class Fetcher:
                 "timeout", str(exc) or "timed out", server_side=True, retryable=True
             ) from None
         except httpx.RemoteProtocolError as exc:
-            raise FetchFailed(
-                "truncated", str(exc) or "protocol error", server_side=True, retryable=True
-            ) from None
+            message = str(exc) or "protocol error"
+            kind = "truncated" if "message body" in message else "connection"
+            raise FetchFailed(kind, message, server_side=True, retryable=True) from None
         except httpx.TransportError as exc:
             raise FetchFailed(
                 "connection", str(exc) or type(exc).__name__, server_side=True, retryable=True
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            # e.g. a URL or header httpx refuses to send: the page's problem, not the host's
+            raise FetchFailed(
+                "request", str(exc) or type(exc).__name__, server_side=False, retryable=False
             ) from None
         result.elapsed_ms = int((time.monotonic() - started) * 1000)
         if result.status >= 500:

@@ -6,7 +6,9 @@ the library.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from rich.console import Console
@@ -30,18 +32,44 @@ def _human_bytes(count: float) -> str:
 
 
 class JsonLinesSink:
-    """Writes each event as one JSON line (the default when stdout is not a terminal)."""
+    """Writes each event as one JSON line (the default when stdout is not a terminal).
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    When the reader goes away (`ishan crawl ... | head`), `on_closed` is called once (the
+    command stops the crawl, which stays resumable) and later events are dropped.
+    """
+
+    def __init__(
+        self, stream: IO[str] | None = None, on_closed: Callable[[], None] | None = None
+    ) -> None:
         self.stream = stream or sys.stdout
+        self.on_closed = on_closed
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
-        self.stream.write(event.to_json() + "\n")
-        if event.name in ("summary", "save", "fetch_err"):
-            self.stream.flush()
+        if self.closed:
+            return
+        try:
+            self.stream.write(event.to_json() + "\n")
+            if event.name in ("summary", "save", "fetch_err"):
+                self.stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.closed = True
+        if self.stream is sys.stdout:
+            # Python would report the broken pipe again when it flushes stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        if self.on_closed is not None:
+            self.on_closed()
 
     def close(self) -> None:
-        self.stream.flush()
+        if not self.closed:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
 
 
 class QuietSink:
