@@ -120,6 +120,9 @@ def crawl(
     max_query_variants: Annotated[
         int, Opt(help="URLs per path differing only in query (trap guard).")
     ] = 100,
+    memory_queue: Annotated[
+        int, Opt(help="Queued URLs kept in memory; the rest wait on disk.")
+    ] = 50_000,
     sort_query: Annotated[
         bool, Opt("--sort-query", help="Sort query parameters when normalizing URLs.")
     ] = False,
@@ -179,6 +182,7 @@ def crawl(
         allow_subdomains=allow_subdomains,
         timeout=timeout,
         retries=retries,
+        memory_queue=memory_queue,
         backoff=backoff,
         breaker_threshold=breaker_threshold,
         breaker_cooldown=breaker_cooldown,

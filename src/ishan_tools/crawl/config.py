@@ -87,6 +87,7 @@ class CrawlConfig:
             "--max-url-length": self.max_url_length,
             "--max-query-variants": self.max_query_variants,
             "--breaker-threshold": self.breaker_threshold,
+            "--memory-queue": self.memory_queue,
         }
         for option, value in positive.items():
             if value < 1:

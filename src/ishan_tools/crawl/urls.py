@@ -162,7 +162,7 @@ class LinkResolver:
     removes dot segments. No `urljoin` on the hot path.
     """
 
-    def __init__(self, *, sort_query: bool = False, cache_size: int = 200_000) -> None:
+    def __init__(self, *, sort_query: bool = False, cache_size: int = 50_000) -> None:
         self.sort_query = sort_query
         self.cache_size = cache_size
         self._cache: dict[str, str | None] = {}
