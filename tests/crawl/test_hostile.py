@@ -148,8 +148,11 @@ def test_seed_that_redirects_to_another_host_moves_the_crawl_there(
 ) -> None:
     out = tmp_path / "out"
     seed = f"http://localhost:{site.server_address[1]}/redirect/to-ip"
-    _, events = run_crawl(seed, out)
+    _, events = run_crawl(seed, out, max_pages=2)
     assert events.named("seed_moved")[0]["host"] == f"127.0.0.1:{site.server_address[1]}"
+    assert manifest(out)[seed]["final_url"] == site.url("/")
+    # a resumed crawl stays on the host the seed moved to
+    run_crawl(seed, out, resume=True, max_depth=2)
     records = manifest(out)
-    assert records[seed]["final_url"] == site.url("/")
     assert records[site.url("/about.html")]["status"] == 200
+    assert records[site.url("/docs/a.html")]["status"] == 200

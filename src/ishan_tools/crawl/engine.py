@@ -100,7 +100,8 @@ class Crawler:
             return "duplicate"
         if source == self.seed and self.stats.fetched == 0 and self.scope(url) == "other_host":
             # The seed moved (example.com -> www.example.com): the site is where it landed.
-            self.root_host = self.frontier.root_host = self.frontier.host_of(url)
+            self._set_root_host(self.frontier.host_of(url))
+            self.storage.write_state({"seed": self.seed, "root_host": self.root_host})
             self.emit("seed_moved", url=url, host=self.root_host)
         reason = self.scope(url)
         if reason is None and not self._host(url).allowed(url):
@@ -108,6 +109,9 @@ class Crawler:
         if reason is None:
             self.frontier.mark_seen(url)
         return reason
+
+    def _set_root_host(self, key: str) -> None:
+        self.root_host = self.frontier.root_host = key
 
     def _host(self, url: str) -> HostState:
         key = self.frontier.host_of(url)
@@ -179,9 +183,11 @@ class Crawler:
     def _open_storage(self) -> tuple[dict[str, dict[str, Any]], bool]:
         """Check and open the out dir; returns the previous manifest and whether to resume."""
         config = self.config
-        self.storage.prepare(
+        state = self.storage.prepare(
             seed=self.seed, resume=config.resume, overwrite=config.overwrite, refresh=config.refresh
         )
+        if isinstance(state.get("root_host"), str):
+            self._set_root_host(state["root_host"])
         previous: dict[str, dict[str, Any]] = {}
         if config.resume or config.refresh:
             for record in self.storage.manifest_records():

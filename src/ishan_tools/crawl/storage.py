@@ -69,8 +69,11 @@ class Storage:
     def holds_crawl(self) -> bool:
         return self.manifest_path.exists() or self.state_dir.exists()
 
-    def prepare(self, *, seed: str, resume: bool, overwrite: bool, refresh: bool) -> None:
-        """Check the out dir before any fetch: writable, and not holding another crawl."""
+    def prepare(self, *, seed: str, resume: bool, overwrite: bool, refresh: bool) -> dict[str, Any]:
+        """Check the out dir before any fetch: writable, and not holding another crawl.
+
+        Returns the state the previous crawl left (empty for a new one).
+        """
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe = self.out_dir / ".ishan-write-test"
@@ -90,14 +93,15 @@ class Storage:
                     "--refresh to re-check it, or --overwrite to start again"
                 )
             else:
-                previous = self.read_state().get("seed")
-                if previous and previous != seed:
+                state = self.read_state()
+                if state.get("seed") and state["seed"] != seed:
                     raise UsageError(
-                        f"{self.out_dir} holds a crawl of {previous}, not {seed}: "
+                        f"{self.out_dir} holds a crawl of {state['seed']}, not {seed}: "
                         "use the same seed or another --out-dir"
                     )
-        self.state_dir.mkdir(exist_ok=True)
-        self._write_json(self.state_dir / STATE_FILE, {"seed": seed})
+                return state
+        self.write_state({"seed": seed})
+        return {}
 
     def _remove_previous_crawl(self) -> None:
         for record in _read_jsonl(self.manifest_path):
@@ -114,9 +118,12 @@ class Storage:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _write_json(self, path: Path, data: dict[str, Any]) -> None:
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Record what a resumed crawl must know (its seed, the host it settled on)."""
+        self.state_dir.mkdir(exist_ok=True)
+        path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data), "utf-8")
+        tmp.write_text(json.dumps(state), "utf-8")
         tmp.replace(path)
 
     def open(self, *, fresh_run: bool) -> None:
