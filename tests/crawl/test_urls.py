@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ishan_tools.crawl import CrawlConfig, Crawler
 from ishan_tools.crawl.urls import LinkResolver, host_key, normalize, parse_seed, url_hash
 from ishan_tools.errors import UsageError
 
@@ -61,10 +62,24 @@ def test_invalid_seed_is_a_usage_error(bad: str) -> None:
 def test_host_rule_ignores_scheme_but_not_port() -> None:
     assert host_key("http://example.com/") == host_key("https://example.com/x")
     assert host_key("http://example.com:8080/") != host_key("http://example.com/")
-    assert host_key("https://docs.example.com/", allow_subdomains=True, root="example.com") == (
-        "example.com"
-    )
     assert host_key("https://docs.example.com/") == "docs.example.com"
+
+
+@pytest.mark.parametrize(
+    ("url", "subdomains", "reason"),
+    [
+        ("https://example.com/a", False, None),
+        ("http://example.com/a", False, None),
+        ("https://example.com:8443/a", False, "other_host"),
+        ("https://docs.example.com/a", False, "other_host"),
+        ("https://docs.example.com/a", True, None),
+        ("https://a.b.example.com/a", True, None),
+        ("https://badexample.com/a", True, "other_host"),
+    ],
+)
+def test_crawl_scope(url: str, subdomains: bool, reason: str | None) -> None:
+    config = CrawlConfig(seed="example.com", allow_subdomains=subdomains)
+    assert Crawler(config).scope(url) == reason
 
 
 def test_resolver_resolves_each_href_against_its_page() -> None:

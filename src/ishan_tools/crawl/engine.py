@@ -58,8 +58,6 @@ class Crawler:
             memory_cap=config.memory_queue,
             max_url_length=config.max_url_length,
             max_query_variants=config.max_query_variants,
-            allow_subdomains=config.allow_subdomains,
-            root_host=self.root_host,
         )
         self.hosts: dict[str, HostState] = {}
         self._client = client
@@ -88,7 +86,10 @@ class Crawler:
 
     def scope(self, url: str) -> str | None:
         """Why a URL is outside the crawl ('other_host', 'excluded'), or None."""
-        if self.frontier.host_of(url) != self.root_host:
+        host = self.frontier.host_of(url)
+        if host != self.root_host and not (
+            self.config.allow_subdomains and host.endswith("." + self.root_host)
+        ):
             return "other_host"
         if not self.config.wants_url(url):
             return "excluded"
@@ -111,7 +112,7 @@ class Crawler:
         return reason
 
     def _set_root_host(self, key: str) -> None:
-        self.root_host = self.frontier.root_host = key
+        self.root_host = key
 
     def _host(self, url: str) -> HostState:
         key = self.frontier.host_of(url)
@@ -343,15 +344,17 @@ class Crawler:
             return
         self.emit("fetch", url=item.url, depth=item.depth)
         started = time.monotonic()
+        followed = item.followed if item.followed is not None else set()
         try:
-            result, _attempts = await self.fetcher.fetch(
+            result = await self.fetcher.fetch(
                 item.url,
                 host.breaker,
                 attempts_done=item.attempts,
+                followed=followed,
                 conditional=self.pages.conditional_headers(item.url),
             )
         except HostPaused as paused:
-            item.attempts = paused.attempts
+            item.attempts, item.followed = paused.attempts, followed
             self._dispatched -= 1
             self.frontier.requeue(item)
             return

@@ -114,27 +114,30 @@ class Fetcher:
         breaker: CircuitBreaker,
         *,
         attempts_done: int = 0,
+        followed: set[str] | None = None,
         conditional: dict[str, str] | None = None,
-    ) -> tuple[FetchResult, int]:
-        """Fetch with retries; returns the result and the attempts used so far.
+    ) -> FetchResult:
+        """Fetch with retries (counting `attempts_done` from before a pause).
 
-        Raises FetchFailed when every attempt failed, and HostPaused when the host's circuit
-        is open before an attempt (the caller puts the URL back in the queue).
+        `followed` collects the redirect targets this URL's attempts claimed, so a retry may
+        follow them again. Raises FetchFailed when every attempt failed, and HostPaused when
+        the host's circuit is open before an attempt (the caller puts the URL back in the
+        queue, with the attempts and `followed`).
         """
         attempt = attempts_done
         headers = {**self.headers, **(conditional or {})}
-        followed: set[str] = set()  # redirect targets accepted by an earlier attempt
+        followed = set() if followed is None else followed
         while True:
             attempt += 1
             delay: float | None = None
             try:
                 result = await breaker.call_async(self._attempt, url, headers, followed)
                 if result.status not in _RETRY_STATUSES or attempt > self.config.retries:
-                    return result, attempt
+                    return result
                 delay, reason = result.retry_after, f"HTTP {result.status}"
             except _ServerError as exc:
                 if attempt > self.config.retries:
-                    return exc.result, attempt
+                    return exc.result
                 delay, reason = exc.result.retry_after, f"HTTP {exc.result.status}"
             except CircuitBreakerOpenError:
                 raise HostPaused(attempt - 1) from None

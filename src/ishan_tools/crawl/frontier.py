@@ -31,6 +31,7 @@ class QueuedURL:
     url: str = field(compare=False)
     host: str = field(compare=False)
     attempts: int = field(default=0, compare=False)
+    followed: set[str] | None = field(default=None, compare=False)
 
 
 class Frontier:
@@ -43,15 +44,11 @@ class Frontier:
         memory_cap: int = 50_000,
         max_url_length: int = 2048,
         max_query_variants: int = 100,
-        allow_subdomains: bool = False,
-        root_host: str = "",
     ) -> None:
         self.storage = storage
         self.memory_cap = max(1, memory_cap)
         self.max_url_length = max_url_length
         self.max_query_variants = max_query_variants
-        self.allow_subdomains = allow_subdomains
-        self.root_host = root_host
         self.queues: dict[str, list[QueuedURL]] = {}
         self._seen: set[int] = set()
         self._finished: set[int] = set()
@@ -69,7 +66,7 @@ class Frontier:
         return self._in_memory + self._backlog_count
 
     def host_of(self, url: str) -> str:
-        return host_key(url, allow_subdomains=self.allow_subdomains, root=self.root_host)
+        return host_key(url)
 
     # -- adding -------------------------------------------------------------------------------
 

@@ -119,17 +119,13 @@ def normalize(url: str, *, sort_query: bool = False) -> str | None:
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
-def host_key(url: str, *, allow_subdomains: bool = False, root: str = "") -> str:
+def host_key(url: str) -> str:
     """The key the host rule compares: host and non-default port, whatever the scheme.
 
     `url` must be normalized (default ports already dropped), so http://h/ and https://h/
-    share a key while http://h:8080/ does not. With `allow_subdomains`, any host ending in
-    '.' + the host of `root` (a key) maps to `root`.
+    share a key while http://h:8080/ does not.
     """
-    netloc = urlsplit(url).netloc
-    if allow_subdomains and root and netloc.endswith("." + root):
-        return root
-    return netloc
+    return urlsplit(url).netloc
 
 
 def url_hash(url: str) -> str:
