@@ -121,6 +121,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+ThreadingHTTPServer.request_queue_size = 256
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
@@ -235,9 +236,11 @@ def start_nginx(tmp: Path, root: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
 
 
-def frontier_memory(ishan: str, tmp: Path, pages: int, fetch: int) -> list[tuple[str, int, float]]:
+def frontier_memory(
+    ishan: str, tmp: Path, pages: int, fetch: int
+) -> list[tuple[str, int, int, float]]:
     """Peak RSS of `ishan crawl` fetching `fetch` pages of a `pages`-page site, for several
-    --memory-queue sizes: (setting, URLs left queued, peak RSS MB)."""
+    --memory-queue sizes: (setting, URLs left queued, failed fetches, peak RSS MB)."""
     script = tmp / "tree_server.py"
     script.write_text(TREE_SERVER)
     server = subprocess.Popen(
@@ -256,8 +259,10 @@ def frontier_memory(ishan: str, tmp: Path, pages: int, fetch: int) -> list[tuple
                 raise SystemExit(f"ishan crawl exited {code} on the tree site")
             log = out / ".ishan-crawl" / "frontier.jsonl"
             queued = sum(1 for _ in log.open()) - fetch
+            records = [json.loads(line) for line in (out / "manifest.jsonl").open()]
+            failed = sum(1 for record in records if record["error"])
             label = "50000 (default)" if cap == 50_000 else str(cap)
-            rows.append((label, queued, rss))
+            rows.append((label, queued, failed, rss))
             shutil.rmtree(out)
     finally:
         server.terminate()
@@ -301,9 +306,9 @@ def main() -> None:
         f"frontier memory: {args.tree_fetch} pages fetched of a {args.tree_pages}-URL site "
         "(every page links to 20 new ones)"
     )
-    print(f"{'--memory-queue':<16} {'URLs queued':>12} {'peak RSS MB':>12}")
-    for label, queued, rss in rows:
-        print(f"{label:<16} {queued:>12} {rss:>12.1f}")
+    print(f"{'--memory-queue':<16} {'URLs queued':>12} {'failed':>7} {'peak RSS MB':>12}")
+    for label, queued, failed, rss in rows:
+        print(f"{label:<16} {queued:>12} {failed:>7} {rss:>12.1f}")
 
 
 def report(results: dict[str, list[Run]], seed: str, args: argparse.Namespace) -> None:
