@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pytest
+
 from ishan_tools.crawl import url_hash
 
 from .conftest import FixtureServer
@@ -167,3 +169,16 @@ def test_warc_file_holds_a_record_per_saved_page(site: FixtureServer, tmp_path: 
     assert len(records) == summary["saved"]
     bodies = dict(records)
     assert bodies[site.url("/about.html")] == saved_page(out, site.url("/about.html"))
+
+
+def test_existing_warc_is_not_overwritten_unless_asked(site: FixtureServer, tmp_path: Path) -> None:
+    from ishan_tools.errors import UsageError
+
+    warc = tmp_path / "crawl.warc.gz"
+    warc.write_bytes(b"precious")
+    with pytest.raises(UsageError, match="already exists"):
+        run_crawl(site.url("/"), tmp_path / "out", warc=warc)
+    assert warc.read_bytes() == b"precious"
+    assert sum(site.hits.values()) == 0
+    run_crawl(site.url("/"), tmp_path / "out", warc=warc, overwrite=True)
+    assert not warc.read_bytes().startswith(b"precious")

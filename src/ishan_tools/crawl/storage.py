@@ -63,6 +63,7 @@ class Storage:
         self._frontier: IO[bytes] | None = None
         self._warc_file: IO[bytes] | None = None
         self._warc_writer: Any = None
+        self._warc_mode = "ab"
 
     # -- setting up -------------------------------------------------------------------------
 
@@ -84,6 +85,16 @@ class Storage:
                 f"cannot write to out dir {self.out_dir} ({exc.strerror or exc}): "
                 "choose another --out-dir or fix its permissions"
             ) from None
+        if (
+            self.warc_path is not None
+            and self.warc_path.exists()
+            and not (resume or refresh or overwrite)
+        ):
+            raise UsageError(
+                f"WARC file {self.warc_path} already exists: pass --overwrite to replace it, "
+                "--resume or --refresh to add to it, or another --warc name"
+            )
+        self._warc_mode = "wb" if overwrite else "ab"
         if self.holds_crawl():
             if overwrite:
                 self._remove_previous_crawl()
@@ -139,7 +150,7 @@ class Storage:
             from warcio.warcwriter import WARCWriter  # type: ignore[import-untyped]
 
             self.warc_path.parent.mkdir(parents=True, exist_ok=True)
-            self._warc_file = self.warc_path.open("ab")
+            self._warc_file = self.warc_path.open(self._warc_mode)
             self._warc_writer = WARCWriter(self._warc_file, gzip=True)
 
     def close(self) -> None:
