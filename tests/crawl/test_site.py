@@ -68,6 +68,14 @@ def test_other_hosts_robots_and_nofollow_are_respected(site: FixtureServer, tmp_
     assert any(e["reason"] == "meta robots nofollow" for e in events.named("skip_links"))
 
 
+def test_robots_group_for_our_user_agent_is_used(site: FixtureServer, tmp_path: Path) -> None:
+    site.robots = "User-agent: ishan-crawl\nDisallow: /docs/\n\nUser-agent: *\nDisallow: /about\n"
+    run_crawl(site.url("/"), tmp_path / "ours")
+    assert site.count("/docs/") == 0 and site.count("/about.html") == 1
+    run_crawl(site.url("/"), tmp_path / "other", user_agent="OtherBot/1.0")
+    assert site.count("/docs/") == 1 and site.count("/about.html") == 1
+
+
 def test_ignore_robots_fetches_disallowed_pages(site: FixtureServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_crawl(site.url("/"), out, obey_robots=False)
