@@ -107,10 +107,10 @@ class ProgressSink(QuietSink):
         elapsed = max(stats.elapsed(), 1e-9)
         return Text.assemble(
             ("crawling ", "bold"),
-            f"pages {stats.fetched}  saved {stats.saved}  {_human_bytes(stats.bytes)}  ",
-            f"{stats.fetched / elapsed:.1f} pages/s  ",
-            (f"errors {sum(stats.errors.values())}  ", "red" if stats.errors else ""),
-            f"queue {stats.queued}  in flight {stats.in_flight}",
+            f"pages {stats.fetched} saved {stats.saved} {_human_bytes(stats.bytes)} ",
+            f"{stats.fetched / elapsed:.1f}/s ",
+            (f"errors {sum(stats.errors.values())} ", "red" if stats.errors else ""),
+            f"queue {stats.queued} active {stats.in_flight}",
         )
 
     def close(self) -> None:
