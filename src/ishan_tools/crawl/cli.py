@@ -6,7 +6,6 @@ when the command runs.
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -154,11 +153,9 @@ def crawl(
     """
     import asyncio
 
-    from rich.console import Console
-
     from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
     from ishan_tools.crawl.engine import Crawler
-    from ishan_tools.crawl.render import JsonLinesSink, ProgressSink, QuietSink, render_summary
+    from ishan_tools.crawl.render import close_sink, open_sink
 
     config = CrawlConfig(
         seed=url,
@@ -195,23 +192,10 @@ def crawl(
         overwrite=overwrite,
         warc=warc,
     )
-    use_json = log_format is LogFormat.json or (
-        log_format is LogFormat.auto and not quiet and not sys.stdout.isatty()
-    )
-    console = Console(stderr=False)
-    errors = Console(stderr=True)
     crawler = Crawler(config)
-    sink: JsonLinesSink | QuietSink
-    if use_json:
-        sink = JsonLinesSink(on_closed=lambda: crawler.stop("stdout_closed"))
-    elif quiet:
-        sink = QuietSink(errors)
-    else:
-        sink = ProgressSink(errors, crawler.stats)
+    sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
     crawler.sink = sink
     try:
         asyncio.run(crawler.run())
     finally:
-        sink.close()
-        if isinstance(sink, QuietSink) and sink.summary is not None:
-            render_summary(console, sink.summary)
+        close_sink(sink)

@@ -18,7 +18,14 @@ from rich.text import Text
 
 from ishan_tools.crawl.events import CrawlStats, Event
 
-__all__ = ["JsonLinesSink", "ProgressSink", "QuietSink", "render_summary"]
+__all__ = [
+    "JsonLinesSink",
+    "ProgressSink",
+    "QuietSink",
+    "close_sink",
+    "open_sink",
+    "render_summary",
+]
 
 _ERROR_EVENTS = {"fetch_err", "save_err", "robots_err"}
 
@@ -140,3 +147,21 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     table.add_row("duration", f"{summary['duration_s']:.2f} s")
     table.add_row("rate", f"{summary['pages_per_s']:.1f} pages/s")
     console.print(table)
+
+
+def open_sink(
+    log_format: str, *, quiet: bool, stats: CrawlStats, stop: Callable[[str], None]
+) -> JsonLinesSink | QuietSink:
+    """The sink for --log-format/-q: JSON lines when asked or when stdout is not a terminal
+    (a closed pipe calls `stop`), else the progress display, or errors only with -q."""
+    if log_format == "json" or (log_format == "auto" and not quiet and not sys.stdout.isatty()):
+        return JsonLinesSink(on_closed=lambda: stop("stdout_closed"))
+    errors = Console(stderr=True)
+    return QuietSink(errors) if quiet else ProgressSink(errors, stats)
+
+
+def close_sink(sink: JsonLinesSink | QuietSink) -> None:
+    """Stop the display and print the summary table (the JSON sink has logged it already)."""
+    sink.close()
+    if isinstance(sink, QuietSink) and sink.summary is not None:
+        render_summary(Console(), sink.summary)
