@@ -80,31 +80,26 @@ class CrawlConfig:
         self.content_types = [t.strip().lower() for t in self.content_types if t.strip()]
 
     def _check_numbers(self) -> None:
-        positive = {
-            "--concurrency": self.concurrency,
-            "--per-host-concurrency": self.per_host_concurrency,
-            "--max-page-bytes": self.max_page_bytes,
-            "--max-url-length": self.max_url_length,
-            "--max-query-variants": self.max_query_variants,
-            "--breaker-threshold": self.breaker_threshold,
-            "--memory-queue": self.memory_queue,
-        }
-        for option, value in positive.items():
-            if value < 1:
-                raise UsageError(f"{option} must be at least 1 (got {value})")
-        non_negative = {
-            "--max-time": self.max_time,
-            "--max-pages": self.max_pages,
-            "--max-bytes": self.max_bytes,
-            "--delay": self.delay,
-            "--retries": self.retries,
-            "max_redirects": self.max_redirects,
-            "--backoff": self.backoff,
-            "--breaker-cooldown": self.breaker_cooldown,
-        }
-        for option, number in non_negative.items():
-            if number < 0:
-                raise UsageError(f"{option} must not be negative (got {number})")
+        minimums: list[tuple[str, float, int]] = [
+            ("--concurrency", self.concurrency, 1),
+            ("--per-host-concurrency", self.per_host_concurrency, 1),
+            ("--max-page-bytes", self.max_page_bytes, 1),
+            ("--max-url-length", self.max_url_length, 1),
+            ("--max-query-variants", self.max_query_variants, 1),
+            ("--breaker-threshold", self.breaker_threshold, 1),
+            ("--memory-queue", self.memory_queue, 1),
+            ("--max-time", self.max_time, 0),
+            ("--max-pages", self.max_pages, 0),
+            ("--max-bytes", self.max_bytes, 0),
+            ("--delay", self.delay, 0),
+            ("--retries", self.retries, 0),
+            ("--backoff", self.backoff, 0),
+            ("--breaker-cooldown", self.breaker_cooldown, 0),
+            ("max_redirects", self.max_redirects, 0),
+        ]
+        for option, value, minimum in minimums:
+            if value < minimum:
+                raise UsageError(f"{option} must be at least {minimum} (got {value})")
         if self.max_depth < -1:
             raise UsageError(f"--depth must be -1 (unlimited) or at least 0 (got {self.max_depth})")
         if self.timeout <= 0:
