@@ -10,6 +10,7 @@ ETag page that answers 304, and `/dyn/` pages whose number, delay and failures t
 from __future__ import annotations
 
 import contextlib
+import gzip
 import mimetypes
 import socket
 import threading
@@ -177,6 +178,11 @@ class _Handler(BaseHTTPRequestHandler):
             grown = query.get("q", ["a"])[0] + "abcdefghijklmnopqrst"
             body = f"<a href='/trap/grow?q={grown}'>more</a>"
         self._send(200, body.encode())
+
+    def _route_sitemap_xml_gz(self, path: str, query: dict[str, list[str]]) -> None:
+        urls = "".join(f"<url><loc>{self.server.url(p)}</loc></url>" for p in ("/orphan.html",))
+        xml = f'<?xml version="1.0"?><urlset>{urls}</urlset>'.encode()
+        self._send(200, gzip.compress(xml), "application/gzip")
 
     def _route_etag_html(self, path: str, query: dict[str, list[str]]) -> None:
         if self.headers.get("If-None-Match") == '"v1"':

@@ -140,6 +140,13 @@ def test_sitemap_index_from_robots_txt_is_followed(site: FixtureServer, tmp_path
     ]
 
 
+def test_gzip_sitemap_is_read(site: FixtureServer, tmp_path: Path) -> None:
+    site.robots = "User-agent: *\nSitemap: /sitemap.xml.gz\n"
+    out = tmp_path / "out"
+    run_crawl(site.url("/"), out, sitemap=True, max_depth=0)
+    assert site.url("/orphan.html") in manifest(out)
+
+
 def test_latin1_page_link_is_decoded_and_followed(site: FixtureServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_crawl(site.url("/"), out, max_depth=2)

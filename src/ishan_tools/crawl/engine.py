@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from typing import Any
 
 import httpx
@@ -251,7 +252,7 @@ class Crawler:
                     timeout=self.config.timeout,
                     limit=self.config.max_page_bytes,
                 )
-            except (httpx.HTTPError, TimeoutError) as exc:
+            except (httpx.HTTPError, TimeoutError, zlib.error) as exc:
                 self.emit("fetch_err", url=sitemap_url, kind="sitemap", error=str(exc))
                 continue
             if status != 200:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Callable
 from urllib.parse import urljoin
 
@@ -29,7 +30,8 @@ async def fetch_text(
 ) -> tuple[int, str]:
     """GET a small text resource (robots.txt, a sitemap), redirects followed, size capped.
 
-    Returns (status, text); raises httpx errors and TimeoutError for the caller to log.
+    A gzip body (sitemap.xml.gz) is inflated, also at most `limit` bytes. Returns (status,
+    text); raises httpx errors, zlib.error and TimeoutError for the caller to log.
     """
     async with (
         asyncio.timeout(timeout),
@@ -43,6 +45,8 @@ async def fetch_text(
                 break
             chunks.append(chunk)
         body = b"".join(chunks)
+        if body[:2] == b"\x1f\x8b":
+            body = zlib.decompressobj(wbits=47).decompress(body, limit)
         return response.status_code, body.decode("utf-8", errors="replace")
 
 
@@ -122,7 +126,7 @@ class HostState:
                     event = self._apply_crawl_delay(url)
                 elif status >= 500:
                     event = ("robots_err", {"url": url, "error": f"HTTP {status}"})
-            except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+            except (httpx.HTTPError, TimeoutError, ValueError, zlib.error) as exc:
                 event = ("robots_err", {"url": url, "error": str(exc) or type(exc).__name__})
             except Exception as exc:  # protego raising on hostile input
                 self.robots = None
