@@ -1,0 +1,175 @@
+"""Before-images: the state of every document a flush is about to change, in `_ishan_backup`.
+
+Each image is `{m: migration, b: batch, f: flush, c: collection, d: _id, img: document | None}`
+(`None`: the document did not exist, so undoing means deleting it). Images are saved before a
+flush's writes. Resume restores the images of a batch cut short (its number is above the
+changelog's `done_batch`); rollback restores, per document, the earliest image of all runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bson
+from bson import ObjectId
+from pymongo import DeleteOne, ReplaceOne
+
+from ishan_tools.migrate.buffer import PendingOp, id_equality
+
+BACKUP = "_ishan_backup"
+RESTORE_CHUNK = 1000
+
+
+def id_key(doc_id: Any) -> Any:
+    """A hashable key for an `_id` (documents and lists as BSON bytes)."""
+    if isinstance(doc_id, int | str | ObjectId | float | bytes):
+        return doc_id
+    return bson.encode({"_": doc_id})
+
+
+@dataclass(frozen=True)
+class Image:
+    collection: str
+    doc_id: Any
+    document: Mapping[str, Any] | None
+
+
+def capture(
+    database: Any,
+    ops_by_collection: Mapping[str, list[PendingOp]],
+    known: Mapping[Any, Mapping[str, Any]] | None = None,
+    known_collection: str | None = None,
+) -> list[Image]:
+    """Read the current state of every document the queued ops can touch.
+
+    `known` holds documents of `known_collection` whose current state the caller already has
+    (the primary batch just read), keyed by `id_key`; they are not read again.
+    """
+    images: list[Image] = []
+    for name, ops in ops_by_collection.items():
+        collection = database[name]
+        ids: dict[Any, Any] = {}
+        other_filters: list[Mapping[str, Any]] = []
+        for op in ops:
+            if op.pin_id is not None:
+                match = collection.find_one(op.filter or {}, {"_id": 1})
+                new_id = ObjectId() if match is None else match["_id"]
+                op.request, op.new_ids, op.pin_id = op.pin_id(new_id), [new_id], None
+            for doc_id in op.new_ids:
+                ids[id_key(doc_id)] = doc_id
+            if op.filter is None:
+                continue
+            pinned, value = id_equality(op.filter)
+            if pinned:
+                ids[id_key(value)] = value
+            else:
+                other_filters.append(op.filter)
+        if known is not None and name == known_collection:
+            for key in list(ids):
+                if key in known:
+                    images.append(Image(name, ids.pop(key), known[key]))
+        if not ids and not other_filters:
+            continue
+        clauses: list[Mapping[str, Any]] = list(other_filters)
+        if ids:
+            clauses.append({"_id": {"$in": list(ids.values())}})
+        query = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        for document in collection.find(query):
+            key = id_key(document["_id"])
+            ids.pop(key, None)
+            images.append(Image(name, document["_id"], document))
+        images.extend(Image(name, doc_id, None) for doc_id in ids.values())
+    return images
+
+
+def save(database: Any, migration: str, batch: int, flush: int, images: list[Image]) -> None:
+    if not images:
+        return
+    database[BACKUP].insert_many(
+        [
+            {
+                "m": migration,
+                "b": batch,
+                "f": flush,
+                "c": i.collection,
+                "d": i.doc_id,
+                "img": i.document,
+            }
+            for i in images
+        ],
+        ordered=False,
+    )
+
+
+def ensure_index(database: Any) -> None:
+    database[BACKUP].create_index([("m", 1), ("b", 1), ("f", 1)])
+
+
+def _earliest(database: Any, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Images matching `query`, the earliest one per document only."""
+    seen: set[tuple[str, Any]] = set()
+    for entry in database[BACKUP].find(query).sort([("b", 1), ("f", 1), ("_id", 1)]):
+        key = (entry["c"], id_key(entry["d"]))
+        if key not in seen:
+            seen.add(key)
+            yield entry
+
+
+def _apply(database: Any, entries: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Put documents back as their images say; returns restored/deleted counts per collection."""
+    pending: dict[str, list[Any]] = {}
+    counts: dict[str, dict[str, int]] = {}
+
+    def send(name: str) -> None:
+        requests = pending.pop(name, [])
+        if requests:
+            database[name].bulk_write(requests, ordered=False)
+
+    for entry in entries:
+        name, image = entry["c"], entry["img"]
+        tally = counts.setdefault(name, {"restored": 0, "deleted": 0})
+        if image is None:
+            request: Any = DeleteOne({"_id": entry["d"]})
+            tally["deleted"] += 1
+        else:
+            request = ReplaceOne({"_id": entry["d"]}, image, upsert=True)
+            tally["restored"] += 1
+        pending.setdefault(name, []).append(request)
+        if len(pending[name]) >= RESTORE_CHUNK:
+            send(name)
+    for name in list(pending):
+        send(name)
+    return counts
+
+
+def restore_after(database: Any, migration: str, done_batch: int) -> int:
+    """Undo a batch cut short (images above `done_batch`) and forget its images."""
+    query = {"m": migration, "b": {"$gt": done_batch}}
+    counts = _apply(database, _earliest(database, query))
+    database[BACKUP].delete_many(query)
+    return sum(sum(tally.values()) for tally in counts.values())
+
+
+def restore_flushes(database: Any, migration: str, batch: int, first_flush: int) -> None:
+    """Undo the flushes of `batch` from `first_flush` on and forget their images."""
+    query = {"m": migration, "b": batch, "f": {"$gte": first_flush}}
+    _apply(database, _earliest(database, query))
+    database[BACKUP].delete_many(query)
+
+
+def rollback_plan(database: Any, migration: str) -> dict[str, dict[str, int]]:
+    """What a rollback would do: per collection, documents restored and inserted ones deleted."""
+    plan: dict[str, dict[str, int]] = {}
+    for entry in _earliest(database, {"m": migration}):
+        tally = plan.setdefault(entry["c"], {"restored": 0, "deleted": 0})
+        tally["deleted" if entry["img"] is None else "restored"] += 1
+    return plan
+
+
+def rollback(database: Any, migration: str) -> dict[str, dict[str, int]]:
+    """Restore the earliest image of every document the migration touched; drop the images."""
+    counts = _apply(database, _earliest(database, {"m": migration}))
+    database[BACKUP].delete_many({"m": migration})
+    return counts
