@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from ishan_tools import __version__
 from ishan_tools.errors import IshanError
+from ishan_tools.migrate.cli import app as migrate_app
 
 
 class _RootGroup(TyperGroup):
@@ -40,6 +41,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(migrate_app, name="migrate")
 
 
 def _print_version(value: bool) -> None:

@@ -39,7 +39,21 @@ _EXPORTS = {
     "write_template": "script",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConnectionConfig",
+    "DocumentError",
+    "MigrationScript",
+    "RollbackPlan",
+    "RunConfig",
+    "RunSummary",
+    "load_script",
+    "migration_status",
+    "plan_rollback",
+    "rollback_migration",
+    "run_migration",
+    "unlock",
+    "write_template",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -61,7 +61,9 @@ def connect(config: ConnectionConfig) -> tuple[Any, Any]:
         client.close()
         if exc.code in (18, 13):
             what = "authentication failed" if exc.code == 18 else "not authorized"
-            raise MigrationError(f"{what} for {shown}: check the user, password and authSource")
+            raise MigrationError(
+                f"{what} for {shown}: check the user, password and authSource"
+            ) from None
         raise MigrationError(f"{shown}: {exc.details or exc}") from None
     except PyMongoError as exc:
         client.close()
