@@ -30,7 +30,14 @@ def _server_command() -> list[str]:
     exe = str(local) if local.exists() else shutil.which("secantusd-py")
     if exe is None:
         pytest.fail("secantusd-py not found: pip install -e '.[test]'")
-    return [exe, "--host", "127.0.0.1", "--port", "0", "--storage-path", ":memory:"] + [
+    return [
+        exe,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--storage-path",
+        ":memory:",
         "--log-level",
         "INFO",
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from .helpers import FIXTURES, contents, ishan, seed, snapshot
 
 
@@ -57,7 +58,7 @@ def test_buffered_writes_equal_per_document_writes(
     seed(db, users=30, orders_per_user=3)
     reference = copy_db(db)
     per_document_reference(reference, "bump_order_totals.py")
-    result, summary = migrate(
+    result, _summary = migrate(
         mongo_uri, "bump_order_totals.py", tmp_path, "--batch-size", batch_size
     )
     assert result.exit_code == 0, result.output
@@ -118,7 +119,7 @@ def test_applied_migration_is_refused_unless_forced(
     assert result.exit_code == 1
     assert "already applied" in result.stderr and "--force" in result.stderr
     assert {u["visits"] for u in db.users.find()} == {1}
-    result, summary = migrate(mongo_uri, "inc_visits.py", tmp_path, "--force")
+    result, _summary = migrate(mongo_uri, "inc_visits.py", tmp_path, "--force")
     assert result.exit_code == 0, result.output
     assert {u["visits"] for u in db.users.find()} == {2}
     assert len(db["_ishan_migrations"].find_one()["runs"]) == 2
@@ -247,7 +248,7 @@ def test_unbuffered_writes_are_refused_per_document(
         'primary = "users"\ncollections = ["users"]\n'
         "def migrate(doc, users, write_log):\n    users.find_one_and_delete({})\n"
     )
-    result, summary = migrate(mongo_uri, script, tmp_path)
+    result, _summary = migrate(mongo_uri, script, tmp_path)
     assert result.exit_code == 1
     assert "find_one_and_delete() is not available inside a migration" in result.stderr
     assert db.users.count_documents({}) == 3
