@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ def seed(database: Any, users: int = 40, orders_per_user: int = 2) -> None:
             for k in range(orders_per_user)
         ]
     )
+    database.orders.create_index("user_id")
 
 
 def snapshot(database: Any, *names: str) -> dict[str, list[bytes]]:
@@ -54,3 +59,18 @@ def contents(database: Any, name: str, *, drop_id: bool = False) -> list[Any]:
             doc.pop("_id")
         docs.sort(key=repr)
     return docs
+
+
+def ishan_process(*args: Any, log_dir: Path) -> subprocess.Popen[str]:
+    """Start the installed `ishan` (next to this Python) as a real process."""
+    exe = Path(sys.executable).with_name("ishan")
+    command = [str(exe), *(str(a) for a in args), "--log-dir", str(log_dir)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

@@ -72,7 +72,7 @@ def capture(
                     images.append(Image(name, ids.pop(key), known[key]))
         if not ids and not other_filters:
             continue
-        clauses: list[Mapping[str, Any]] = list(other_filters)
+        clauses = _merge_equalities(other_filters)
         if ids:
             clauses.append({"_id": {"$in": list(ids.values())}})
         query = clauses[0] if len(clauses) == 1 else {"$or": clauses}
@@ -82,6 +82,21 @@ def capture(
             images.append(Image(name, document["_id"], document))
         images.extend(Image(name, doc_id, None) for doc_id in ids.values())
     return images
+
+
+def _merge_equalities(filters: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`{k: v1}, {k: v2}` -> `{k: {$in: [v1, v2]}}`: one indexable clause instead of many."""
+    by_field: dict[str, list[Any]] = {}
+    clauses: list[Mapping[str, Any]] = []
+    for filter_doc in filters:
+        if len(filter_doc) == 1:
+            ((field, value),) = filter_doc.items()
+            if not field.startswith("$") and not isinstance(value, Mapping | list):
+                by_field.setdefault(field, []).append(value)
+                continue
+        clauses.append(filter_doc)
+    clauses.extend({field: {"$in": values}} for field, values in by_field.items())
+    return clauses
 
 
 def save(database: Any, migration: str, batch: int, flush: int, images: list[Image]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ishan_tools.migrate.lock import current_holder, utcnow
+from ishan_tools.migrate.lock import current_holder, is_stale, utcnow
 from ishan_tools.migrate.script import MigrationScript, checksum_of
 
 CHANGELOG = "_ishan_migrations"
@@ -37,7 +37,7 @@ def effective_status(database: Any, record: Mapping[str, Any]) -> str:
     if status not in (RUNNING, ROLLING_BACK):
         return status
     holder = current_holder(database)
-    if holder is not None and holder.get("migration") == record["_id"]:
+    if holder is not None and holder.get("migration") == record["_id"] and not is_stale(holder):
         return status
     return INTERRUPTED if status == RUNNING else status
 

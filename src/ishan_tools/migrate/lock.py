@@ -44,6 +44,14 @@ def describe(holder: dict[str, Any]) -> str:
     )
 
 
+def is_stale(holder: dict[str, Any]) -> bool:
+    """Expired, or held by a process of this host that no longer exists (a killed run)."""
+    if holder.get("expires_at") is not None and holder["expires_at"] < utcnow():
+        return True
+    same_host = holder.get("host") == socket.gethostname()
+    return same_host and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
+
+
 @dataclass
 class MigrationLock:
     """A held lock; `renew()` pushes its expiry forward, `release()` drops it."""
@@ -86,7 +94,7 @@ class MigrationLock:
                 holder = self.collection.find_one({"_id": LOCK_ID})
                 if holder is None:
                     continue  # released (or expired) in between: try again
-                if not self._stale(holder):
+                if not is_stale(holder):
                     raise MigrationError(
                         f"database {self.database.name!r} is locked by {describe(holder)}; "
                         "wait for it, or run `ishan migrate unlock` if that run is dead"
@@ -97,12 +105,6 @@ class MigrationLock:
                 if taken is not None:
                     return self
         raise MigrationError(f"could not take the lock on database {self.database.name!r}")
-
-    def _stale(self, holder: dict[str, Any]) -> bool:
-        if holder.get("expires_at") is not None and holder["expires_at"] < utcnow():
-            return True
-        same_host = holder.get("host") == socket.gethostname()
-        return same_host and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
 
     def renew(self, every_s: float | None = None) -> None:
         """Extend the expiry (at most once per `every_s`, default a third of the TTL)."""
