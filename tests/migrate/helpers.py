@@ -19,8 +19,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "migrate"
 
 
 def ishan(*args: Any, input: str | None = None) -> Result:
-    """Run `ishan ARGS...` in-process."""
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+    """Run `ishan ARGS...` in-process, on a terminal 200 columns wide."""
+    return CliRunner().invoke(app, [str(a) for a in args], input=input, env={"COLUMNS": "200"})
 
 
 def seed(database: Any, users: int = 40, orders_per_user: int = 2) -> None:

@@ -38,7 +38,8 @@ def kill_mid_run(db: Any, uri: str, script: Path, tmp_path: Path, *args: str) ->
 
 
 @pytest.mark.parametrize(
-    ("script", "users", "batch"), [("inc_visits.py", 600, "20"), ("bump_order_totals.py", 150, "10")]
+    ("script", "users", "batch"),
+    [("inc_visits.py", 600, "20"), ("bump_order_totals.py", 150, "10")],
 )
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
     mongo_uri: str,
@@ -54,8 +55,16 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     reference = copy_db(db)
     reference_uri = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
     result = ishan(
-        "migrate", "run", FIXTURES / script, "--uri", reference_uri, "-q", "--batch-size", batch,
-        "--log-dir", tmp_path,
+        "migrate",
+        "run",
+        FIXTURES / script,
+        "--uri",
+        reference_uri,
+        "-q",
+        "--batch-size",
+        batch,
+        "--log-dir",
+        tmp_path,
     )
     assert result.exit_code == 0, result.output
 
@@ -89,14 +98,28 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
 def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path) -> None:
     seed(db, users=150)
     process = ishan_process(
-        "migrate", "run", FIXTURES / "bump_order_totals.py", "--uri", mongo_uri, "-q",
+        "migrate",
+        "run",
+        FIXTURES / "bump_order_totals.py",
+        "--uri",
+        mongo_uri,
+        "-q",
         log_dir=tmp_path,
     )
     try:
-        wait_for(lambda: db["_ishan_locks"].find_one() is not None or process.poll() is not None,
-                 "the lock")
-        other = ishan("migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri,
-                      "--log-dir", tmp_path)
+        wait_for(
+            lambda: db["_ishan_locks"].find_one() is not None or process.poll() is not None,
+            "the lock",
+        )
+        other = ishan(
+            "migrate",
+            "run",
+            FIXTURES / "add_full_name.py",
+            "--uri",
+            mongo_uri,
+            "--log-dir",
+            tmp_path,
+        )
         assert process.poll() is None, "the first run ended before the second one started"
         assert other.exit_code == 1
         assert "is locked by migration 'bump_order_totals'" in other.stderr
@@ -104,8 +127,9 @@ def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path
     finally:
         assert process.wait(timeout=120) == 0
     assert db["_ishan_locks"].find_one() is None  # released at the end
-    again = ishan("migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri,
-                  "--log-dir", tmp_path)
+    again = ishan(
+        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
+    )
     assert again.exit_code == 0, again.output
 
 
@@ -113,16 +137,18 @@ def test_unlock_removes_a_lock_held_elsewhere(mongo_uri: str, db: Any, tmp_path:
     seed(db, users=3)
     MigrationLock(db, "someone_else", "r1").acquire()
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
-    refused = ishan("migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri,
-                    "--log-dir", tmp_path)
+    refused = ishan(
+        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
+    )
     assert refused.exit_code == 1 and "ishan migrate unlock" in refused.stderr
     kept = ishan("migrate", "unlock", "--uri", mongo_uri, input="n\n")
     assert kept.exit_code == 1 and "locked by migration 'someone_else'" in kept.stdout
     assert db["_ishan_locks"].count_documents({}) == 1
     removed = ishan("migrate", "unlock", "--uri", mongo_uri, "--yes")
     assert removed.exit_code == 0 and "unlocked" in removed.stdout
-    ran = ishan("migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri,
-                "--log-dir", tmp_path)
+    ran = ishan(
+        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
+    )
     assert ran.exit_code == 0, ran.output
 
 
@@ -130,8 +156,9 @@ def test_an_expired_lock_is_taken_over(mongo_uri: str, db: Any, tmp_path: Path) 
     seed(db, users=3)
     MigrationLock(db, "ghost", "r0", ttl_s=-1).acquire()  # expired at once
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
-    ran = ishan("migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri,
-                "--log-dir", tmp_path)
+    ran = ishan(
+        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
+    )
     assert ran.exit_code == 0, ran.output
 
 
@@ -140,8 +167,16 @@ def test_rollback_asks_first_and_refuses_without_backups(
 ) -> None:
     seed(db, users=8)
     original = snapshot(db, "users", "orders")
-    ishan("migrate", "run", FIXTURES / "bump_order_totals.py", "--uri", mongo_uri, "-q",
-          "--log-dir", tmp_path)
+    ishan(
+        "migrate",
+        "run",
+        FIXTURES / "bump_order_totals.py",
+        "--uri",
+        mongo_uri,
+        "-q",
+        "--log-dir",
+        tmp_path,
+    )
     changed = snapshot(db, "users", "orders")
     declined = ishan("migrate", "rollback", "bump_order_totals", "--uri", mongo_uri, input="n\n")
     assert declined.exit_code == 1
@@ -156,8 +191,17 @@ def test_rollback_asks_first_and_refuses_without_backups(
     twice = ishan("migrate", "rollback", "bump_order_totals", "--uri", mongo_uri, "--yes")
     assert twice.exit_code == 1 and "already rolled back" in twice.stderr
 
-    ishan("migrate", "run", FIXTURES / "inc_visits.py", "--uri", mongo_uri, "-q", "--no-backup",
-          "--log-dir", tmp_path)
+    ishan(
+        "migrate",
+        "run",
+        FIXTURES / "inc_visits.py",
+        "--uri",
+        mongo_uri,
+        "-q",
+        "--no-backup",
+        "--log-dir",
+        tmp_path,
+    )
     assert db["_ishan_backup"].count_documents({"m": "inc_visits"}) == 0
     refused = ishan("migrate", "rollback", "inc_visits", "--uri", mongo_uri, "--yes")
     assert refused.exit_code == 1 and "used --no-backup" in refused.stderr

@@ -42,8 +42,10 @@ class _RateColumn(ProgressColumn):
 
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress callback drawing on stderr (documents/s, ETA), or None when disabled."""
-    if not enabled:
+    """A progress callback drawing on stderr (documents/s, ETA), or None when disabled or
+    when stderr is not a terminal."""
+    stderr = console(stderr=True)
+    if not enabled or not stderr.is_terminal:
         yield None
         return
     columns = (
@@ -53,7 +55,7 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | 
         _RateColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+    with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("migrating", total=None)
 
         def update(done: int, total: int | None) -> None:
@@ -106,7 +108,9 @@ def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_js
     if not rows:
         out.print("no migrations yet (write one with `ishan migrate new NAME`)")
     else:
-        table = Table("migration", "status", "runs", "processed", "last run", "updated", "script")
+        table = Table()
+        for header in ("migration", "status", "runs", "processed", "last run", "updated", "script"):
+            table.add_column(header, overflow="fold")
         colours = {"applied": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
         for row in rows:
             colour = colours.get(row.status, "white")
