@@ -1,8 +1,9 @@
 """Before-images: the state of every document a flush is about to change, in `_ishan_backup`.
 
-Each image is `{m: migration, b: batch, f: flush, c: collection, d: _id, img: document | None}`
-(`None`: the document did not exist, so undoing means deleting it). Images are saved before a
-flush's writes. Resume restores the images of a batch cut short (its number is above the
+An image is `{c: collection, d: _id, img: document | None}` (`None`: the document did not
+exist, so undoing means deleting it). A flush's images are saved before its writes, packed into
+as few backup documents as fit (`{m: migration, b: batch, f: flush, images: [...]}`, up to
+about 4 MiB each): one insert of a large document costs a server far less than a thousand. Resume restores the images of a batch cut short (its number is above the
 changelog's `done_batch`); rollback restores, per document, the earliest image of all runs.
 """
 
@@ -14,11 +15,14 @@ from typing import Any
 
 import bson
 from bson import ObjectId
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, ReplaceOne
 
 from ishan_tools.migrate.buffer import PendingOp, id_equality
 
 BACKUP = "_ishan_backup"
+PACK_BYTES = 4 * 2**20
 RESTORE_CHUNK = 1000
 
 
@@ -76,7 +80,8 @@ def capture(
         if ids:
             clauses.append({"_id": {"$in": list(ids.values())}})
         query = clauses[0] if len(clauses) == 1 else {"$or": clauses}
-        for document in collection.find(query):
+        raw = collection.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
+        for document in raw.find(query):
             key = id_key(document["_id"])
             ids.pop(key, None)
             images.append(Image(name, document["_id"], document))
@@ -100,22 +105,21 @@ def _merge_equalities(filters: list[Mapping[str, Any]]) -> list[Mapping[str, Any
 
 
 def save(database: Any, migration: str, batch: int, flush: int, images: list[Image]) -> None:
-    if not images:
-        return
-    database[BACKUP].insert_many(
-        [
-            {
-                "m": migration,
-                "b": batch,
-                "f": flush,
-                "c": i.collection,
-                "d": i.doc_id,
-                "img": i.document,
-            }
-            for i in images
-        ],
-        ordered=False,
-    )
+    """Store a flush's images (raw BSON where the caller has it, so nothing is re-encoded)."""
+    packs: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    size = 0
+    for image in images:
+        document = image.document
+        entries.append({"c": image.collection, "d": image.doc_id, "img": document})
+        size += 64 + (len(document.raw) if isinstance(document, RawBSONDocument) else 512)
+        if size >= PACK_BYTES:
+            packs.append({"m": migration, "b": batch, "f": flush, "images": entries})
+            entries, size = [], 0
+    if entries:
+        packs.append({"m": migration, "b": batch, "f": flush, "images": entries})
+    if packs:
+        database[BACKUP].insert_many(packs, ordered=True)
 
 
 def ensure_index(database: Any) -> None:
@@ -125,11 +129,12 @@ def ensure_index(database: Any) -> None:
 def _earliest(database: Any, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Images matching `query`, the earliest one per document only."""
     seen: set[tuple[str, Any]] = set()
-    for entry in database[BACKUP].find(query).sort([("b", 1), ("f", 1), ("_id", 1)]):
-        key = (entry["c"], id_key(entry["d"]))
-        if key not in seen:
-            seen.add(key)
-            yield entry
+    for pack in database[BACKUP].find(query).sort([("b", 1), ("f", 1), ("_id", 1)]):
+        for entry in pack["images"]:
+            key = (entry["c"], id_key(entry["d"]))
+            if key not in seen:
+                seen.add(key)
+                yield entry
 
 
 def _apply(database: Any, entries: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
