@@ -270,3 +270,27 @@ def test_write_results_explain_buffering(mongo_uri: str, db: Any, tmp_path: Path
     inserted = Path(summary["log"]).read_text()
     assert '"action": "inserted"' in inserted
     assert db.users.count_documents({"copy_of": {"$exists": True}}) == 0  # dropped with the doc
+
+
+SPLIT = """
+primary = "users"
+collections = ["users"]
+
+def migrate(doc, users, write_log):
+    users.insert_one({"first": doc["first"], "copy_of": doc["_id"]})
+    users.update_one({"_id": doc["_id"]}, {"$inc": {"visits": 1}})
+"""
+
+
+def test_documents_inserted_into_the_primary_are_not_migrated_again(
+    mongo_uri: str, db: Any, tmp_path: Path
+) -> None:
+    seed(db, users=9)
+    script = tmp_path / "split.py"
+    script.write_text(SPLIT)
+    migrate(mongo_uri, script, tmp_path, "--batch-size", "4", "--limit", "5")
+    result, summary = migrate(mongo_uri, script, tmp_path, "--batch-size", "4", "--resume")
+    assert summary["status"] == "applied", result.output
+    assert db.users.count_documents({"copy_of": {"$exists": True}}) == 9
+    assert db.users.count_documents({"copy_of": {"$exists": True}, "visits": 1}) == 0
+    assert db.users.count_documents({"copy_of": {"$exists": False}, "visits": 1}) == 9

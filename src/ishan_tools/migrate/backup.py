@@ -1,10 +1,11 @@
 """Before-images: the state of every document a flush is about to change, in `_ishan_backup`.
 
 An image is `{c: collection, d: _id, img: document | None}` (`None`: the document did not
-exist, so undoing means deleting it). A flush's images are saved before its writes, packed into
-as few backup documents as fit (`{m: migration, b: batch, f: flush, images: [...]}`, up to
-about 4 MiB each): one insert of a large document costs a server far less than a thousand. Resume restores the images of a batch cut short (its number is above the
-changelog's `done_batch`); rollback restores, per document, the earliest image of all runs.
+exist, so undoing means deleting it). A flush's images are saved before its writes, packed
+into as few backup documents as fit (`{m, b: batch, f: flush, images: [...]}`, up to about
+4 MiB each): one insert of a large document costs a server far less than a thousand small
+ones. Resume restores the images of a batch cut short (its number is above the changelog's
+`done_batch`); rollback restores, per document, the earliest image of all runs.
 """
 
 from __future__ import annotations
@@ -177,6 +178,15 @@ def restore_flushes(database: Any, migration: str, batch: int, first_flush: int)
     query = {"m": migration, "b": batch, "f": {"$gte": first_flush}}
     _apply(database, _earliest(database, query))
     database[BACKUP].delete_many(query)
+
+
+def inserted_ids(database: Any, migration: str, collection: str) -> set[Any]:
+    """Keys (`id_key`) of documents the migration's runs inserted into `collection`."""
+    return {
+        id_key(entry["d"])
+        for entry in _earliest(database, {"m": migration})
+        if entry["c"] == collection and entry["img"] is None
+    }
 
 
 def rollback_plan(database: Any, migration: str) -> dict[str, dict[str, int]]:

@@ -48,12 +48,10 @@ def begin_run(
     run: dict[str, Any],
     *,
     restart: bool,
-    extra: Mapping[str, Any],
 ) -> int:
     """Mark the migration running and append `run`; returns the run's index in `runs`.
 
-    `restart` clears the checkpoint, so the run starts from the first document; `extra`
-    fields are set on the record as they are.
+    `restart` clears the checkpoint, so the run starts from the first document.
     """
     now = utcnow()
     fields: dict[str, Any] = {
@@ -62,7 +60,6 @@ def begin_run(
         "script": str(script.path),
         "primary": script.primary,
         "updated_at": now,
-        **extra,
     }
     if restart:
         fields["checkpoint"] = None

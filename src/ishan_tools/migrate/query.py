@@ -1,7 +1,7 @@
-"""The primary cursor's query: the script's filter, restricted to an `_id` range.
+"""The primary cursor's query: the script's filter, from the checkpoint on.
 
-MongoDB compares values of different BSON types by a fixed type order, but `$gt`/`$lte` only
-match values of the same type. A range "after X" therefore also admits every `_id` of a type
+MongoDB compares values of different BSON types by a fixed type order, but `$gt` only matches
+values of the same type. "After X" therefore also admits every `_id` of a type
 that sorts after X's type, so collections with mixed `_id` types resume correctly.
 """
 
@@ -67,27 +67,12 @@ def after(value: Any) -> dict[str, Any]:
     return {"$or": [clause, {"_id": {"$type": later}}]} if later else clause
 
 
-def up_to(value: Any) -> dict[str, Any]:
-    """Matches every `_id` that sorts before `value`, or equals it."""
-    earlier = _aliases(range(type_rank(value)))
-    clause: dict[str, Any] = {"_id": {"$lte": value}}
-    return {"$or": [clause, {"_id": {"$type": earlier}}]} if earlier else clause
-
-
 def primary_query(
-    filter_doc: Mapping[str, Any],
-    *,
-    start_after: Any = None,
-    has_start: bool = False,
-    upper: Any = None,
-    has_upper: bool = False,
+    filter_doc: Mapping[str, Any], *, start_after: Any = None, has_start: bool = False
 ) -> dict[str, Any]:
-    """The script's filter and the `_id` range `(start_after, upper]` (either end optional)."""
-    clauses: list[Mapping[str, Any]] = [filter_doc] if filter_doc else []
-    if has_start:
-        clauses.append(after(start_after))
-    if has_upper:
-        clauses.append(up_to(upper))
-    if not clauses:
-        return {}
-    return dict(clauses[0]) if len(clauses) == 1 else {"$and": clauses}
+    """The script's filter, restricted to `_id`s after `start_after` when `has_start`."""
+    if not has_start:
+        return dict(filter_doc)
+    if not filter_doc:
+        return after(start_after)
+    return {"$and": [filter_doc, after(start_after)]}

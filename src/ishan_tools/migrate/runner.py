@@ -94,6 +94,7 @@ class Runner:
         self._known: dict[Any, RawBSONDocument] | None = None
         self._batch_keys: set[Any] = set()
         self._primary_clean = script.projection is None
+        self._inserted_primary: set[Any] = set()
         self._reset_unit()
 
     def collection(self, name: str) -> BufferedCollection:
@@ -176,12 +177,8 @@ class Runner:
         if self.config.backup:
             backup.ensure_index(self.database)
         self.batch_no = int(record.get("done_batch", 0)) if record else 0
-        extra: dict[str, Any] = {}
-        if restart:
-            top = self.database[self.script.primary].find({}, {"_id": 1}).sort("_id", -1).limit(1)
-            extra["upper"] = next(({"id": doc["_id"]} for doc in top), None)
-            start: dict[str, Any] | None = None
-        else:
+        start: dict[str, Any] | None = None
+        if not restart:
             assert record is not None
             self.summary.resumed = True
             self.summary.restored = backup.restore_after(
@@ -189,7 +186,9 @@ class Runner:
             )
             self.done_before = sum(int(run.get("processed", 0)) for run in record["runs"])
             start = record.get("checkpoint")
-            extra["upper"] = record.get("upper")
+            self._inserted_primary = backup.inserted_ids(
+                self.database, self.script.name, self.script.primary
+            )
         run = {
             "run_id": self.run_id,
             "mode": "resume" if not restart else "force" if self.config.force else "run",
@@ -200,20 +199,13 @@ class Runner:
             "batch_size": self.batch_size,
             "log": str(self.log.path),
         }
-        self.run_index = changelog.begin_run(
-            self.database, self.script, run, restart=restart, extra=extra
-        )
-        upper = extra["upper"]
-        return primary_query(
-            self.script.filter,
-            start_after=None if start is None else start["after"],
-            has_start=start is not None,
-            upper=None if upper is None else upper["id"],
-            has_upper=upper is not None,
-        )
+        self.run_index = changelog.begin_run(self.database, self.script, run, restart=restart)
+        if start is None:
+            return primary_query(self.script.filter)
+        return primary_query(self.script.filter, start_after=start["after"], has_start=True)
 
     def _process_all(self, query: dict[str, Any]) -> None:
-        total = self._estimate_total()
+        total = None if self.progress is None else self._estimate_total()
         for batch in self._batches(query):
             if not self._process(batch):
                 break
@@ -228,7 +220,7 @@ class Runner:
         else:
             self._finish(APPLIED, None)
 
-    def _estimate_total(self) -> int | None:
+    def _estimate_total(self) -> int:
         primary = self.database[self.script.primary]
         if self.script.filter:
             total: int = primary.count_documents(self.script.filter)
@@ -283,6 +275,9 @@ class Runner:
         self.flush_no = 0
         codec = self.database.codec_options
         docs = [bson.decode(raw.raw, codec_options=codec) for raw in raw_batch]
+        if self._inserted_primary:  # documents this migration added to its own collection
+            kept = [(d, r) for d, r in zip(docs, raw_batch, strict=True) if not self._ours(d)]
+            docs, raw_batch = [d for d, _ in kept], [r for _, r in kept]
         self._batch_keys = {backup.id_key(doc["_id"]) for doc in docs}
         real = not self.config.dry_run
         use_known = real and self.config.backup and self._primary_clean
@@ -381,9 +376,9 @@ class Runner:
         if self.config.dry_run:
             self._sample(taken)
             return
+        self._track_primary(taken.get(self.script.primary, []))
         if self.config.backup:
             images = backup.capture(self.database, taken, self._known, self.script.primary)
-            self._track_primary(taken.get(self.script.primary, []))
             backup.save(self.database, self.script.name, self.batch_no, self.flush_no, images)
         self.flush_no += 1
         for name, ops in taken.items():
@@ -397,8 +392,14 @@ class Runner:
             for field in ("matched", "modified", "inserted", "deleted", "upserted"):
                 self._unit_results.add(name, field, getattr(result, f"{field}_count"))
 
+    def _ours(self, doc: dict[str, Any]) -> bool:
+        return backup.id_key(doc["_id"]) in self._inserted_primary
+
     def _track_primary(self, ops: list[PendingOp]) -> None:
-        """Keep the cursor's copies usable as images only while writes stay inside the batch."""
+        """Remember documents inserted into the primary collection (the cursor skips them), and
+        keep the cursor's copies usable as images only while writes stay inside the batch."""
+        for op in ops:
+            self._inserted_primary.update(backup.id_key(doc_id) for doc_id in op.new_ids)
         for op in ops:
             pinned, value = id_equality(op.filter)
             keys = [backup.id_key(v) for v in [*op.new_ids, *([value] if pinned else [])]]
