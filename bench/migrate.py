@@ -33,7 +33,7 @@ from pymongo import UpdateOne
 
 from ishan_tools.migrate import ConnectionConfig, RunConfig, run_migration
 
-CALLBACK = '''
+CALLBACK = """
 primary = "users"
 collections = ["users"]
 
@@ -43,7 +43,7 @@ def migrate(doc, users, write_log):
         {"_id": doc["_id"]},
         {"$set": {"full_name": doc["first"] + " " + doc["last"]}, "$inc": {"visits": 1}},
     )
-'''
+"""
 
 
 def migrate(doc: dict[str, Any], users: Any, write_log: Callable[..., None]) -> None:
@@ -60,10 +60,15 @@ def secantus() -> Iterator[str]:
     exe = Path(sys.executable).with_name("secantusd-py")
     command = [str(exe), "--host", "127.0.0.1", "--port", "0", "--storage-path", ":memory:"]
     process = subprocess.Popen(
-        [*command, "--log-level", "INFO"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*command, "--log-level", "INFO"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout or []], daemon=True).start()
+    threading.Thread(
+        target=lambda: [lines.put(x) for x in process.stdout or []], daemon=True
+    ).start()
     try:
         while True:
             match = re.search(r"secantus listening on 127\.0\.0\.1:(\d+)", lines.get(timeout=60))
@@ -84,7 +89,13 @@ def seed(database: Any, count: int) -> None:
     for start in range(0, count, chunk):
         database.users.insert_many(
             [
-                {"_id": i, "first": f"First{i % 97}", "last": f"Last{i}", "visits": 0, "pad": "x" * 64}
+                {
+                    "_id": i,
+                    "first": f"First{i % 97}",
+                    "last": f"Last{i}",
+                    "visits": 0,
+                    "pad": "x" * 64,
+                }
                 for i in range(start, min(start + chunk, count))
             ]
         )
@@ -154,9 +165,10 @@ def main() -> None:
     parser.add_argument("--seed-repeat", type=int, default=1, help="runs of (a) (slow)")
     parser.add_argument("--uri", help="use this server instead of starting secantusd-py")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, (
-        nullcontext(args.uri) if args.uri else secantus()
-    ) as base:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        nullcontext(args.uri) if args.uri else secantus() as base,
+    ):
         workdir = Path(tmp)
         client: pymongo.MongoClient[Any] = pymongo.MongoClient(base)
         database = client["ishan_bench"]
@@ -173,7 +185,9 @@ def main() -> None:
             for name, (variant, times) in variants.items():
                 if round_no < times:
                     rates[name].append(variant(database, base, args.docs))
-                    print(f"  round {round_no + 1}: {name}: {rates[name][-1]:,.0f} docs/s", flush=True)
+                    print(
+                        f"  round {round_no + 1}: {name}: {rates[name][-1]:,.0f} docs/s", flush=True
+                    )
         baseline = statistics.median(rates["(c) hand-written bulk_write per 1,000"])
         print()
         print(f"{'variant':<42} {'docs/s (median)':>16} {'time vs (c)':>12}")

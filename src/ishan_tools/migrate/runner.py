@@ -376,9 +376,11 @@ class Runner:
         if self.config.dry_run:
             self._sample(taken)
             return
-        self._track_primary(taken.get(self.script.primary, []))
-        if self.config.backup:
+        images = []
+        if self.config.backup:  # before _track_primary: it retires the cursor's copies
             images = backup.capture(self.database, taken, self._known, self.script.primary)
+        self._track_primary(taken.get(self.script.primary, []))
+        if images:
             backup.save(self.database, self.script.name, self.batch_no, self.flush_no, images)
         self.flush_no += 1
         for name, ops in taken.items():
