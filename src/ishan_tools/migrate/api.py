@@ -9,9 +9,10 @@ from typing import Any
 from ishan_tools.errors import MigrationError
 from ishan_tools.migrate import backup, changelog
 from ishan_tools.migrate.connection import ConnectionConfig, connect
+from ishan_tools.migrate.context import new_run_id
 from ishan_tools.migrate.lock import MigrationLock, current_holder, force_unlock, utcnow
 from ishan_tools.migrate.report import RunConfig, RunSummary
-from ishan_tools.migrate.runner import Progress, Runner, new_run_id
+from ishan_tools.migrate.runner import Progress, Runner
 from ishan_tools.migrate.script import load_script
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ishan_tools.errors import MigrationError
 from ishan_tools.migrate.lock import current_holder, is_stale, utcnow
 from ishan_tools.migrate.script import MigrationScript, checksum_of
 
@@ -40,6 +41,38 @@ def effective_status(database: Any, record: Mapping[str, Any]) -> str:
     if holder is not None and holder.get("migration") == record["_id"] and not is_stale(holder):
         return status
     return INTERRUPTED if status == RUNNING else status
+
+
+def starts_over(record: Mapping[str, Any] | None, name: str, *, resume: bool, force: bool) -> bool:
+    """Whether a run starts from the first document; refuses a run that must not happen.
+
+    Called under the lock, so a record left `running` belongs to a dead run.
+    """
+    if record is None:
+        if resume:
+            raise MigrationError(f"nothing to resume: {name} has never run")
+        return True
+    status = INTERRUPTED if record["status"] == RUNNING else record["status"]
+    if status == ROLLING_BACK:
+        raise MigrationError(
+            f"a rollback of {name} was interrupted: run `ishan migrate rollback {name}` again"
+        )
+    if resume:
+        if status in (INTERRUPTED, FAILED):
+            return False
+        hint = " (pass --force to run it again from the start)" if status == APPLIED else ""
+        raise MigrationError(f"nothing to resume: {name} is {status}{hint}")
+    if status in (INTERRUPTED, FAILED):
+        raise MigrationError(
+            f"{name} is {status}: continue it with --resume, or undo it with "
+            f"`ishan migrate rollback {name}`"
+        )
+    if status == APPLIED and not force:
+        raise MigrationError(
+            f"{name} was already applied ({record.get('applied_at'):%Y-%m-%d %H:%M} UTC); "
+            "pass --force to run it again from the start"
+        )
+    return True
 
 
 def begin_run(
@@ -170,9 +203,18 @@ def status_rows(database: Any, script_dir: Path | None) -> list[StatusRow]:
         )
     if script_dir is not None and script_dir.is_dir():
         for path in sorted(script_dir.glob("*.py")):
-            if path.stem not in seen and not path.name.startswith("_"):
+            if path.stem not in seen and _looks_like_migration(path):
                 rows.append(StatusRow(path.stem, "pending", 0, 0, None, None, None, False))
     return rows
+
+
+def _looks_like_migration(path: Path) -> bool:
+    """A never-run script worth listing: defines `primary` and `migrate` (not any .py file)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "def migrate(" in text and "primary" in text
 
 
 def _find_script(script_dir: Path | None, name: str, recorded: Any) -> Path | None:

@@ -67,7 +67,7 @@ def run_command(
             "--batch-size",
             envvar="ISHAN_MIGRATE_BATCH_SIZE",
             min=1,
-            help="Documents per bulk write [default: the script's batch_size, else 1000].",
+            help="Documents per bulk write (default: the script's batch_size, else 1000).",
         ),
     ] = None,
     limit: Annotated[

@@ -9,10 +9,8 @@ so a batch cut short is written twice (at least once).
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -24,6 +22,7 @@ from ishan_tools.errors import MigrationError
 from ishan_tools.migrate import backup, changelog
 from ishan_tools.migrate.buffer import BufferedCollection, PendingOp, WriteBuffer, id_equality
 from ishan_tools.migrate.changelog import APPLIED, FAILED, INTERRUPTED
+from ishan_tools.migrate.context import MigrationContext, new_run_id
 from ishan_tools.migrate.lock import MigrationLock, utcnow
 from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.query import primary_query
@@ -42,28 +41,6 @@ class _WriteFailure(BaseException):
         super().__init__(message)
         self.doc_id = doc_id
         self.message = message
-
-
-def new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-
-
-class MigrationContext:
-    """The `ctx` of `migrate(doc, ctx)`: collections by name, `log`, `dry_run`, `run_id`."""
-
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-        self.migration = runner.script.name
-        self.run_id = runner.run_id
-        self.dry_run = runner.config.dry_run
-
-    def collection(self, name: str) -> BufferedCollection:
-        return self._runner.collection(name)
-
-    __getitem__ = collection
-
-    def log(self, action: Any, content: Any = None) -> None:
-        self._runner.log.write_log(action, content)
 
 
 class Runner:
@@ -131,7 +108,9 @@ class Runner:
         ).acquire()
         try:
             record = changelog.get(self.database, self.script.name)
-            restart = self._may_run(record)
+            restart = changelog.starts_over(
+                record, self.script.name, resume=self.config.resume, force=self.config.force
+            )
             query = self._prepare(record, restart)
             self._process_all(query)
         except KeyboardInterrupt:
@@ -142,35 +121,6 @@ class Runner:
             raise
         finally:
             self.lock.release()
-
-    def _may_run(self, record: dict[str, Any] | None) -> bool:
-        """Whether this run starts from the first document; refuses what must not run."""
-        name = self.script.name
-        if record is None:
-            if self.config.resume:
-                raise MigrationError(f"nothing to resume: {name} has never run")
-            return True
-        status = INTERRUPTED if record["status"] == changelog.RUNNING else record["status"]
-        if status == changelog.ROLLING_BACK:
-            raise MigrationError(
-                f"a rollback of {name} was interrupted: run `ishan migrate rollback {name}` again"
-            )
-        if self.config.resume:
-            if status in (INTERRUPTED, FAILED):
-                return False
-            hint = " (pass --force to run it again from the start)" if status == APPLIED else ""
-            raise MigrationError(f"nothing to resume: {name} is {status}{hint}")
-        if status in (INTERRUPTED, FAILED):
-            raise MigrationError(
-                f"{name} is {status}: continue it with --resume, or undo it with "
-                f"`ishan migrate rollback {name}`"
-            )
-        if status == APPLIED and not self.config.force:
-            raise MigrationError(
-                f"{name} was already applied ({record.get('applied_at'):%Y-%m-%d %H:%M} UTC); "
-                "pass --force to run it again from the start"
-            )
-        return True
 
     def _prepare(self, record: dict[str, Any] | None, restart: bool) -> dict[str, Any]:
         """Restore a batch cut short (resume), open the run in the changelog; the cursor query."""
