@@ -16,17 +16,13 @@ its own `secantusd-py` (from the `test` extra) unless --uri names a server.
 from __future__ import annotations
 
 import argparse
-import queue
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +30,9 @@ import pymongo
 from pymongo import UpdateOne
 
 from ishan_tools.migrate import ConnectionConfig, RunConfig, run_migration
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.migrate.server import secantus_server
 
 CALLBACK = """
 primary = "users"
@@ -54,35 +53,6 @@ def migrate(doc: dict[str, Any], users: Any, write_log: Callable[..., None]) -> 
         {"_id": doc["_id"]},
         {"$set": {"full_name": doc["first"] + " " + doc["last"]}, "$inc": {"visits": 1}},
     )
-
-
-@contextmanager
-def secantus() -> Iterator[str]:
-    """Start `secantusd-py` on 127.0.0.1, port 0; yield its URI; stop it."""
-    exe = Path(sys.executable).with_name("secantusd-py")
-    command = [str(exe), "--host", "127.0.0.1", "--port", "0", "--storage-path", ":memory:"]
-    process = subprocess.Popen(
-        [*command, "--log-level", "INFO"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(x) for x in process.stdout or []], daemon=True
-    ).start()
-    try:
-        while True:
-            match = re.search(r"secantus listening on 127\.0\.0\.1:(\d+)", lines.get(timeout=60))
-            if match:
-                yield f"mongodb://127.0.0.1:{match.group(1)}"
-                return
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def seed(database: Any, count: int) -> None:
@@ -182,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        nullcontext(args.uri) if args.uri else secantus() as base,
+        nullcontext(args.uri) if args.uri else secantus_server() as base,
     ):
         workdir = Path(tmp)
         client: pymongo.MongoClient[Any] = pymongo.MongoClient(base)

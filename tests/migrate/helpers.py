@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -74,3 +75,13 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def run_script(uri: str, script: Path | str, tmp_path: Path, *extra: Any) -> Any:
+    """`ishan migrate run SCRIPT --json` (a path, or a fixture's name): (result, summary)."""
+    path = script if isinstance(script, Path) else FIXTURES / script
+    result = ishan(
+        "migrate", "run", path, "--uri", uri, "--log-dir", tmp_path / "logs", "--json", *extra
+    )
+    summary = json.loads(result.stdout) if result.stdout.startswith("{") else None
+    return result, summary

@@ -14,7 +14,16 @@ import pytest
 
 from ishan_tools.migrate.lock import MigrationLock
 
-from .helpers import FIXTURES, contents, ishan, ishan_process, seed, snapshot, wait_for
+from .helpers import (
+    FIXTURES,
+    contents,
+    ishan,
+    ishan_process,
+    run_script,
+    seed,
+    snapshot,
+    wait_for,
+)
 
 
 def done_batch(db: Any, name: str) -> int:
@@ -111,15 +120,7 @@ def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path
             lambda: db["_ishan_locks"].find_one() is not None or process.poll() is not None,
             "the lock",
         )
-        other = ishan(
-            "migrate",
-            "run",
-            FIXTURES / "add_full_name.py",
-            "--uri",
-            mongo_uri,
-            "--log-dir",
-            tmp_path,
-        )
+        other = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
         assert process.poll() is None, "the first run ended before the second one started"
         assert other.exit_code == 1
         assert "is locked by migration 'bump_order_totals'" in other.stderr
@@ -127,9 +128,7 @@ def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path
     finally:
         assert process.wait(timeout=120) == 0
     assert db["_ishan_locks"].find_one() is None  # released at the end
-    again = ishan(
-        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
-    )
+    again = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
     assert again.exit_code == 0, again.output
 
 
@@ -137,18 +136,14 @@ def test_unlock_removes_a_lock_held_elsewhere(mongo_uri: str, db: Any, tmp_path:
     seed(db, users=3)
     MigrationLock(db, "someone_else", "r1").acquire()
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
-    refused = ishan(
-        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
-    )
+    refused = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
     assert refused.exit_code == 1 and "ishan migrate unlock" in refused.stderr
     kept = ishan("migrate", "unlock", "--uri", mongo_uri, input="n\n")
     assert kept.exit_code == 1 and "locked by migration 'someone_else'" in kept.stdout
     assert db["_ishan_locks"].count_documents({}) == 1
     removed = ishan("migrate", "unlock", "--uri", mongo_uri, "--yes")
     assert removed.exit_code == 0 and "unlocked" in removed.stdout
-    ran = ishan(
-        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
-    )
+    ran = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
     assert ran.exit_code == 0, ran.output
 
 
@@ -156,9 +151,7 @@ def test_an_expired_lock_is_taken_over(mongo_uri: str, db: Any, tmp_path: Path) 
     seed(db, users=3)
     MigrationLock(db, "ghost", "r0", ttl_s=-1).acquire()  # expired at once
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
-    ran = ishan(
-        "migrate", "run", FIXTURES / "add_full_name.py", "--uri", mongo_uri, "--log-dir", tmp_path
-    )
+    ran = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
     assert ran.exit_code == 0, ran.output
 
 
@@ -167,16 +160,7 @@ def test_rollback_asks_first_and_refuses_without_backups(
 ) -> None:
     seed(db, users=8)
     original = snapshot(db, "users", "orders")
-    ishan(
-        "migrate",
-        "run",
-        FIXTURES / "bump_order_totals.py",
-        "--uri",
-        mongo_uri,
-        "-q",
-        "--log-dir",
-        tmp_path,
-    )
+    run_script(mongo_uri, "bump_order_totals.py", tmp_path)
     changed = snapshot(db, "users", "orders")
     declined = ishan("migrate", "rollback", "bump_order_totals", "--uri", mongo_uri, input="n\n")
     assert declined.exit_code == 1
@@ -191,17 +175,7 @@ def test_rollback_asks_first_and_refuses_without_backups(
     twice = ishan("migrate", "rollback", "bump_order_totals", "--uri", mongo_uri, "--yes")
     assert twice.exit_code == 1 and "already rolled back" in twice.stderr
 
-    ishan(
-        "migrate",
-        "run",
-        FIXTURES / "inc_visits.py",
-        "--uri",
-        mongo_uri,
-        "-q",
-        "--no-backup",
-        "--log-dir",
-        tmp_path,
-    )
+    run_script(mongo_uri, "inc_visits.py", tmp_path, "--no-backup")
     assert db["_ishan_backup"].count_documents({"m": "inc_visits"}) == 0
     refused = ishan("migrate", "rollback", "inc_visits", "--uri", mongo_uri, "--yes")
     assert refused.exit_code == 1 and "used --no-backup" in refused.stderr

@@ -9,22 +9,12 @@ from typing import Any
 
 import pytest
 
-from .helpers import FIXTURES, contents, ishan, seed, snapshot
-
-
-def migrate(uri: str, script: Path | str, tmp_path: Path, *extra: Any) -> Any:
-    """`ishan migrate run SCRIPT --json` against `uri`; returns (result, summary or None)."""
-    path = script if isinstance(script, Path) else FIXTURES / script
-    result = ishan(
-        "migrate", "run", path, "--uri", uri, "--log-dir", tmp_path / "logs", "--json", *extra
-    )
-    summary = json.loads(result.stdout) if result.stdout.startswith("{") else None
-    return result, summary
+from .helpers import FIXTURES, contents, ishan, run_script, seed, snapshot
 
 
 def test_seed_callback_shape_works_as_written(mongo_uri: str, db: Any, tmp_path: Path) -> None:
     seed(db, users=25)
-    result, summary = migrate(mongo_uri, "add_full_name.py", tmp_path)
+    result, summary = run_script(mongo_uri, "add_full_name.py", tmp_path)
     assert result.exit_code == 0, result.output
     assert summary["status"] == "applied"
     assert summary["processed"] == 25
@@ -58,7 +48,7 @@ def test_buffered_writes_equal_per_document_writes(
     seed(db, users=30, orders_per_user=3)
     reference = copy_db(db)
     per_document_reference(reference, "bump_order_totals.py")
-    result, _summary = migrate(
+    result, _summary = run_script(
         mongo_uri, "bump_order_totals.py", tmp_path, "--batch-size", batch_size
     )
     assert result.exit_code == 0, result.output
@@ -91,7 +81,7 @@ def test_dry_run_writes_nothing_and_reports(mongo_uri: str, db: Any, tmp_path: P
     assert snapshot(db, "users", "orders") == before
     assert set(db.list_collection_names()) == names_before  # no changelog, lock or backup
     # a dry run does not count as applied: the real run is allowed
-    result, summary = migrate(mongo_uri, "add_full_name.py", tmp_path)
+    result, summary = run_script(mongo_uri, "add_full_name.py", tmp_path)
     assert summary["status"] == "applied"
 
 
@@ -99,7 +89,7 @@ def test_context_form_with_filter_projection_and_new_collection(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
     seed(db, users=15)
-    result, summary = migrate(mongo_uri, "tag_with_context.py", tmp_path)
+    result, summary = run_script(mongo_uri, "tag_with_context.py", tmp_path)
     assert result.exit_code == 0, result.output
     active = {u["_id"] for u in db.users.find({"active": True})}
     assert summary["processed"] == len(active)
@@ -114,12 +104,12 @@ def test_applied_migration_is_refused_unless_forced(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
     seed(db, users=5)
-    migrate(mongo_uri, "inc_visits.py", tmp_path)
-    result, _ = migrate(mongo_uri, "inc_visits.py", tmp_path)
+    run_script(mongo_uri, "inc_visits.py", tmp_path)
+    result, _ = run_script(mongo_uri, "inc_visits.py", tmp_path)
     assert result.exit_code == 1
     assert "already applied" in result.stderr and "--force" in result.stderr
     assert {u["visits"] for u in db.users.find()} == {1}
-    result, _summary = migrate(mongo_uri, "inc_visits.py", tmp_path, "--force")
+    result, _summary = run_script(mongo_uri, "inc_visits.py", tmp_path, "--force")
     assert result.exit_code == 0, result.output
     assert {u["visits"] for u in db.users.find()} == {2}
     assert len(db["_ishan_migrations"].find_one()["runs"]) == 2
@@ -129,7 +119,7 @@ def test_callback_error_stops_after_writing_what_succeeded(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
     seed(db, users=10)  # Bob is _id 1 and 6
-    result, summary = migrate(mongo_uri, "fails_on_bob.py", tmp_path, "--batch-size", "4")
+    result, summary = run_script(mongo_uri, "fails_on_bob.py", tmp_path, "--batch-size", "4")
     assert result.exit_code == 1
     assert "migrate() failed for document 1: ValueError: Bob is not allowed" in result.stderr
     assert "--resume" in result.stderr
@@ -138,13 +128,13 @@ def test_callback_error_stops_after_writing_what_succeeded(
     assert [u["_id"] for u in db.users.find({"seen": True})] == [0]
     record = db["_ishan_migrations"].find_one()
     assert record["status"] == "failed" and record["checkpoint"] == {"after": 0}
-    again, _ = migrate(mongo_uri, "fails_on_bob.py", tmp_path)
+    again, _ = run_script(mongo_uri, "fails_on_bob.py", tmp_path)
     assert again.exit_code == 1 and "continue it with --resume" in again.stderr
 
 
 def test_continue_on_error_skips_failing_documents(mongo_uri: str, db: Any, tmp_path: Path) -> None:
     seed(db, users=10)
-    result, summary = migrate(
+    result, summary = run_script(
         mongo_uri, "fails_on_bob.py", tmp_path, "--batch-size", "4", "--continue-on-error"
     )
     assert result.exit_code == 0, result.output
@@ -173,7 +163,7 @@ def test_write_error_mid_batch(mongo_uri: str, db: Any, tmp_path: Path, mode: st
     script = tmp_path / "dup_insert.py"
     script.write_text(DUPLICATE_INSERT)
     extra = ["--continue-on-error"] if mode == "continue" else []
-    result, summary = migrate(mongo_uri, script, tmp_path, "--batch-size", "4", *extra)
+    result, summary = run_script(mongo_uri, script, tmp_path, "--batch-size", "4", *extra)
     done = sorted(u["_id"] for u in db.users.find({"done": True}))
     new_orders = sorted(o["_id"] for o in db.orders.find({"_id": {"$regex": "^new"}}))
     if mode == "stop":
@@ -194,13 +184,13 @@ def test_limit_then_resume_processes_each_document_once(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
     seed(db, users=20)
-    result, summary = migrate(
+    result, summary = run_script(
         mongo_uri, "inc_visits.py", tmp_path, "--limit", "7", "--batch-size", "3"
     )
     assert result.exit_code == 0, result.output
     assert summary["status"] == "interrupted" and summary["processed"] == 7
     assert sorted(u["_id"] for u in db.users.find({"visits": 1})) == list(range(7))
-    result, summary = migrate(mongo_uri, "inc_visits.py", tmp_path, "--resume")
+    result, summary = run_script(mongo_uri, "inc_visits.py", tmp_path, "--resume")
     assert summary["status"] == "applied" and summary["processed"] == 13
     assert {u["visits"] for u in db.users.find()} == {1}
 
@@ -209,8 +199,8 @@ def test_mixed_id_types_resume_in_mongodb_order(mongo_uri: str, db: Any, tmp_pat
     ids: list[Any] = [3, "b", 1.5, {"k": 1}, "a", 10, {"k": 0}]
     db.users.insert_many([{"_id": i, "visits": 0} for i in ids])
     db.orders.insert_one({"_id": "x", "user_id": -1, "total": 0})
-    migrate(mongo_uri, "inc_visits.py", tmp_path, "--limit", "4", "--batch-size", "2")
-    result, summary = migrate(mongo_uri, "inc_visits.py", tmp_path, "--resume")
+    run_script(mongo_uri, "inc_visits.py", tmp_path, "--limit", "4", "--batch-size", "2")
+    result, summary = run_script(mongo_uri, "inc_visits.py", tmp_path, "--resume")
     assert summary["status"] == "applied", result.output
     assert [u["visits"] for u in db.users.find()] == [1] * len(ids)
 
@@ -229,7 +219,7 @@ def test_upserts_and_their_rollback(mongo_uri: str, db: Any, tmp_path: Path) -> 
     seed(db, users=10)
     script = tmp_path / "upserts.py"
     script.write_text(UPSERTS)
-    result, _ = migrate(mongo_uri, script, tmp_path, "--batch-size", "3")
+    result, _ = run_script(mongo_uri, script, tmp_path, "--batch-size", "3")
     assert result.exit_code == 0, result.output
     counts = {s["first"]: s["n"] for s in db.stats.find({"first": {"$exists": True}})}
     assert counts == {"Ada": 2, "Bob": 2, "Cy": 2, "Dee": 2, "Eve": 2}
@@ -248,7 +238,7 @@ def test_unbuffered_writes_are_refused_per_document(
         'primary = "users"\ncollections = ["users"]\n'
         "def migrate(doc, users, write_log):\n    users.find_one_and_delete({})\n"
     )
-    result, _summary = migrate(mongo_uri, script, tmp_path)
+    result, _summary = run_script(mongo_uri, script, tmp_path)
     assert result.exit_code == 1
     assert "find_one_and_delete() is not available inside a migration" in result.stderr
     assert db.users.count_documents({}) == 3
@@ -264,7 +254,7 @@ def test_write_results_explain_buffering(mongo_uri: str, db: Any, tmp_path: Path
         "    write_log('inserted', str(new.inserted_id))\n"
         "    users.update_one({'_id': doc['_id']}, {'$set': {'x': 1}}).modified_count\n"
     )
-    result, summary = migrate(mongo_uri, script, tmp_path)
+    result, summary = run_script(mongo_uri, script, tmp_path)
     assert result.exit_code == 1
     assert "modified_count is not known inside a migration" in result.stderr
     inserted = Path(summary["log"]).read_text()
@@ -288,8 +278,8 @@ def test_documents_inserted_into_the_primary_are_not_migrated_again(
     seed(db, users=9)
     script = tmp_path / "split.py"
     script.write_text(SPLIT)
-    migrate(mongo_uri, script, tmp_path, "--batch-size", "4", "--limit", "5")
-    result, summary = migrate(mongo_uri, script, tmp_path, "--batch-size", "4", "--resume")
+    run_script(mongo_uri, script, tmp_path, "--batch-size", "4", "--limit", "5")
+    result, summary = run_script(mongo_uri, script, tmp_path, "--batch-size", "4", "--resume")
     assert summary["status"] == "applied", result.output
     assert db.users.count_documents({"copy_of": {"$exists": True}}) == 9
     assert db.users.count_documents({"copy_of": {"$exists": True}, "visits": 1}) == 0
