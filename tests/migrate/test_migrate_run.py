@@ -108,6 +108,7 @@ def test_applied_migration_is_refused_unless_forced(
     result, _ = run_script(mongo_uri, "inc_visits.py", tmp_path)
     assert result.exit_code == 1
     assert "already applied" in result.stderr and "--force" in result.stderr
+    assert len(list((tmp_path / "logs").glob("inc_visits-*.jsonl"))) == 1  # none for a refusal
     assert {u["visits"] for u in db.users.find()} == {1}
     result, _summary = run_script(mongo_uri, "inc_visits.py", tmp_path, "--force")
     assert result.exit_code == 0, result.output
@@ -284,3 +285,29 @@ def test_documents_inserted_into_the_primary_are_not_migrated_again(
     assert db.users.count_documents({"copy_of": {"$exists": True}}) == 9
     assert db.users.count_documents({"copy_of": {"$exists": True}, "visits": 1}) == 0
     assert db.users.count_documents({"copy_of": {"$exists": False}, "visits": 1}) == 9
+
+
+READ_THEN_FAIL = """
+primary = "users"
+collections = ["users"]
+
+def migrate(doc, users, write_log):
+    users.update_one({"_id": doc["_id"]}, {"$set": {"before_read": 1}})
+    users.find_one({"_id": doc["_id"]})  # flushes the write above
+    users.update_one({"_id": doc["_id"]}, {"$set": {"after_read": 1}})
+    if doc["first"] == "Bob":
+        raise ValueError("no")
+"""
+
+
+def test_failed_callback_drops_writes_queued_after_its_last_read(
+    mongo_uri: str, db: Any, tmp_path: Path
+) -> None:
+    seed(db, users=10)
+    script = tmp_path / "read_then_fail.py"
+    script.write_text(READ_THEN_FAIL)
+    result, _ = run_script(mongo_uri, script, tmp_path, "--continue-on-error")
+    assert result.exit_code == 0, result.output
+    bobs = {1, 6}
+    assert {u["_id"] for u in db.users.find({"before_read": 1})} == set(range(10))
+    assert {u["_id"] for u in db.users.find({"after_read": 1})} == set(range(10)) - bobs

@@ -57,28 +57,31 @@ class WriteBuffer:
         self.ops: dict[str, list[PendingOp]] = {}
         self.source_id: Any = None
         self._flush = flush
+        self._flushes: dict[str, int] = {}
 
     def add(self, collection: str, op: PendingOp) -> None:
         self.ops.setdefault(collection, []).append(op)
 
     def mark(self) -> dict[str, tuple[int, int]]:
-        """A savepoint: which op list each collection has now, and its length."""
-        return {name: (id(ops), len(ops)) for name, ops in self.ops.items()}
+        """A savepoint: per collection, how many flushes took its ops so far, and its length."""
+        return {name: (self._flushes.get(name, 0), len(ops)) for name, ops in self.ops.items()}
 
     def discard_since(self, mark: Mapping[str, tuple[int, int]]) -> None:
         """Drop every op queued after `mark` (a failed callback leaves nothing behind).
 
-        A flush in between hands out the lists and starts new ones: everything in a list the
-        mark has not seen was queued after it.
+        A flush in between hands out the queued ops and starts afresh: everything queued in a
+        collection flushed since the mark was queued after it.
         """
         for name, ops in self.ops.items():
-            list_id, length = mark.get(name, (0, 0))
-            del ops[length if list_id == id(ops) else 0 :]
+            flushes, length = mark.get(name, (-1, 0))
+            del ops[length if flushes == self._flushes.get(name, 0) else 0 :]
 
     def take(self, names: Iterable[str] | None = None) -> dict[str, list[PendingOp]]:
         """Remove and return the queued ops of `names` (all collections when None)."""
         wanted = list(self.ops) if names is None else list(names)
         taken = {name: self.ops.pop(name) for name in wanted if self.ops.get(name)}
+        for name in taken:
+            self._flushes[name] = self._flushes.get(name, 0) + 1
         return taken
 
     def flush(self, names: list[str] | None = None) -> None:

@@ -98,7 +98,8 @@ class Runner:
                 self._real_run()
         finally:
             self.summary.elapsed_s = time.perf_counter() - started
-            self.log.event("summary", self.summary.as_dict())
+            if self.config.dry_run or self.run_index >= 0:  # not for a refused run
+                self.log.event("summary", self.summary.as_dict())
             self.log.close()
         return self.summary
 
