@@ -81,6 +81,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     kill_mid_run(db, mongo_uri, path, tmp_path, "--batch-size", batch)
     status = json.loads(ishan("migrate", "status", "--uri", mongo_uri, "--json").stdout)
     assert status["migrations"][0]["status"] == "interrupted"
+    table = ishan("migrate", "status", "--uri", mongo_uri).stdout
+    assert "interrupted" in table and "stale lock (its process is gone)" in table
     refused = ishan("migrate", "run", path, "--uri", mongo_uri, "--log-dir", tmp_path)
     assert refused.exit_code == 1 and "continue it with --resume" in refused.stderr
     # killed a second time while resuming, then resumed to the end

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from ishan_tools.migrate.api import RollbackPlan
 from ishan_tools.migrate.changelog import StatusRow
-from ishan_tools.migrate.lock import describe
+from ishan_tools.migrate.lock import describe, is_stale
 from ishan_tools.migrate.report import RunSummary
 
 
@@ -109,13 +109,13 @@ def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_js
         out.print("no migrations yet (write one with `ishan migrate new NAME`)")
     else:
         table = Table()
-        for header in ("migration", "status", "runs", "processed", "last run", "updated", "script"):
-            table.add_column(header, overflow="fold")
+        for header in ("migration", "status", "runs", "processed", "last run", "script"):
+            table.add_column(header, no_wrap=header in ("migration", "status", "last run"))
         colours = {"applied": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+        flags = {None: "-", False: "unchanged", True: "[yellow]CHANGED[/yellow]"}
         for row in rows:
             colour = colours.get(row.status, "white")
-            script = {None: "-", False: "unchanged", True: "[yellow]CHANGED[/yellow]"}
-            flag = script[row.script_changed]
+            flag = flags[row.script_changed]
             if row.script_changed and row.status == "applied":
                 flag = "[yellow]CHANGED since applied[/yellow]"
             table.add_row(
@@ -124,11 +124,12 @@ def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_js
                 str(row.runs),
                 f"{row.processed:,}",
                 row.last_run or "-",
-                "-" if row.updated_at is None else f"{row.updated_at:%Y-%m-%d %H:%M:%S}",
                 flag,
             )
         out.print(table)
-    if holder is not None:
+    if holder is not None and is_stale(holder):
+        out.print(f"[dim]stale lock (its process is gone) left by {describe(holder)}[/dim]")
+    elif holder is not None:
         out.print(f"[yellow]locked by {describe(holder)}[/yellow]")
 
 
