@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -108,8 +109,8 @@ def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_js
     if not rows:
         out.print("no migrations yet (write one with `ishan migrate new NAME`)")
     else:
-        table = Table()
-        for header in ("migration", "status", "runs", "processed", "last run", "script"):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for header in ("migration", "status", "runs", "docs", "last run", "script"):
             table.add_column(header, no_wrap=header in ("migration", "status", "last run"))
         colours = {"applied": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
         flags = {None: "-", False: "unchanged", True: "[yellow]CHANGED[/yellow]"}
