@@ -8,7 +8,7 @@ from typing import Any
 
 from ishan_tools.errors import MigrationError
 from ishan_tools.migrate import backup, changelog
-from ishan_tools.migrate.connection import ConnectionConfig, connect
+from ishan_tools.migrate.connection import ConnectionConfig, connected
 from ishan_tools.migrate.context import new_run_id
 from ishan_tools.migrate.lock import MigrationLock, current_holder, force_unlock, utcnow
 from ishan_tools.migrate.report import RunConfig, RunSummary
@@ -25,11 +25,8 @@ def run_migration(
     prevent the run (bad script, unreachable server, lock held, refused re-run) raise.
     """
     script = load_script(config.script)
-    client, database = connect(connection)
-    try:
+    with connected(connection) as database:
         return Runner(database, script, config, progress).run()
-    finally:
-        client.close()
 
 
 @dataclass(frozen=True)
@@ -40,10 +37,6 @@ class RollbackPlan:
     status: str
     runs: int
     counts: dict[str, dict[str, int]]
-
-    @property
-    def total(self) -> int:
-        return sum(sum(tally.values()) for tally in self.counts.values())
 
 
 def _rollbackable(database: Any, name: str) -> dict[str, Any]:
@@ -66,21 +59,17 @@ def _rollbackable(database: Any, name: str) -> dict[str, Any]:
 
 def plan_rollback(connection: ConnectionConfig, name: str) -> RollbackPlan:
     """Count what a rollback of `name` would restore and delete (writes nothing)."""
-    client, database = connect(connection)
-    try:
+    with connected(connection) as database:
         record = _rollbackable(database, name)
         counts = backup.rollback_plan(database, name)
         status = changelog.effective_status(database, record)
         return RollbackPlan(name, status, len(record.get("runs", [])), counts)
-    finally:
-        client.close()
 
 
 def rollback_migration(connection: ConnectionConfig, name: str) -> RollbackPlan:
     """Restore every document `name` changed to its earliest before-image, across all runs,
     and delete the documents it inserted. Safe to run again if it is interrupted."""
-    client, database = connect(connection)
-    try:
+    with connected(connection) as database:
         lock = MigrationLock(database, name, f"rollback-{new_run_id()}").acquire()
         try:
             record = _rollbackable(database, name)
@@ -100,34 +89,25 @@ def rollback_migration(connection: ConnectionConfig, name: str) -> RollbackPlan:
             return RollbackPlan(name, changelog.ROLLED_BACK, len(record.get("runs", [])), counts)
         finally:
             lock.release()
-    finally:
-        client.close()
 
 
 def migration_status(
     connection: ConnectionConfig, script_dir: Path | None
 ) -> tuple[list[changelog.StatusRow], dict[str, Any] | None]:
     """The changelog as rows (plus never-run scripts found in `script_dir`) and the lock holder."""
-    client, database = connect(connection)
-    try:
+    with connected(connection) as database:
         return changelog.status_rows(database, script_dir), current_holder(database)
-    finally:
-        client.close()
 
 
 def lock_holder(connection: ConnectionConfig) -> dict[str, Any] | None:
     """Who holds the migration lock of the database, if anyone."""
-    client, database = connect(connection)
-    try:
+    with connected(connection) as database:
         return current_holder(database)
-    finally:
-        client.close()
 
 
 def unlock(connection: ConnectionConfig) -> dict[str, Any] | None:
     """Remove the lock (a dead run's); its migration, if left running, becomes interrupted."""
-    client, database = connect(connection)
-    try:
+    with connected(connection) as database:
         removed = force_unlock(database)
         if removed is not None:
             name = removed.get("migration")
@@ -135,5 +115,3 @@ def unlock(connection: ConnectionConfig) -> dict[str, Any] | None:
             if record is not None and record["status"] == changelog.RUNNING:
                 changelog.set_status(database, str(name), changelog.INTERRUPTED)
         return removed
-    finally:
-        client.close()

@@ -103,7 +103,7 @@ def run_command(
 ) -> None:
     """Run a migration script over its primary collection."""
     from ishan_tools.migrate.api import run_migration
-    from ishan_tools.migrate.render import console, progress_bar, render_summary
+    from ishan_tools.migrate.render import progress_bar, render_summary
     from ishan_tools.migrate.report import RunConfig
 
     if resume and force:
@@ -125,7 +125,6 @@ def run_command(
         summary = run_migration(_connection(uri, db, timeout), config, progress)
     render_summary(summary, as_json=json_output, quiet=quiet)
     if summary.status == "failed":
-        console(stderr=True).print(f"[dim]log: {summary.log_path}[/dim]")
         raise MigrationError(f"{summary.stop_reason}; fix it, then continue with --resume")
 
 

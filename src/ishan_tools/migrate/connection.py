@@ -6,6 +6,8 @@ Nothing is written before `connect` has proved the server answers and the user m
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,3 +77,13 @@ def connect(config: ConnectionConfig) -> tuple[Any, Any]:
         client.close()
         raise MigrationError(f"cannot use {shown}: {exc}") from None
     return client, database
+
+
+@contextmanager
+def connected(config: ConnectionConfig) -> Iterator[Any]:
+    """The pinged database for the duration of a `with` block; the client is closed after."""
+    client, database = connect(config)
+    try:
+        yield database
+    finally:
+        client.close()
