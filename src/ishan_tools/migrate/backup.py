@@ -27,9 +27,12 @@ PACK_BYTES = 4 * 2**20
 RESTORE_CHUNK = 1000
 
 
+_PLAIN_IDS = (int, str, ObjectId, float)
+
+
 def id_key(doc_id: Any) -> Any:
     """A hashable key for an `_id` (documents and lists as BSON bytes)."""
-    if isinstance(doc_id, int | str | ObjectId | float | bytes):
+    if type(doc_id) in _PLAIN_IDS:  # not isinstance: True must not meet 1
         return doc_id
     return bson.encode({"_": doc_id})
 
