@@ -47,7 +47,7 @@ def check_collection_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name or "$" in name or "\0" in name:
         raise MigrationError(f"{where}: {name!r} is not a valid collection name")
     if name.startswith(RESERVED_PREFIX) or name.startswith("system."):
-        raise MigrationError(f"{where}: {name!r} is reserved for ishan's own bookkeeping")
+        raise MigrationError(f"{where}: {name!r} is reserved for ishan's or MongoDB's own use")
     return name
 
 
