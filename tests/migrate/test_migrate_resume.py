@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,19 +32,46 @@ def done_batch(db: Any, name: str) -> int:
     return 0 if record is None else int(record.get("done_batch", 0))
 
 
-def kill_mid_run(db: Any, uri: str, script: Path, tmp_path: Path, *args: str) -> None:
-    """Start a run, SIGKILL it once the changelog shows a few batches done."""
+def kill_mid_run(
+    db: Any, uri: str, script: Path, tmp_path: Path, *args: str, sig: int = signal.SIGKILL
+) -> subprocess.Popen[str]:
+    """Start a run, send it `sig` once the changelog shows a few batches done; the process."""
     name = script.stem
     target = done_batch(db, name) + random.randint(2, 4)
     process = ishan_process("migrate", "run", script, "--uri", uri, "-q", *args, log_dir=tmp_path)
     try:
         wait_for(lambda: done_batch(db, name) >= target or process.poll() is not None, "progress")
-        assert process.poll() is None, "the run finished before it could be killed"
+        assert process.poll() is None, "the run finished before it could be stopped"
         time.sleep(random.uniform(0, 0.05))  # land anywhere inside the next batch
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(sig)
     finally:
         process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    if sig == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    return process
+
+
+def test_ctrl_c_records_interrupted_and_resume_finishes(
+    mongo_uri: str, db: Any, copy_db: Callable[[Any], Any], tmp_path: Path
+) -> None:
+    seed(db, users=600)
+    reference = copy_db(db)
+    per_reference = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    assert (
+        run_script(per_reference, "inc_visits.py", tmp_path, "--batch-size", "20")[0].exit_code == 0
+    )
+    path = FIXTURES / "inc_visits.py"
+    process = kill_mid_run(db, mongo_uri, path, tmp_path, "--batch-size", "20", sig=signal.SIGINT)
+    assert process.returncode == 130
+    assert process.stderr is not None and "interrupted" in process.stderr.read()
+    record = db["_ishan_migrations"].find_one()
+    assert record["status"] == "interrupted"  # recorded by the run itself, not inferred
+    assert "Ctrl-C" in record["runs"][0]["stop_reason"]
+    assert db["_ishan_locks"].count_documents({}) == 0  # released on the way out
+    result, summary = run_script(mongo_uri, "inc_visits.py", tmp_path, "--resume")
+    assert summary["status"] == "applied", result.output
+    assert contents(db, "users") == contents(reference, "users")
+    assert contents(db, "orders") == contents(reference, "orders")
 
 
 @pytest.mark.parametrize(
