@@ -1,0 +1,62 @@
+"""`ishan migrate`: per-document MongoDB migrations, fast, resumable and reversible.
+
+Importable without Typer. `run_migration` runs a script, `rollback_migration` undoes every run
+of a migration, `migration_status` lists the changelog, `unlock` removes a stale lock. Names
+load lazily, so importing the package (as `ishan --help` does) does not import pymongo.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ishan_tools.migrate.api import (
+        RollbackPlan,
+        migration_status,
+        plan_rollback,
+        rollback_migration,
+        run_migration,
+        unlock,
+    )
+    from ishan_tools.migrate.connection import ConnectionConfig
+    from ishan_tools.migrate.report import DocumentError, RunConfig, RunSummary
+    from ishan_tools.migrate.script import MigrationScript, load_script, write_template
+
+_EXPORTS = {
+    "RollbackPlan": "api",
+    "migration_status": "api",
+    "plan_rollback": "api",
+    "rollback_migration": "api",
+    "run_migration": "api",
+    "unlock": "api",
+    "ConnectionConfig": "connection",
+    "DocumentError": "report",
+    "RunConfig": "report",
+    "RunSummary": "report",
+    "MigrationScript": "script",
+    "load_script": "script",
+    "write_template": "script",
+}
+
+__all__ = [
+    "ConnectionConfig",
+    "DocumentError",
+    "MigrationScript",
+    "RollbackPlan",
+    "RunConfig",
+    "RunSummary",
+    "load_script",
+    "migration_status",
+    "plan_rollback",
+    "rollback_migration",
+    "run_migration",
+    "unlock",
+    "write_template",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,203 @@
+"""`ishan migrate`: the Typer sub-app. Parse options, build a config, call the library, render.
+
+Imports only Typer and the standard library at import time; pymongo and rich load inside the
+commands. `ishan migrate script.py` is short for `ishan migrate run script.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from ishan_tools.errors import MigrationError, UsageError
+
+
+class _MigrateGroup(TyperGroup):
+    """Treats `ishan migrate SCRIPT ...` as `ishan migrate run SCRIPT ...`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_MigrateGroup,
+    no_args_is_help=True,
+    help="Per-document MongoDB migrations: fast (bulk writes), resumable and reversible.",
+)
+
+Uri = Annotated[
+    str,
+    typer.Option(
+        "--uri", envvar="MONGODB_URI", help="MongoDB connection string (database in its path)."
+    ),
+]
+Db = Annotated[
+    str | None,
+    typer.Option("--db", envvar="ISHAN_MIGRATE_DB", help="Database (overrides the URI's)."),
+]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout", envvar="ISHAN_MIGRATE_TIMEOUT", min=0.1, help="Seconds to reach the server."
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+DEFAULT_URI = "mongodb://localhost:27017"
+
+
+def _connection(uri: str, db: str | None, timeout: float) -> Any:
+    from ishan_tools.migrate.connection import ConnectionConfig
+
+    return ConnectionConfig(uri=uri, db=db, timeout_s=timeout)
+
+
+@app.command("run")
+def run_command(
+    script: Annotated[Path, typer.Argument(help="The migration script (a .py file).")],
+    uri: Uri = DEFAULT_URI,
+    db: Db = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            envvar="ISHAN_MIGRATE_BATCH_SIZE",
+            min=1,
+            help="Documents per bulk write (default: the script's batch_size, else 1000).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Process only the first N documents.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run every callback, write nothing, report.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted or failed run.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run an applied migration again from the start.")
+    ] = False,
+    no_backup: Annotated[
+        bool,
+        typer.Option(
+            "--no-backup",
+            help="Save no before-images: faster, but no rollback and resume is at-least-once.",
+        ),
+    ] = False,
+    continue_on_error: Annotated[
+        bool,
+        typer.Option("--continue-on-error", help="Log a failing document and go on."),
+    ] = False,
+    log_dir: Annotated[
+        Path,
+        typer.Option("--log-dir", envvar="ISHAN_MIGRATE_LOG_DIR", help="Where run logs go."),
+    ] = Path("migrationLogs"),
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+    json_output: Json = False,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Run a migration script over its primary collection."""
+    from ishan_tools.migrate.api import run_migration
+    from ishan_tools.migrate.render import progress_bar, render_summary
+    from ishan_tools.migrate.report import RunConfig
+
+    if resume and force:
+        raise UsageError("--resume continues a run and --force starts over: pick one")
+    if dry_run and (resume or force):
+        raise UsageError("--dry-run always starts from the first document: drop --resume/--force")
+    config = RunConfig(
+        script=script,
+        batch_size=batch_size,
+        limit=limit,
+        dry_run=dry_run,
+        resume=resume,
+        force=force,
+        backup=not no_backup,
+        continue_on_error=continue_on_error,
+        log_dir=log_dir,
+    )
+    with progress_bar(enabled=not (quiet or json_output)) as progress:
+        summary = run_migration(_connection(uri, db, timeout), config, progress)
+    render_summary(summary, as_json=json_output, quiet=quiet)
+    if summary.status == "failed":
+        raise MigrationError(f"{summary.stop_reason}; fix it, then continue with --resume")
+
+
+@app.command("new")
+def new_command(
+    name: Annotated[str, typer.Argument(help="Migration name (the file's stem).")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write NAME.py.")] = Path("."),
+) -> None:
+    """Write a commented template script NAME.py."""
+    from ishan_tools.migrate.script import write_template
+
+    typer.echo(f"wrote {write_template(name, directory)}")
+
+
+@app.command("status")
+def status_command(
+    uri: Uri = DEFAULT_URI,
+    db: Db = None,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where scripts live (never-run ones show as pending).")
+    ] = Path("."),
+    json_output: Json = False,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Show every migration's status, runs and whether its script changed since."""
+    from ishan_tools.migrate.api import migration_status
+    from ishan_tools.migrate.render import render_status
+
+    rows, holder = migration_status(_connection(uri, db, timeout), directory)
+    render_status(rows, holder, as_json=json_output)
+
+
+@app.command("rollback")
+def rollback_command(
+    name: Annotated[str, typer.Argument(help="Migration name (or its script path).")],
+    uri: Uri = DEFAULT_URI,
+    db: Db = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_output: Json = False,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Restore every document the migration's runs changed; delete what they inserted."""
+    from ishan_tools.migrate.api import plan_rollback, rollback_migration
+    from ishan_tools.migrate.render import render_rollback
+
+    migration = Path(name).stem if name.endswith(".py") else name
+    connection = _connection(uri, db, timeout)
+    if not yes:
+        plan = plan_rollback(connection, migration)
+        render_rollback(plan, done=False, as_json=False)
+        if not typer.confirm("Roll back?", default=False, err=True):
+            raise typer.Exit(1)
+    render_rollback(rollback_migration(connection, migration), done=True, as_json=json_output)
+
+
+@app.command("unlock")
+def unlock_command(
+    uri: Uri = DEFAULT_URI,
+    db: Db = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Remove a stale migration lock (left by a run that died)."""
+    from ishan_tools.migrate.api import lock_holder, unlock
+    from ishan_tools.migrate.lock import describe
+
+    connection = _connection(uri, db, timeout)
+    holder = lock_holder(connection)
+    if holder is None:
+        typer.echo("not locked")
+        return
+    typer.echo(f"locked by {describe(holder)}")
+    if not yes and not typer.confirm("Remove this lock?", default=False, err=True):
+        raise typer.Exit(1)
+    removed = unlock(connection)
+    typer.echo("unlocked" if removed is not None else "not locked")
