@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from ishan_tools import __version__
 from ishan_tools.errors import IshanError
+from ishan_tools.infer.cli import app as infer_app
 
 
 class _RootGroup(TyperGroup):
@@ -68,3 +69,6 @@ def main(
     Every command exits 0 on success, 1 on a failure it explains in one red line,
     2 on bad usage and 130 when interrupted.
     """
+
+
+app.add_typer(infer_app, name="infer")

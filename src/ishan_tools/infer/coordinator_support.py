@@ -1,0 +1,43 @@
+"""Request handling shared by the coordinator's seed API and its OpenAI API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from ishan_tools.infer.config import CoordinatorSettings, GenerationRequest
+from ishan_tools.infer.protocol import BadRequest, parse_request
+from ishan_tools.infer.registry import Registry
+from ishan_tools.infer.relay import Stream, events, open_stream
+from ishan_tools.infer.sse import EventStreamResponse
+
+
+def authorized(request: Request, settings: CoordinatorSettings) -> bool:
+    key = settings.api_key
+    return key is None or request.headers.get("authorization") == f"Bearer {key}"
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise BadRequest("the request body must be valid JSON") from exc
+
+
+async def start(request: Request, body: Any, **parse: Any) -> tuple[GenerationRequest, Stream]:
+    """Validate `body` and open a stream on a worker (raises BadRequest or RelayError)."""
+    registry: Registry = request.app.state.registry
+    gen = parse_request(
+        body,
+        default_max_tokens=registry.settings.max_tokens_default,
+        n_ctx=registry.live_n_ctx(),
+        **parse,
+    )
+    stream = await open_stream(registry, request.app.state.client, gen)
+    return gen, stream
+
+
+def stream_response(request: Request, stream: Stream, render: Any) -> EventStreamResponse:
+    registry: Registry = request.app.state.registry
+    return EventStreamResponse(events(stream, registry), render, registry.settings.client_buffer)
