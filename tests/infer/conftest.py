@@ -121,7 +121,7 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def add_worker(self, worker_id: str, *extra: str, ctx: int = 4096) -> Proc:
+    def add_worker(self, worker_id: str, *extra: str, ctx: int = 4096, threads: int = 1) -> Proc:
         proc = self._start(
             [
                 "worker",
@@ -136,7 +136,7 @@ class Cluster:
                 "--ctx",
                 str(ctx),
                 "--threads",
-                "1",
+                str(threads),
                 "--heartbeat-interval",
                 "0.2",
                 *extra,
@@ -155,8 +155,8 @@ class Cluster:
 def cluster(tiny_model: Path) -> Iterator[Cluster]:
     made: list[Cluster] = []
 
-    def make(*coordinator_args: str) -> Cluster:
-        c = Cluster(tiny_model, list(coordinator_args))
+    def make(*coordinator_args: str, model: Path = tiny_model) -> Cluster:
+        c = Cluster(model, list(coordinator_args))
         made.append(c)
         return c
 

@@ -28,7 +28,7 @@ from ishan_tools.infer.openai_api import add_openai_routes
 from ishan_tools.infer.protocol import BadRequest, sse
 from ishan_tools.infer.registry import Registry
 from ishan_tools.infer.relay import RelayError
-from ishan_tools.infer.server import bind, make_server, serve
+from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 
 
 def seed_render(event: Event) -> list[bytes]:
@@ -103,5 +103,5 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
 async def run_coordinator(settings: CoordinatorSettings, on_ready: Any = None) -> None:
     """Serve the coordinator until SIGINT/SIGTERM; `on_ready(url)` once it listens."""
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port, CLIENT_SEND_BUFFER)
     await serve(make_server(create_app(settings)), sock, on_ready)

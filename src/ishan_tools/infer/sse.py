@@ -33,6 +33,7 @@ class EventStreamResponse(Response):
 
     def __init__(self, source: AsyncGenerator[Event, None], render: Render, buffer: int) -> None:
         super().__init__(status_code=200, media_type=self.media_type)
+        del self.headers["content-length"]  # streamed: chunked transfer encoding
         self.headers["cache-control"] = "no-cache"
         self.headers["x-accel-buffering"] = "no"
         self.source = source

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ishan_tools.infer.config import ServeSettings
 from ishan_tools.infer.coordinator import create_app
-from ishan_tools.infer.server import bind, make_server, serve, url_of
+from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 
 # Seed variables meant for the coordinator or for one worker: children must not inherit them.
 PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
@@ -120,7 +120,7 @@ async def _supervise(
 async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None:
     """Run the whole service until SIGINT/SIGTERM, then drain and stop it."""
     coordinator = settings.coordinator
-    sock = bind(coordinator.host, coordinator.port)
+    sock = bind(coordinator.host, coordinator.port, CLIENT_SEND_BUFFER)
     server = make_server(create_app(coordinator), graceful_timeout=settings.grace)
     env = child_env(coordinator.api_key)
     workers = [
