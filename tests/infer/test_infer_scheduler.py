@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from ishan_tools.infer.config import CoordinatorSettings, Limits
+from ishan_tools.errors import UsageError
+from ishan_tools.infer.config import CoordinatorSettings, Limits, parse_limits
 from ishan_tools.infer.protocol import BadRequest, parse_request
 from ishan_tools.infer.registry import Registry
 from ishan_tools.infer.scheduler import WorkerLoad, pick, score
+from ishan_tools.infer.supervisor import child_env
 
 MB = 1024 * 1024
 
@@ -131,3 +135,23 @@ def test_a_good_request_keeps_every_setting() -> None:
     assert (request.top_p, request.seed, request.stop) == (0.5, 3, ("\n",))
     chat = parse_request({"messages": [{"role": "user", "content": "hey"}]}, chat=True)
     assert chat.messages == (("user", "hey"),) and chat.prompt is None
+
+
+def test_limits_come_from_key_value_pairs() -> None:
+    limits = parse_limits(["worker-sessions=7", "kv=2GB", "session-kv=64MB", "worker-kv=1.5GB"])
+    assert limits.max_sessions_per_worker == 7 and limits.max_sessions == 1000
+    assert limits.max_kv_bytes == 2 * 1024**3 and limits.max_kv_per_session_bytes == 64 * MB
+    assert limits.max_kv_per_worker_bytes == int(1.5 * 1024**3)
+    for bad in ("sessions=0", "sessions=many", "kv=12XB", "nope=3", "kv"):
+        with pytest.raises(UsageError, match=r"not a size|bad --limit"):
+            parse_limits([bad])
+
+
+def test_serve_children_do_not_inherit_the_seed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL"):
+        monkeypatch.setenv(name, "from-the-parent")
+    monkeypatch.setenv("ISHAN_INFER_API_KEY", "parent-key")
+    env = child_env(api_key=None)
+    assert not {"HOST", "PORT", "MODEL_PATH", "WORKER_ID", "ISHAN_INFER_API_KEY"} & set(env)
+    assert env["PATH"] == os.environ["PATH"]
+    assert child_env(api_key="k")["ISHAN_INFER_API_KEY"] == "k"

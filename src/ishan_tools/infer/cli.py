@@ -19,11 +19,11 @@ from ishan_tools.infer.config import (
     CoordinatorSettings,
     EngineSettings,
     GenerationRequest,
-    Limits,
     ModelSettings,
     ServeSettings,
     WorkerSettings,
     cpu_count,
+    parse_limits,
     resolve_model_path,
 )
 
@@ -172,6 +172,14 @@ FirstTokenOpt = Annotated[
 ClientBufferOpt = Annotated[
     int, typer.Option("--client-buffer", min=1, help="Events held for a slow client.")
 ]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        help="KEY=VALUE admission limit, repeatable: worker-sessions (100), worker-kv (8GB), "
+        "session-kv (512MB), sessions (1000), kv (64GB).",
+    ),
+]
 
 
 def _coordinator_settings(
@@ -181,6 +189,7 @@ def _coordinator_settings(
     ttl: float,
     first_token_timeout: float,
     client_buffer: int,
+    limits: list[str] | None,
 ) -> CoordinatorSettings:
     return CoordinatorSettings(
         host=host,
@@ -189,7 +198,7 @@ def _coordinator_settings(
         session_ttl=ttl,
         first_token_timeout=first_token_timeout,
         client_buffer=client_buffer,
-        limits=Limits(),
+        limits=parse_limits(limits or []),
     )
 
 
@@ -212,6 +221,7 @@ def serve(
     first_token_timeout: FirstTokenOpt = 120.0,
     grace: GraceOpt = 30,
     client_buffer: ClientBufferOpt = 256,
+    limit: LimitOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
@@ -221,7 +231,7 @@ def serve(
 
     settings = ServeSettings(
         coordinator=_coordinator_settings(
-            host, port, api_key, session_ttl, first_token_timeout, client_buffer
+            host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
         ),
         model=_model(model, ctx, None, batch),
         workers=workers,
@@ -240,6 +250,7 @@ def coordinator(
     session_ttl: TtlOpt = 600.0,
     first_token_timeout: FirstTokenOpt = 120.0,
     client_buffer: ClientBufferOpt = 256,
+    limit: LimitOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run only the coordinator; workers join it with `ishan infer worker`."""
@@ -248,7 +259,7 @@ def coordinator(
     from ishan_tools.infer.coordinator import run_coordinator
 
     settings = _coordinator_settings(
-        host, port, api_key, session_ttl, first_token_timeout, client_buffer
+        host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
     )
     asyncio.run(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
 

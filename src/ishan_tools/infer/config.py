@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ishan_tools.errors import InferenceError
+from ishan_tools.errors import InferenceError, UsageError
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -102,6 +102,40 @@ class Limits:
     max_kv_per_session_bytes: int = 512 * MB
     max_sessions: int = 1000
     max_kv_bytes: int = 64 * GB
+
+
+LIMIT_KEYS = {
+    "worker-sessions": "max_sessions_per_worker",
+    "worker-kv": "max_kv_per_worker_bytes",
+    "session-kv": "max_kv_per_session_bytes",
+    "sessions": "max_sessions",
+    "kv": "max_kv_bytes",
+}
+_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": MB, "GB": GB}
+
+
+def _size(text: str) -> int:
+    number = text.rstrip("KMGBkmgb")
+    unit = text[len(number) :].upper()
+    if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
+        raise UsageError(f"not a size: {text!r} (use bytes or KB, MB, GB, e.g. 512MB)")
+    return int(float(number) * _UNITS[unit])
+
+
+def parse_limits(items: list[str]) -> Limits:
+    """`KEY=VALUE` pairs over the default limits, e.g. `worker-sessions=50`, `kv=32GB`."""
+    values: dict[str, int] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in LIMIT_KEYS or not value:
+            raise UsageError(
+                f"bad --limit {item!r}: use KEY=VALUE with KEY one of {', '.join(LIMIT_KEYS)}"
+            )
+        amount = _size(value) if key.endswith("kv") else int(value) if value.isdigit() else 0
+        if amount < 1:
+            raise UsageError(f"bad --limit {item!r}: the value must be a positive number")
+        values[LIMIT_KEYS[key]] = amount
+    return Limits(**values)
 
 
 @dataclass(frozen=True)
