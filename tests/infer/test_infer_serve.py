@@ -29,6 +29,8 @@ def serve(model: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
             "8192",
             "--heartbeat-interval",
             "0.2",
+            "--threads",
+            "1",
             *extra,
         ],
         env=env,
@@ -56,6 +58,7 @@ def test_serve_restarts_a_dead_worker_and_keeps_serving(tiny_model: Path) -> Non
     try:
         wait_until(lambda: healthy_ids(proc.url) == {"worker-1", "worker-2"}, timeout=60)
         assert "started 2 worker(s), 1 thread(s) each" in proc.output
+        assert "coordinator listening on" in proc.output
         old = worker_pids(proc.url)
         os.kill(old["worker-1"], signal.SIGKILL)
         with infer(proc.url, body(max_tokens=4)) as events:  # worker-2 (or a retry) serves it

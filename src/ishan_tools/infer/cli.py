@@ -214,6 +214,15 @@ def serve(
     ] = DEFAULT_WORKER_PORT,
     model: ModelOpt = None,
     ctx: CtxOpt = 2048,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            envvar="ISHAN_INFER_THREADS",
+            min=1,
+            help="CPU threads per worker [default: the cores split between the workers]",
+        ),
+    ] = None,
     batch: BatchOpt = 512,
     max_sessions: MaxSessionsOpt = 100,
     heartbeat_interval: HeartbeatOpt = 10.0,
@@ -233,8 +242,9 @@ def serve(
         coordinator=_coordinator_settings(
             host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
         ),
-        model=_model(model, ctx, None, batch),
+        model=_model(model, ctx, threads, batch),
         workers=workers,
+        threads=threads,
         worker_port=worker_port,
         heartbeat_interval=heartbeat_interval,
         max_sessions=max_sessions,

@@ -161,6 +161,7 @@ class ServeSettings:
     coordinator: CoordinatorSettings
     model: ModelSettings
     workers: int = 1
+    threads: int | None = None  # per worker; None: the cores split between the workers
     worker_port: int = DEFAULT_WORKER_PORT  # first worker's port; 0 picks free ports
     heartbeat_interval: float = 10.0
     max_sessions: int = 100
@@ -169,7 +170,7 @@ class ServeSettings:
 
     def threads_per_worker(self) -> int:
         """Split the cores between the local workers (two 2-thread processes on 2 cores crawl)."""
-        return max(1, cpu_count() // self.workers)
+        return self.threads or max(1, cpu_count() // self.workers)
 
 
 @dataclass(frozen=True)

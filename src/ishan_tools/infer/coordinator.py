@@ -12,11 +12,8 @@ capacity. Workers report to `POST /coordinator/heartbeat`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -43,14 +40,7 @@ def seed_render(event: Event) -> list[bytes]:
 def create_app(settings: CoordinatorSettings) -> FastAPI:
     """The coordinator app; workers join by sending heartbeats."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        async with httpx.AsyncClient(limits=limits) as client:
-            app.state.client = client
-            yield
-
-    app = FastAPI(title="ishan infer coordinator", lifespan=lifespan)
+    app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
     app.state.settings = settings
 

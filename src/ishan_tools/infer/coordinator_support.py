@@ -34,7 +34,7 @@ async def start(request: Request, body: Any, **parse: Any) -> tuple[GenerationRe
         n_ctx=registry.live_n_ctx(),
         **parse,
     )
-    stream = await open_stream(registry, request.app.state.client, gen)
+    stream = await open_stream(registry, gen)
     return gen, stream
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+import json
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-
-import httpx
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.errors import InferenceError
@@ -23,6 +22,9 @@ from ishan_tools.infer.config import CoordinatorSettings, GenerationRequest
 from ishan_tools.infer.protocol import decode_event
 from ishan_tools.infer.registry import Registry, WorkerRecord, WorkerRefused
 from ishan_tools.infer.scheduler import pick
+from ishan_tools.infer.worker_stream import WorkerStream
+
+CONNECT_TIMEOUT = 5.0
 
 
 class RelayError(InferenceError):
@@ -50,62 +52,57 @@ class Stream:
     record: WorkerRecord
     kv_bytes: int
     first: Event
-    response: httpx.Response
-    lines: AsyncIterator[str]
+    worker: WorkerStream
+
+
+async def _first_event(worker: WorkerStream, worker_id: str) -> Event:
+    """The worker's answer up to its first event; raises WorkerFailed or WorkerRefused."""
+    if worker.status != 200:
+        text = await worker.read_all()
+        try:
+            message = str(json.loads(text).get("error", text))
+        except (ValueError, AttributeError):
+            message = text[:200]
+        if worker.status >= 500 and worker.status != 503:
+            raise WorkerFailed(f"worker {worker_id} failed: {message}")
+        raise WorkerRefused(worker.status, message)
+    line = ""
+    while not line:
+        next_line = await worker.readline()
+        if next_line is None:
+            raise WorkerFailed(f"worker {worker_id} closed the stream before its first token")
+        line = next_line
+    first = decode_event(line)
+    if isinstance(first, Failed):
+        if 400 <= first.status < 500:
+            raise WorkerRefused(first.status, first.message)
+        raise WorkerFailed(f"worker {worker_id} failed: {first.message}")
+    return first
 
 
 async def _start(
-    client: httpx.AsyncClient,
-    record: WorkerRecord,
-    request: GenerationRequest,
-    settings: CoordinatorSettings,
+    record: WorkerRecord, request: GenerationRequest, settings: CoordinatorSettings
 ) -> Stream:
     headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    timeout = httpx.Timeout(settings.first_token_timeout, connect=5.0)
-    http_request = client.build_request(
-        "POST",
-        f"{record.url}/worker/generate",
-        json=request.to_json(),
-        headers=headers,
-        timeout=timeout,
-    )
+    url = f"{record.url}/worker/generate"
     try:
-        response = await client.send(http_request, stream=True)
-    except httpx.HTTPError as exc:
-        raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
-    try:
-        if response.status_code != 200:
-            await response.aread()
+        async with asyncio.timeout(settings.first_token_timeout):
+            worker = await WorkerStream.post(url, request.to_json(), headers, CONNECT_TIMEOUT)
             try:
-                message = str(response.json().get("error", response.text))
-            except ValueError:
-                message = response.text[:200]
-            if response.status_code >= 500 and response.status_code != 503:
-                raise WorkerFailed(f"worker {record.worker_id} failed: {message}")
-            raise WorkerRefused(response.status_code, message)
-        lines = response.aiter_lines()
-        first = decode_event(await anext(lines))
-    except (httpx.HTTPError, StopAsyncIteration) as exc:
-        await response.aclose()
+                first = await _first_event(worker, record.worker_id)
+            except BaseException:
+                await worker.aclose()
+                raise
+    except TimeoutError as exc:
         raise WorkerFailed(
-            f"worker {record.worker_id} failed before its first token: {exc!r}"
+            f"worker {record.worker_id} sent no token within {settings.first_token_timeout:g} s"
         ) from exc
-    except BaseException:
-        await response.aclose()
-        raise
-    if isinstance(first, Failed):
-        await response.aclose()
-        if 400 <= first.status < 500:
-            raise WorkerRefused(first.status, first.message)
-        raise WorkerFailed(f"worker {record.worker_id} failed: {first.message}")
-    return Stream(record, record.session_kv_bytes, first, response, lines)
+    except OSError as exc:
+        raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
+    return Stream(record, record.session_kv_bytes, first, worker)
 
 
-async def open_stream(
-    registry: Registry,
-    client: httpx.AsyncClient,
-    request: GenerationRequest,
-) -> Stream:
+async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
     """Start `request` on the best worker, retrying elsewhere until a first token arrives."""
     if registry.at_capacity():
         raise RelayError(503, "the system is at capacity: retry later")
@@ -124,9 +121,7 @@ async def open_stream(
         registry.reserve(record)
         kv_bytes = record.session_kv_bytes
         try:
-            return await record.breaker.call_async(
-                _start, client, record, request, registry.settings
-            )
+            return await record.breaker.call_async(_start, record, request, registry.settings)
         except WorkerRefused as exc:
             registry.release(record, kv_bytes)
             if exc.status != 503:
@@ -150,11 +145,14 @@ async def events(stream: Stream, registry: Registry) -> AsyncGenerator[Event, No
             return
         while True:
             try:
-                line = await asyncio.wait_for(anext(stream.lines), ttl)
+                async with asyncio.timeout(ttl):
+                    line = await stream.worker.readline()
+                if line is None:
+                    raise ConnectionResetError("connection closed before the last event")
             except TimeoutError:
                 yield Failed(f"session expired: no token for {ttl:g} s", 504)
                 return
-            except (httpx.HTTPError, StopAsyncIteration) as exc:
+            except OSError as exc:
                 failure = WorkerFailed(f"worker {record.worker_id} failed mid-stream: {exc!r}")
                 record_failure(record.breaker, failure)
                 yield Failed(failure.message, 502)
@@ -167,7 +165,7 @@ async def events(stream: Stream, registry: Registry) -> AsyncGenerator[Event, No
                 return
     finally:
         registry.release(record, stream.kv_bytes)
-        await stream.response.aclose()
+        await stream.worker.aclose()
 
 
 async def collect(stream: Stream, registry: Registry) -> tuple[str, Done | Failed]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ishan_tools.infer.channel import Channel, Event, Token
+from ishan_tools.infer.channel import Event, Token
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,16 @@ class EventStreamResponse(Response):
         self.headers["x-accel-buffering"] = "no"
         self.source = source
         self.render_event = render
-        self.channel = Channel(buffer)
+        # One more slot than the client may lag, so the last event always fits.
+        self.buffer: asyncio.Queue[Event] = asyncio.Queue(buffer + 1)
+        self.lag = buffer
 
     async def _pump(self) -> None:
         try:
             async for event in self.source:
-                if not self.channel.offer(event):
+                if self.buffer.qsize() >= self.lag and isinstance(event, Token):
                     raise ClientTooSlow
+                self.buffer.put_nowait(event)
                 if not isinstance(event, Token):
                     return
         finally:
@@ -52,7 +55,7 @@ class EventStreamResponse(Response):
 
     async def _write(self, send: Any) -> None:
         while True:
-            event = await self.channel.aget()
+            event = await self.buffer.get()
             for chunk in self.render_event(event):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not isinstance(event, Token):
