@@ -85,6 +85,7 @@ def test_sigterm_lets_running_streams_finish_then_stops_everything(tiny_model: P
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{proc.url}/coordinator/health")
         wait_until(lambda: not alive(pid))
+        assert "shutting down: no new connections" in proc.output
         assert "stopping workers" in proc.output
     finally:
         proc.stop()

@@ -95,7 +95,11 @@ def child_env(api_key: str | None) -> dict[str, str]:
 
 
 async def _supervise(
-    workers: list[WorkerProcess], env: dict[str, str], server: object, say: Callable[[str], None]
+    workers: list[WorkerProcess],
+    env: dict[str, str],
+    server: object,
+    say: Callable[[str], None],
+    grace: int,
 ) -> None:
     loop = asyncio.get_running_loop()
     while not getattr(server, "should_exit", False):
@@ -115,6 +119,7 @@ async def _supervise(
                 worker.start(env)
                 say(f"{worker.worker_id} restarted (pid {worker.process.pid})")
         await asyncio.sleep(POLL_S)
+    say(f"shutting down: no new connections; running streams have {grace} s to finish")
 
 
 async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None:
@@ -132,7 +137,7 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         worker.start(env)
     threads = settings.threads_per_worker()
     say(f"started {len(workers)} worker(s), {threads} thread(s) each")
-    supervise = asyncio.create_task(_supervise(workers, env, server, say))
+    supervise = asyncio.create_task(_supervise(workers, env, server, say, settings.grace))
     try:
         await serve(server, sock, lambda url: say(f"coordinator listening on {url}"))
         say("coordinator stopped; stopping workers")
