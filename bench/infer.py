@@ -73,10 +73,11 @@ def process(
 
 
 def sse_tokens(
-    url: str, body: dict[str, object], pick: Callable[[dict], str | None]
+    client: httpx.Client, url: str, body: dict[str, object], pick: Callable[[dict], str | None]
 ) -> StreamTimer:  # type: ignore[type-arg]
+    """One streamed request through a long-lived client (as an OpenAI client would make)."""
     timer = StreamTimer()
-    with httpx.stream("POST", url, json=body, timeout=120) as response:
+    with client.stream("POST", url, json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -110,6 +111,7 @@ def main() -> None:
                 timer.token()
         return timer
 
+    client = httpx.Client(timeout=120)
     server_port, ishan_port = free_port(), free_port()
     llama_server = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model),
@@ -126,12 +128,12 @@ def main() -> None:
     def llama_cpp_server(prompt: str) -> StreamTimer:
         url = f"http://127.0.0.1:{server_port}/v1/completions"
         body = {"model": "m", "prompt": prompt, "stream": True, **common}
-        return sse_tokens(url, body, lambda e: e["choices"][0]["text"])
+        return sse_tokens(client, url, body, lambda e: e["choices"][0]["text"])
 
     def ishan(prompt: str) -> StreamTimer:
         url = f"http://127.0.0.1:{ishan_port}/coordinator/infer"
         body = {"model": "m", "prompt": prompt, **common}
-        return sse_tokens(url, body, lambda e: e["token"])
+        return sse_tokens(client, url, body, lambda e: e["token"])
 
     ways: dict[str, Measure] = {
         "(a) llama-cpp-python direct": direct,

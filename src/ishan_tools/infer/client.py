@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import GenerationRequest
@@ -18,6 +19,16 @@ class AskResult:
     ttft_s: float | None
     tokens_per_s: float | None
     elapsed_s: float
+
+
+def _check_status(resp: Any, endpoint: str) -> None:
+    if resp.status_code != 200:
+        resp.read()
+        try:
+            message = resp.json().get("error", resp.text)
+        except ValueError:
+            message = resp.text
+        raise InferenceError(f"{endpoint} answered {resp.status_code}: {message}")
 
 
 def ask(
@@ -35,28 +46,27 @@ def ask(
     body = {**request.to_json(), "model": model}
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     endpoint = f"{url.rstrip('/')}/coordinator/infer"
-    timer = StreamTimer()
     parts: list[str] = []
     try:
-        with httpx.stream("POST", endpoint, json=body, headers=headers, timeout=timeout) as resp:
-            if resp.status_code != 200:
-                resp.read()
-                try:
-                    message = resp.json().get("error", resp.text)
-                except ValueError:
-                    message = resp.text
-                raise InferenceError(f"{endpoint} answered {resp.status_code}: {message}")
-            for line in resp.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                event = json.loads(line[6:])
-                if event.get("error"):
-                    raise InferenceError(f"the stream failed midway: {event['error']}")
-                if event.get("finished"):
-                    break
-                timer.token()
-                parts.append(event["token"])
-                on_token(event["token"])
+        with httpx.Client(timeout=timeout) as client:  # built before the clock starts
+            timer = StreamTimer()
+            http_request = client.build_request("POST", endpoint, json=body, headers=headers)
+            resp = client.send(http_request, stream=True)
+            try:
+                _check_status(resp, endpoint)
+                for line in resp.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    event = json.loads(line[6:])
+                    if event.get("error"):
+                        raise InferenceError(f"the stream failed midway: {event['error']}")
+                    if event.get("finished"):
+                        break
+                    timer.token()
+                    parts.append(event["token"])
+                    on_token(event["token"])
+            finally:
+                resp.close()
     except httpx.HTTPError as exc:
         raise InferenceError(
             f"cannot reach the coordinator at {url} ({exc}): start it with `ishan infer serve`"
