@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -74,6 +75,24 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+ISHAN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "ishan"
+
+
+def ishan(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed `ishan` command as a user would."""
+    return subprocess.run(
+        [str(ISHAN), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def closed_port() -> int:
+    """A port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def wait_until(predicate: object, timeout: float = 20.0, interval: float = 0.05) -> None:

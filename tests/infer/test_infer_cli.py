@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import ishan
 from typer.testing import CliRunner
 
 from ishan_tools.cli import app
 
 runner = CliRunner()
-ISHAN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "ishan"
 
 
 def test_run_streams_and_reports_tokens_per_second(tiny_model: Path) -> None:
@@ -106,24 +105,10 @@ def test_help_documents_every_command() -> None:
 
 
 def test_the_installed_command_chats_with_smollm2() -> None:
-    done = subprocess.run(
-        [
-            str(ISHAN),
-            "infer",
-            "run",
-            "--chat",
-            "What is the capital of France? One word.",
-            "--max-tokens",
-            "24",
-            "--temperature",
-            "0",
-            "--ctx",
-            "512",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = ishan(
+        "infer", "run", "--chat", "What is the capital of France? One word.",
+        "--max-tokens", "24", "--temperature", "0", "--ctx", "512",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert "tok/s" in done.stderr

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from conftest import Proc, healthy_ids, wait_until, workers_of
+from conftest import Proc, closed_port, healthy_ids, ishan, wait_until, workers_of
 from test_infer_service import body, infer
 
 LONG = 1500
@@ -95,24 +92,8 @@ def test_ask_streams_from_a_running_service(tiny_model: Path) -> None:
     proc = serve(tiny_model, "--port", "0")
     try:
         wait_until(lambda: healthy_ids(proc.url) == {"worker-1"}, timeout=60)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ishan_tools",
-                "infer",
-                "ask",
-                "hello",
-                "--url",
-                proc.url,
-                "--max-tokens",
-                "12",
-                "--temperature",
-                "0",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        done = ishan(
+            "infer", "ask", "hello", "--url", proc.url, "--max-tokens", "12", "--temperature", "0"
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip()
@@ -123,38 +104,7 @@ def test_ask_streams_from_a_running_service(tiny_model: Path) -> None:
 
 
 def test_ask_without_a_coordinator_says_how_to_start_one() -> None:
-    with socket_port() as port:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ishan_tools",
-                "infer",
-                "ask",
-                "hi",
-                "--url",
-                f"http://127.0.0.1:{port}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    done = ishan("infer", "ask", "hi", "--url", f"http://127.0.0.1:{closed_port()}")
     assert done.returncode == 1
     assert "cannot reach the coordinator" in done.stderr
     assert "ishan infer serve" in done.stderr
-
-
-def socket_port() -> Any:
-    """A port with nothing listening on it."""
-    import contextlib
-    import socket
-
-    @contextlib.contextmanager
-    def closed_port() -> Any:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        yield port
-
-    return closed_port()
