@@ -1,7 +1,7 @@
 """The coordinator: the clients' entry point (seed API and OpenAI API) in front of workers.
 
-It never imports llama_cpp: workers own the model. State lives on the app (`app.state.
-registry`, `app.state.client`), built by `create_app(settings)`.
+It never imports llama_cpp: workers own the model. Its state (`app.state.registry`) lives
+on the app built by `create_app(settings)`.
 
 Seed API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
 and ends with `{"token": "", "finished": true}` (plus `"error"` when the stream failed
@@ -12,6 +12,7 @@ capacity. Workers report to `POST /coordinator/heartbeat`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,7 +43,6 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
-    app.state.settings = settings
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -62,7 +62,7 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
         if not authorized(request, settings):
             return error(401, "missing or wrong API key")
         try:
-            _, stream = await start(request, await json_body(request), require_model=True)
+            stream = await start(request, await json_body(request), require_model=True)
         except BadRequest as exc:
             return error(400, exc.message)
         except RelayError as exc:
@@ -91,7 +91,9 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
     return app
 
 
-async def run_coordinator(settings: CoordinatorSettings, on_ready: Any = None) -> None:
+async def run_coordinator(
+    settings: CoordinatorSettings, on_ready: Callable[[str], None] | None = None
+) -> None:
     """Serve the coordinator until SIGINT/SIGTERM; `on_ready(url)` once it listens."""
     sock = bind(settings.host, settings.port, CLIENT_SEND_BUFFER)
     await serve(make_server(create_app(settings)), sock, on_ready)

@@ -6,16 +6,15 @@ from typing import Any
 
 from fastapi import Request
 
-from ishan_tools.infer.config import CoordinatorSettings, GenerationRequest
-from ishan_tools.infer.protocol import BadRequest, parse_request
+from ishan_tools.infer.config import CoordinatorSettings
+from ishan_tools.infer.protocol import BadRequest, bearer_matches, parse_request
 from ishan_tools.infer.registry import Registry
 from ishan_tools.infer.relay import Stream, events, open_stream
-from ishan_tools.infer.sse import EventStreamResponse
+from ishan_tools.infer.sse import EventStreamResponse, Render
 
 
 def authorized(request: Request, settings: CoordinatorSettings) -> bool:
-    key = settings.api_key
-    return key is None or request.headers.get("authorization") == f"Bearer {key}"
+    return bearer_matches(request.headers.get("authorization"), settings.api_key)
 
 
 async def json_body(request: Request) -> Any:
@@ -25,7 +24,7 @@ async def json_body(request: Request) -> Any:
         raise BadRequest("the request body must be valid JSON") from exc
 
 
-async def start(request: Request, body: Any, **parse: Any) -> tuple[GenerationRequest, Stream]:
+async def start(request: Request, body: Any, **parse: Any) -> Stream:
     """Validate `body` and open a stream on a worker (raises BadRequest or RelayError)."""
     registry: Registry = request.app.state.registry
     gen = parse_request(
@@ -34,10 +33,9 @@ async def start(request: Request, body: Any, **parse: Any) -> tuple[GenerationRe
         n_ctx=registry.live_n_ctx(),
         **parse,
     )
-    stream = await open_stream(registry, gen)
-    return gen, stream
+    return await open_stream(registry, gen)
 
 
-def stream_response(request: Request, stream: Stream, render: Any) -> EventStreamResponse:
+def stream_response(request: Request, stream: Stream, render: Render) -> EventStreamResponse:
     registry: Registry = request.app.state.registry
     return EventStreamResponse(events(stream, registry), render, registry.settings.client_buffer)

@@ -118,6 +118,11 @@ def parse_request(
     )
 
 
+def bearer_matches(authorization: str | None, api_key: str | None) -> bool:
+    """True when no key is required or the `Authorization` header carries it."""
+    return api_key is None or authorization == f"Bearer {api_key}"
+
+
 def encode_event(event: Event) -> bytes:
     """One worker event as an NDJSON line."""
     if isinstance(event, Token):

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,16 +21,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ishan_tools.infer.channel import Token
 from ishan_tools.infer.config import WorkerSettings
 from ishan_tools.infer.engine import Engine, EngineBusy
-from ishan_tools.infer.protocol import BadRequest, encode_event, parse_request
+from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
 from ishan_tools.infer.server import bind, make_server, serve, url_of
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-def authorized(request: Request, api_key: str | None) -> bool:
-    return api_key is None or request.headers.get("authorization") == f"Bearer {api_key}"
 
 
 def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any]:
@@ -82,7 +78,6 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             await asyncio.to_thread(app.state.engine.close)
 
     app = FastAPI(title="ishan infer worker", lifespan=lifespan)
-    app.state.settings = settings
 
     @app.get("/worker/health")
     async def health(request: Request) -> dict[str, Any]:
@@ -99,7 +94,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
 
     @app.post("/worker/generate", response_model=None)
     async def generate(request: Request) -> JSONResponse | StreamingResponse:
-        if not authorized(request, settings.api_key):
+        if not bearer_matches(request.headers.get("authorization"), settings.api_key):
             return _error(401, "missing or wrong API key")
         eng: Engine = request.app.state.engine
         try:
@@ -127,13 +122,19 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
     return app
 
 
-async def run_worker(settings: WorkerSettings, on_ready: Any = None) -> None:
+async def run_worker(
+    settings: WorkerSettings, on_ready: Callable[[str], None] | None = None
+) -> None:
     """Load the model, bind, then serve until SIGINT/SIGTERM; `on_ready(url)` once up."""
     sock = bind(settings.host, settings.port)
     url = url_of(sock)
     settings = dataclasses.replace(
         settings, port=sock.getsockname()[1], worker_url=settings.worker_url or url
     )
-    engine = await asyncio.to_thread(Engine.load, settings.engine)
+    try:
+        engine = await asyncio.to_thread(Engine.load, settings.engine)
+    except BaseException:
+        sock.close()
+        raise
     server = make_server(create_app(settings, engine))
     await serve(server, sock, on_ready)
