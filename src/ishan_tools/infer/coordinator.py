@@ -67,7 +67,7 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
             return error(400, exc.message)
         except RelayError as exc:
             return error(exc.status, exc.message)
-        return stream_response(request, stream, seed_render)
+        return stream_response(stream, seed_render)
 
     @app.get("/coordinator/health")
     async def health(request: Request) -> dict[str, Any]:

@@ -36,6 +36,7 @@ async def start(request: Request, body: Any, **parse: Any) -> Stream:
     return await open_stream(registry, gen)
 
 
-def stream_response(request: Request, stream: Stream, render: Render) -> EventStreamResponse:
-    registry: Registry = request.app.state.registry
-    return EventStreamResponse(events(stream, registry), render, registry.settings.client_buffer)
+def stream_response(stream: Stream, render: Render) -> EventStreamResponse:
+    return EventStreamResponse(
+        events(stream), render, stream.registry.settings.client_buffer, on_close=stream.close
+    )

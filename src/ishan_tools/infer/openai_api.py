@@ -92,8 +92,8 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
         ident = f"{prefix}-{uuid.uuid4().hex[:24]}"
         model = str(body["model"])
         if body.get("stream"):
-            return stream_response(request, stream, _renderer(chat, ident, model))
-        text, last = await collect(stream, request.app.state.registry)
+            return stream_response(stream, _renderer(chat, ident, model))
+        text, last = await collect(stream)
         if isinstance(last, Failed):
             return openai_error(last.status if last.status >= 500 else 502, last.message)
         if chat:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.channel import Done, Event, Failed, Token
-from ishan_tools.infer.config import CoordinatorSettings, GenerationRequest
+from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.protocol import decode_event
 from ishan_tools.infer.registry import Registry, WorkerRecord, WorkerRefused
 from ishan_tools.infer.scheduler import pick
@@ -49,10 +49,19 @@ def record_failure(breaker: CircuitBreaker, exc: Exception) -> None:
 class Stream:
     """An open generation on one worker whose first event has arrived."""
 
+    registry: Registry
     record: WorkerRecord
     kv_bytes: int
     first: Event
     worker: WorkerStream
+    closed: bool = False
+
+    async def close(self) -> None:
+        """Free the session's reservation and its worker connection (once)."""
+        if not self.closed:
+            self.closed = True
+            self.registry.release(self.record, self.kv_bytes)
+            await self.worker.aclose()
 
 
 async def _first_event(worker: WorkerStream, worker_id: str) -> Event:
@@ -80,9 +89,8 @@ async def _first_event(worker: WorkerStream, worker_id: str) -> Event:
     return first
 
 
-async def _start(
-    record: WorkerRecord, request: GenerationRequest, settings: CoordinatorSettings
-) -> Stream:
+async def _start(registry: Registry, record: WorkerRecord, request: GenerationRequest) -> Stream:
+    settings = registry.settings
     headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     url = f"{record.url}/worker/generate"
     try:
@@ -99,7 +107,7 @@ async def _start(
         ) from exc
     except OSError as exc:
         raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
-    return Stream(record, record.session_kv_bytes, first, worker)
+    return Stream(registry, record, record.session_kv_bytes, first, worker)
 
 
 async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
@@ -121,7 +129,7 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
         registry.reserve(record)
         kv_bytes = record.session_kv_bytes
         try:
-            return await record.breaker.call_async(_start, record, request, registry.settings)
+            return await record.breaker.call_async(_start, registry, record, request)
         except WorkerRefused as exc:
             registry.release(record, kv_bytes)
             if exc.status != 503:
@@ -136,9 +144,9 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
             raise
 
 
-async def events(stream: Stream, registry: Registry) -> AsyncGenerator[Event, None]:
+async def events(stream: Stream) -> AsyncGenerator[Event, None]:
     """The stream's events from the first to the last (`Done` or `Failed`), then cleanup."""
-    record, ttl = stream.record, registry.settings.session_ttl
+    record, ttl = stream.record, stream.registry.settings.session_ttl
     try:
         yield stream.first
         if not isinstance(stream.first, Token):
@@ -164,14 +172,13 @@ async def events(stream: Stream, registry: Registry) -> AsyncGenerator[Event, No
             if isinstance(event, Done | Failed):
                 return
     finally:
-        registry.release(record, stream.kv_bytes)
-        await stream.worker.aclose()
+        await stream.close()
 
 
-async def collect(stream: Stream, registry: Registry) -> tuple[str, Done | Failed]:
+async def collect(stream: Stream) -> tuple[str, Done | Failed]:
     """The whole text and the last event (for non-streaming requests)."""
     parts: list[str] = []
-    async for event in events(stream, registry):
+    async for event in events(stream):
         if isinstance(event, Token):
             parts.append(event.text)
         else:

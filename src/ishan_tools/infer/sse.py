@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -31,7 +31,13 @@ class ClientTooSlow(Exception):
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, source: AsyncGenerator[Event, None], render: Render, buffer: int) -> None:
+    def __init__(
+        self,
+        source: AsyncGenerator[Event, None],
+        render: Render,
+        buffer: int,
+        on_close: Callable[[], Awaitable[None]],
+    ) -> None:
         super().__init__(status_code=200, media_type=self.media_type)
         del self.headers["content-length"]  # streamed: chunked transfer encoding
         self.headers["cache-control"] = "no-cache"
@@ -41,6 +47,7 @@ class EventStreamResponse(Response):
         # One more slot than the client may lag, so the last event always fits.
         self.buffer: asyncio.Queue[Event] = asyncio.Queue(buffer + 1)
         self.lag = buffer
+        self.on_close = on_close  # frees the session even if the stream never starts
 
     async def _pump(self) -> None:
         try:
