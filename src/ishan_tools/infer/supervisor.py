@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +27,7 @@ from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serv
 # Seed variables meant for the coordinator or for one worker: children must not inherit them.
 PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
 MAX_RESTART_DELAY = 30.0
+PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
 
 
@@ -36,11 +40,18 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float = 0.0
+    base_delay: float = 1.0
     delay: float = field(default=1.0)
+    started_at: float = 0.0
 
     def start(self, env: dict[str, str]) -> None:
+        self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            self.argv, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+            self.argv,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -52,6 +63,13 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies without stopping us (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> list[str]:
@@ -107,6 +125,8 @@ async def _supervise(
             assert worker.process is not None
             code = worker.process.poll()
             if code is None:
+                if time.monotonic() - worker.started_at > MAX_RESTART_DELAY:
+                    worker.delay = worker.base_delay  # stable again: forget the backoff
                 continue
             now = loop.time()
             if worker.restart_at == 0.0:
@@ -133,7 +153,7 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         for i in range(settings.workers)
     ]
     for worker in workers:
-        worker.delay = settings.restart_delay
+        worker.base_delay = worker.delay = settings.restart_delay
         worker.start(env)
     threads = settings.threads_per_worker()
     say(f"started {len(workers)} worker(s), {threads} thread(s) each")
