@@ -85,6 +85,11 @@ def test_urls_must_be_http(tiny_model: Path) -> None:
     assert result.exit_code == 2 and "--coordinator-url" in result.stderr
 
 
+def test_a_bad_limit_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["infer", "coordinator", "--port", "0", "--limit", "kv=lots"])
+    assert result.exit_code == 2 and "not a size" in result.stderr
+
+
 def test_a_taken_port_is_a_clear_error(tiny_model: Path) -> None:
     import socket
 

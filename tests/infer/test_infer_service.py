@@ -119,6 +119,18 @@ def test_503_without_workers_and_when_every_worker_is_full(cluster: Any) -> None
         assert list(events)[-1] == {"token": "", "finished": True}
 
 
+def test_the_system_wide_session_limit_answers_503_at_once(cluster: Any) -> None:
+    c: Cluster = cluster("--limit", "sessions=1")
+    c.add_worker("w1", ctx=8192)
+    with infer(c.url, body(max_tokens=LONG)) as events:
+        next(events)
+        response = httpx.post(f"{c.url}/coordinator/infer", json=body(), timeout=30)
+        assert response.status_code == 503
+        assert "system is at capacity" in response.json()["error"]
+    health = httpx.get(f"{c.url}/coordinator/health").json()
+    assert health["limits"]["max_sessions"] == 1
+
+
 def test_a_worker_killed_mid_stream_ends_the_stream_with_an_error(cluster: Any) -> None:
     c: Cluster = cluster()
     worker = c.add_worker("w1", ctx=8192)
