@@ -75,6 +75,12 @@ class EventStreamResponse(Response):
             pass
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            await self.on_close()
+
+    async def _stream(self, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         pump = asyncio.create_task(self._pump())
         write = asyncio.create_task(self._write(send))
@@ -86,7 +92,10 @@ class EventStreamResponse(Response):
                 if write in done or listen in done:
                     break
                 if pump in done and pump.exception() is not None:
-                    log.warning("dropped a client that read too slowly")
+                    if isinstance(pump.exception(), ClientTooSlow):
+                        log.warning("dropped a client that read too slowly")
+                    else:
+                        log.error("relay failed", exc_info=pump.exception())
                     break
         finally:
             for task in (pump, write, listen):
