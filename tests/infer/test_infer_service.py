@@ -75,11 +75,11 @@ def test_a_solo_greedy_request_matches_llama_cpp_python_directly(
     cluster: Any, smollm2: Path
 ) -> None:
     c: Cluster = cluster(model=smollm2)
-    c.add_worker("w1", ctx=512, threads=2)
+    c.add_worker("w1", ctx=512, threads=1)
     prompt = "Once upon a time, there was a lighthouse keeper who"
     with infer(c.url, {**body(max_tokens=32), "prompt": prompt}) as events:
         served = "".join(e["token"] for e in events)
-    llama = Llama(str(smollm2), n_ctx=512, n_batch=512, n_threads=2, n_threads_batch=2,
+    llama = Llama(str(smollm2), n_ctx=512, n_batch=512, n_threads=1, n_threads_batch=1,
                   verbose=False)  # fmt: skip
     direct = llama.create_completion(prompt, max_tokens=32, temperature=0.0)
     assert served.strip() and served == direct["choices"][0]["text"]  # type: ignore[index]
