@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from ishan_tools import __version__
 from ishan_tools.crawl.cli import app as crawl_app
 from ishan_tools.errors import IshanError
+from ishan_tools.infer.cli import app as infer_app
 from ishan_tools.migrate.cli import app as migrate_app
 from ishan_tools.players.cli import app as players_app
 
@@ -76,3 +77,4 @@ def main(
 app.add_typer(crawl_app, name="crawl")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(players_app, name="players")
+app.add_typer(infer_app, name="infer")

@@ -1,0 +1,319 @@
+"""`ishan infer`: run a GGUF model locally, or serve it through a coordinator and workers.
+
+Imports only Typer and the standard library at import time; everything heavy (llama_cpp,
+fastapi, uvicorn, httpx) loads inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ishan_tools.errors import UsageError
+from ishan_tools.infer.config import (
+    DEFAULT_COORDINATOR_PORT,
+    DEFAULT_WORKER_PORT,
+    CoordinatorSettings,
+    EngineSettings,
+    GenerationRequest,
+    ModelSettings,
+    ServeSettings,
+    WorkerSettings,
+    cpu_count,
+    parse_limits,
+    resolve_model_path,
+)
+
+app = typer.Typer(
+    help="Run a GGUF model locally, or serve it: coordinator + workers, streaming, OpenAI API.",
+    no_args_is_help=True,
+)
+
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option("--model", envvar="MODEL_PATH", help="GGUF file [default: SmolLM2-135M-Instruct]"),
+]
+CtxOpt = Annotated[
+    int, typer.Option("--ctx", envvar="ISHAN_INFER_CTX", min=16, help="Context tokens per session.")
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", envvar="ISHAN_INFER_THREADS", min=1, help="CPU threads [default: all]"
+    ),
+]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Prompt tokens per llama batch.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens to generate.")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="ISHAN_INFER_API_KEY", help="Require this bearer token."),
+]
+HeartbeatOpt = Annotated[
+    float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
+]
+MaxSessionsOpt = Annotated[
+    int,
+    typer.Option("--max-sessions", min=1, help="Sessions one worker holds (running + waiting)."),
+]
+
+
+def _model(model: Path | None, ctx: int, threads: int | None, batch: int) -> ModelSettings:
+    return ModelSettings(
+        path=resolve_model_path(model), n_ctx=ctx, n_threads=threads or cpu_count(), n_batch=batch
+    )
+
+
+def _say(line: str) -> None:
+    """One status line on stdout, flushed at once (tests and scripts read it from a pipe)."""
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+@app.command()
+def run(
+    prompt: Annotated[str, typer.Argument(help="The prompt (with --chat: the user message).")],
+    model: ModelOpt = None,
+    chat: Annotated[bool, typer.Option("--chat", help="Use the model's chat template.")] = False,
+    max_tokens: MaxTokensOpt = 256,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.8,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 0.95,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
+    ctx: CtxOpt = 2048,
+    threads: ThreadsOpt = None,
+    batch: BatchOpt = 512,
+) -> None:
+    """Stream a completion from a local GGUF model, then print tokens/s."""
+    from ishan_tools.infer.runner import run as run_model
+
+    settings = _model(model, ctx, threads, batch)
+    request = GenerationRequest(
+        prompt=None if chat else prompt,
+        messages=(("user", prompt),) if chat else None,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
+
+    result = run_model(EngineSettings(model=settings), request, on_token=_show)
+    typer.echo()
+    _summary(
+        result.completion_tokens,
+        result.tokens_per_s,
+        result.ttft_s,
+        f"{result.prompt_tokens} prompt tokens, finish: {result.finish_reason}",
+    )
+
+
+def _show(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _summary(tokens: int, rate: float | None, ttft: float | None, extra: str) -> None:
+    """The closing line on stderr, so stdout carries only the generated text."""
+    rate_text = f"{rate:.1f} tok/s" if rate else "n/a tok/s"
+    ttft_text = f"{ttft * 1000:.0f} ms" if ttft is not None else "n/a"
+    typer.secho(
+        f"{tokens} tokens, {rate_text}, first token after {ttft_text} ({extra})",
+        err=True,
+        dim=True,
+    )
+
+
+def _check_url(url: str, option: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{option} must be an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/")
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    url: Annotated[
+        str, typer.Option("--url", envvar="ISHAN_INFER_URL", help="Coordinator URL.")
+    ] = f"http://127.0.0.1:{DEFAULT_COORDINATOR_PORT}",
+    max_tokens: MaxTokensOpt = 128,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)] = 0.8,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
+    model: Annotated[str, typer.Option("--model-name", help="Model name sent.")] = "default",
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Stream a completion from a running coordinator; print time to first token and tok/s."""
+    from ishan_tools.infer.client import ask as ask_coordinator
+
+    request = GenerationRequest(
+        prompt=prompt, max_tokens=max_tokens, temperature=temperature, seed=seed
+    )
+    result = ask_coordinator(_check_url(url, "--url"), request, _show, model=model, api_key=api_key)
+    typer.echo()
+    _summary(result.tokens, result.tokens_per_s, result.ttft_s, f"{result.elapsed_s:.2f} s")
+
+
+HostOpt = Annotated[str, typer.Option("--host", envvar="HOST", help="Address to bind.")]
+CoordPortOpt = Annotated[
+    int, typer.Option("--port", envvar="PORT", min=0, max=65535, help="Coordinator port (0: any).")
+]
+TtlOpt = Annotated[
+    float, typer.Option("--session-ttl", min=0.1, help="Seconds a session may sit idle.")
+]
+GraceOpt = Annotated[
+    int, typer.Option("--grace", min=0, help="Seconds running streams get on shutdown.")
+]
+FirstTokenOpt = Annotated[
+    float,
+    typer.Option("--first-token-timeout", min=0.1, help="Seconds before a silent worker failed."),
+]
+
+
+ClientBufferOpt = Annotated[
+    int, typer.Option("--client-buffer", min=1, help="Events held for a slow client.")
+]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        help="KEY=VALUE admission limit, repeatable: worker-sessions (100), worker-kv (8GB), "
+        "session-kv (512MB), sessions (1000), kv (64GB).",
+    ),
+]
+
+
+def _coordinator_settings(
+    host: str,
+    port: int,
+    api_key: str | None,
+    ttl: float,
+    first_token_timeout: float,
+    client_buffer: int,
+    limits: list[str] | None,
+) -> CoordinatorSettings:
+    return CoordinatorSettings(
+        host=host,
+        port=port,
+        api_key=api_key,
+        session_ttl=ttl,
+        first_token_timeout=first_token_timeout,
+        client_buffer=client_buffer,
+        limits=parse_limits(limits or []),
+    )
+
+
+@app.command()
+def serve(
+    host: HostOpt = "127.0.0.1",
+    port: CoordPortOpt = DEFAULT_COORDINATOR_PORT,
+    workers: Annotated[
+        int, typer.Option("--workers", envvar="ISHAN_INFER_WORKERS", min=1, help="Local workers.")
+    ] = 1,
+    worker_port: Annotated[
+        int, typer.Option("--worker-port", min=0, max=65535, help="First worker's port (0: any).")
+    ] = DEFAULT_WORKER_PORT,
+    model: ModelOpt = None,
+    ctx: CtxOpt = 2048,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            envvar="ISHAN_INFER_THREADS",
+            min=1,
+            help="CPU threads per worker [default: the cores split between the workers]",
+        ),
+    ] = None,
+    batch: BatchOpt = 512,
+    max_sessions: MaxSessionsOpt = 100,
+    heartbeat_interval: HeartbeatOpt = 10.0,
+    session_ttl: TtlOpt = 600.0,
+    first_token_timeout: FirstTokenOpt = 120.0,
+    grace: GraceOpt = 30,
+    client_buffer: ClientBufferOpt = 256,
+    limit: LimitOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
+    import asyncio
+
+    from ishan_tools.infer.supervisor import run_serve
+
+    settings = ServeSettings(
+        coordinator=_coordinator_settings(
+            host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
+        ),
+        model=_model(model, ctx, threads, batch),
+        workers=workers,
+        threads=threads,
+        worker_port=worker_port,
+        heartbeat_interval=heartbeat_interval,
+        max_sessions=max_sessions,
+        grace=grace,
+    )
+    asyncio.run(run_serve(settings, _say))
+
+
+@app.command()
+def coordinator(
+    host: HostOpt = "127.0.0.1",
+    port: CoordPortOpt = DEFAULT_COORDINATOR_PORT,
+    session_ttl: TtlOpt = 600.0,
+    first_token_timeout: FirstTokenOpt = 120.0,
+    client_buffer: ClientBufferOpt = 256,
+    limit: LimitOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Run only the coordinator; workers join it with `ishan infer worker`."""
+    import asyncio
+
+    from ishan_tools.infer.coordinator import run_coordinator
+
+    settings = _coordinator_settings(
+        host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
+    )
+    asyncio.run(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
+
+
+@app.command()
+def worker(
+    coordinator_url: Annotated[
+        str | None,
+        typer.Option("--coordinator-url", envvar="COORDINATOR_URL", help="Send heartbeats here."),
+    ] = None,
+    worker_url: Annotated[
+        str | None,
+        typer.Option("--worker-url", envvar="WORKER_URL", help="URL the coordinator uses."),
+    ] = None,
+    worker_id: Annotated[
+        str, typer.Option("--worker-id", envvar="WORKER_ID", help="Name in the registry.")
+    ] = "worker-1",
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", envvar="PORT", min=0, max=65535, help="Port (0: any).")
+    ] = DEFAULT_WORKER_PORT,
+    model: ModelOpt = None,
+    ctx: CtxOpt = 2048,
+    threads: ThreadsOpt = None,
+    batch: BatchOpt = 512,
+    max_sessions: MaxSessionsOpt = 100,
+    heartbeat_interval: HeartbeatOpt = 10.0,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Run one worker: it loads the model and reports to the coordinator."""
+    import asyncio
+
+    from ishan_tools.infer.worker import run_worker
+
+    settings = WorkerSettings(
+        engine=EngineSettings(model=_model(model, ctx, threads, batch), max_sessions=max_sessions),
+        host=host,
+        port=port,
+        worker_id=worker_id,
+        worker_url=_check_url(worker_url, "--worker-url") if worker_url else None,
+        coordinator_url=_check_url(coordinator_url, "--coordinator-url")
+        if coordinator_url
+        else None,
+        heartbeat_interval=heartbeat_interval,
+        api_key=api_key,
+    )
+    asyncio.run(run_worker(settings, lambda url: _say(f"worker {worker_id} listening on {url}")))

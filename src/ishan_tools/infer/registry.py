@@ -1,0 +1,178 @@
+"""The coordinator's view of its workers: heartbeats, live load, breakers and admission.
+
+Workers register with their first heartbeat and stay listed; one that misses three
+heartbeats in a row is out of rotation until the next arrives. Session and KV counts are
+kept by the coordinator itself as it routes (so they are exact between heartbeats), along
+with system-wide totals that make the capacity check O(1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ishan_tools.breaker import CircuitBreaker, CircuitState
+from ishan_tools.errors import InferenceError
+from ishan_tools.infer.config import CoordinatorSettings
+from ishan_tools.infer.scheduler import WorkerLoad
+
+MISSED_HEARTBEATS = 3
+
+
+class WorkerRefused(InferenceError):
+    """The worker answered with a client error (4xx) or 'busy': not a failure of the worker."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class WorkerRecord:
+    worker_id: str
+    url: str
+    model: str
+    n_ctx: int
+    max_sessions: int
+    kv_capacity_bytes: int
+    session_kv_bytes: int
+    heartbeat_interval: float
+    last_heartbeat: float
+    breaker: CircuitBreaker
+    sessions: int = 0
+    kv_used_bytes: int = 0
+    reported: dict[str, Any] = field(default_factory=dict)
+
+    def alive(self, now: float) -> bool:
+        return now - self.last_heartbeat <= MISSED_HEARTBEATS * self.heartbeat_interval
+
+    def routable(self, now: float) -> bool:
+        return self.alive(now) and self.breaker.state is not CircuitState.OPEN
+
+    def load(self) -> WorkerLoad:
+        return WorkerLoad(
+            self.worker_id,
+            self.sessions,
+            self.max_sessions,
+            self.kv_used_bytes,
+            self.kv_capacity_bytes,
+            self.session_kv_bytes,
+        )
+
+
+def _field(payload: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = payload.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InferenceError(f"heartbeat field '{key}' is missing or has the wrong type")
+    return value
+
+
+class Registry:
+    """Workers by id, plus the counters admission control reads."""
+
+    def __init__(
+        self, settings: CoordinatorSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.clock = clock
+        self.workers: dict[str, WorkerRecord] = {}
+        self.total_sessions = 0
+        self.total_kv_bytes = 0
+
+    def heartbeat(self, payload: Any) -> WorkerRecord:
+        """Register or refresh a worker from its heartbeat (raises on a malformed one)."""
+        if not isinstance(payload, dict):
+            raise InferenceError("a heartbeat must be a JSON object")
+        worker_id = _field(payload, "worker_id", str)
+        limits = self.limits
+        values = {
+            "url": _field(payload, "url", str).rstrip("/"),
+            "model": _field(payload, "model", str),
+            "n_ctx": _field(payload, "n_ctx", int),
+            "max_sessions": min(
+                _field(payload, "max_sessions", int), limits.max_sessions_per_worker
+            ),
+            "kv_capacity_bytes": min(
+                _field(payload, "kv_capacity_bytes", int), limits.max_kv_per_worker_bytes
+            ),
+            "session_kv_bytes": _field(payload, "session_kv_bytes", int),
+            "heartbeat_interval": float(_field(payload, "heartbeat_interval", (int, float))),
+            "last_heartbeat": self.clock(),
+            "reported": payload,
+        }
+        record = self.workers.get(worker_id)
+        if record is None:
+            record = WorkerRecord(
+                worker_id=worker_id,
+                breaker=CircuitBreaker(
+                    failure_threshold=self.settings.breaker_failures,
+                    recovery_timeout=self.settings.breaker_recovery,
+                    excluded_exceptions=(WorkerRefused,),
+                    name=f"worker {worker_id}",
+                ),
+                **values,
+            )
+            self.workers[worker_id] = record
+        else:
+            for key, value in values.items():
+                setattr(record, key, value)
+        return record
+
+    def at_capacity(self) -> bool:
+        """The O(1) early check: system-wide session and KV limits."""
+        return (
+            self.total_sessions >= self.limits.max_sessions
+            or self.total_kv_bytes >= self.limits.max_kv_bytes
+        )
+
+    def candidates(self, exclude: set[str]) -> list[WorkerLoad]:
+        now = self.clock()
+        return [
+            w.load()
+            for w in self.workers.values()
+            if w.worker_id not in exclude
+            and w.routable(now)
+            and w.session_kv_bytes <= self.limits.max_kv_per_session_bytes
+        ]
+
+    def live_n_ctx(self) -> int | None:
+        """The smallest context among live workers (None when none is live)."""
+        now = self.clock()
+        sizes = [w.n_ctx for w in self.workers.values() if w.alive(now)]
+        return min(sizes) if sizes else None
+
+    def reserve(self, record: WorkerRecord) -> None:
+        record.sessions += 1
+        record.kv_used_bytes += record.session_kv_bytes
+        self.total_sessions += 1
+        self.total_kv_bytes += record.session_kv_bytes
+
+    def release(self, record: WorkerRecord, kv_bytes: int) -> None:
+        record.sessions -= 1
+        record.kv_used_bytes -= kv_bytes
+        self.total_sessions -= 1
+        self.total_kv_bytes -= kv_bytes
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The `/coordinator/health/workers` listing."""
+        now = self.clock()
+        return [
+            {
+                "worker_id": w.worker_id,
+                "url": w.url,
+                "healthy": w.routable(now),
+                "alive": w.alive(now),
+                "breaker": w.breaker.state.value,
+                "sessions": w.sessions,
+                "max_sessions": w.max_sessions,
+                "kv_used_bytes": w.kv_used_bytes,
+                "kv_capacity_bytes": w.kv_capacity_bytes,
+                "last_heartbeat_s": round(now - w.last_heartbeat, 3),
+                "model": w.model,
+                "n_ctx": w.n_ctx,
+            }
+            for w in self.workers.values()
+        ]

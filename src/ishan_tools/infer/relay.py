@@ -1,0 +1,186 @@
+"""Route one request to a worker and relay its tokens to the client, surviving failures.
+
+`open_stream` reserves a worker picked by the scheduler, posts the request and waits for the
+first token; a worker that is unreachable, errs (5xx) or stays silent past the first-token
+timeout is recorded on its circuit breaker and the request is retried on another worker,
+since nothing has reached the client yet. After the first token, `events` yields the rest;
+a worker that dies mid-stream, or a session idle past its TTL, ends it with a `Failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
+from ishan_tools.errors import InferenceError
+from ishan_tools.infer.channel import Done, Event, Failed, Token
+from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.protocol import decode_event
+from ishan_tools.infer.registry import Registry, WorkerRecord, WorkerRefused
+from ishan_tools.infer.scheduler import pick
+from ishan_tools.infer.worker_stream import WorkerStream
+
+CONNECT_TIMEOUT = 5.0
+
+
+class RelayError(InferenceError):
+    """The request cannot be served; `status` is the HTTP status for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WorkerFailed(InferenceError):
+    """The worker was unreachable, failed (5xx) or was silent before its first token."""
+
+
+def record_failure(breaker: CircuitBreaker, exc: Exception) -> None:
+    """Count a failure seen outside `breaker.call` (a worker dying mid-stream)."""
+    with contextlib.suppress(Exception), breaker:
+        raise exc
+
+
+@dataclass
+class Stream:
+    """An open generation on one worker whose first event has arrived."""
+
+    registry: Registry
+    record: WorkerRecord
+    kv_bytes: int
+    first: Event
+    worker: WorkerStream
+    closed: bool = False
+
+    async def close(self) -> None:
+        """Free the session's reservation and its worker connection (once)."""
+        if not self.closed:
+            self.closed = True
+            self.registry.release(self.record, self.kv_bytes)
+            await self.worker.aclose()
+
+
+async def _first_event(worker: WorkerStream, worker_id: str) -> Event:
+    """The worker's answer up to its first event; raises WorkerFailed or WorkerRefused."""
+    if worker.status != 200:
+        text = await worker.read_all()
+        try:
+            message = str(json.loads(text).get("error", text))
+        except (ValueError, AttributeError):
+            message = text[:200]
+        if worker.status >= 500 and worker.status != 503:
+            raise WorkerFailed(f"worker {worker_id} failed: {message}")
+        raise WorkerRefused(worker.status, message)
+    line = ""
+    while not line:
+        next_line = await worker.readline()
+        if next_line is None:
+            raise WorkerFailed(f"worker {worker_id} closed the stream before its first token")
+        line = next_line
+    first = decode_event(line)
+    if isinstance(first, Failed):
+        if 400 <= first.status < 500:
+            raise WorkerRefused(first.status, first.message)
+        raise WorkerFailed(f"worker {worker_id} failed: {first.message}")
+    return first
+
+
+async def _start(registry: Registry, record: WorkerRecord, request: GenerationRequest) -> Stream:
+    settings = registry.settings
+    headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    url = f"{record.url}/worker/generate"
+    try:
+        async with asyncio.timeout(settings.first_token_timeout):
+            worker = await WorkerStream.post(url, request.to_json(), headers, CONNECT_TIMEOUT)
+            try:
+                first = await _first_event(worker, record.worker_id)
+            except BaseException:
+                await worker.aclose()
+                raise
+    except TimeoutError as exc:
+        raise WorkerFailed(
+            f"worker {record.worker_id} sent no token within {settings.first_token_timeout:g} s"
+        ) from exc
+    except OSError as exc:
+        raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
+    return Stream(registry, record, record.session_kv_bytes, first, worker)
+
+
+async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
+    """Start `request` on the best worker, retrying elsewhere until a first token arrives."""
+    if registry.at_capacity():
+        raise RelayError(503, "the system is at capacity: retry later")
+    tried: set[str] = set()
+    failures: list[str] = []
+    while True:
+        choice = pick(registry.candidates(tried))
+        if choice is None:
+            if failures:
+                raise RelayError(502, "; ".join(failures))
+            if not registry.candidates(set()):
+                raise RelayError(503, "no healthy worker is available: retry later")
+            raise RelayError(503, "all workers are at capacity: retry later")
+        record = registry.workers[choice.worker_id]
+        tried.add(record.worker_id)
+        registry.reserve(record)
+        kv_bytes = record.session_kv_bytes
+        try:
+            return await record.breaker.call_async(_start, registry, record, request)
+        except WorkerRefused as exc:
+            registry.release(record, kv_bytes)
+            if exc.status != 503:
+                raise RelayError(exc.status, exc.message) from exc
+        except CircuitBreakerOpenError:
+            registry.release(record, kv_bytes)
+        except WorkerFailed as exc:
+            registry.release(record, kv_bytes)
+            failures.append(exc.message)
+        except BaseException:
+            registry.release(record, kv_bytes)
+            raise
+
+
+async def events(stream: Stream) -> AsyncGenerator[Event, None]:
+    """The stream's events from the first to the last (`Done` or `Failed`), then cleanup."""
+    record, ttl = stream.record, stream.registry.settings.session_ttl
+    try:
+        yield stream.first
+        if not isinstance(stream.first, Token):
+            return
+        while True:
+            try:
+                async with asyncio.timeout(ttl):
+                    line = await stream.worker.readline()
+                if line is None:
+                    raise ConnectionResetError("connection closed before the last event")
+            except TimeoutError:
+                yield Failed(f"session expired: no token for {ttl:g} s", 504)
+                return
+            except OSError as exc:
+                failure = WorkerFailed(f"worker {record.worker_id} failed mid-stream: {exc!r}")
+                record_failure(record.breaker, failure)
+                yield Failed(failure.message, 502)
+                return
+            if not line:
+                continue
+            event = decode_event(line)
+            yield event
+            if isinstance(event, Done | Failed):
+                return
+    finally:
+        await stream.close()
+
+
+async def collect(stream: Stream) -> tuple[str, Done | Failed]:
+    """The whole text and the last event (for non-streaming requests)."""
+    parts: list[str] = []
+    async for event in events(stream):
+        if isinstance(event, Token):
+            parts.append(event.text)
+        else:
+            return "".join(parts), event
+    return "".join(parts), Failed("the stream ended without a last event", 502)

@@ -1,0 +1,87 @@
+"""Run an ASGI app with uvicorn on a socket bound first, so port 0 works and is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ishan_tools.errors import InferenceError
+
+CLIENT_SEND_BUFFER = 16 * 1024  # per client connection of the coordinator (kernel: 32 KB)
+
+
+def bind(host: str, port: int, send_buffer: int | None = None) -> socket.socket:
+    """A listening TCP socket on `host:port` (port 0: a free one); a clear error if taken.
+
+    `send_buffer` fixes the kernel send buffer of accepted connections (Linux doubles it),
+    instead of letting it grow to megabytes: a client that stops reading is then noticed
+    after about a hundred kilobytes of tokens, not millions.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InferenceError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port"
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+
+def make_server(app: Any, graceful_timeout: int | None = None) -> Any:
+    """A uvicorn server for `app` that leaves SIGINT/SIGTERM handling to uvicorn's defaults."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=graceful_timeout,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+@contextlib.contextmanager
+def quiet_signals() -> Iterator[None]:
+    """Python-level SIGINT/SIGTERM handlers that do nothing.
+
+    uvicorn handles both signals while it serves and re-raises them once it has shut down;
+    with these in place the re-raised signal is a no-op, so the workers still get stopped.
+    """
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+async def serve(
+    server: Any, sock: socket.socket, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM has shut it down gracefully; `on_ready(url)` once started."""
+    with quiet_signals():
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started and on_ready is not None:
+            on_ready(url_of(sock))
+        await task

@@ -1,0 +1,168 @@
+"""`ishan infer serve`: one coordinator (in this process) and N worker processes.
+
+Workers are started as `python -m ishan_tools infer worker ...` in their own process group
+(so a terminal's Ctrl-C reaches only the supervisor), each with an explicit share of the
+CPU cores, and restarted when they die. On SIGINT or SIGTERM the coordinator stops
+accepting connections and lets running streams finish within the grace period; then the
+workers are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ishan_tools.infer.config import ServeSettings
+from ishan_tools.infer.coordinator import create_app
+from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
+
+# Seed variables meant for the coordinator or for one worker: children must not inherit them.
+PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
+MAX_RESTART_DELAY = 30.0
+PR_SET_PDEATHSIG = 1
+POLL_S = 0.2
+
+
+@dataclass
+class WorkerProcess:
+    """One supervised worker: its command line and current process."""
+
+    worker_id: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_at: float = 0.0
+    base_delay: float = 1.0
+    delay: float = field(default=1.0)
+    started_at: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies without stopping us (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> list[str]:
+    model = settings.model
+    port = settings.worker_port + index if settings.worker_port else 0
+    return [
+        sys.executable,
+        "-m",
+        "ishan_tools",
+        "infer",
+        "worker",
+        "--coordinator-url",
+        coordinator_url,
+        "--worker-id",
+        f"worker-{index + 1}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        str(model.path),
+        "--ctx",
+        str(model.n_ctx),
+        "--batch",
+        str(model.n_batch),
+        "--threads",
+        str(settings.threads_per_worker()),
+        "--heartbeat-interval",
+        str(settings.heartbeat_interval),
+        "--max-sessions",
+        str(settings.max_sessions),
+    ]
+
+
+def child_env(api_key: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+    env.pop("ISHAN_INFER_API_KEY", None)
+    if api_key:
+        env["ISHAN_INFER_API_KEY"] = api_key
+    return env
+
+
+async def _supervise(
+    workers: list[WorkerProcess],
+    env: dict[str, str],
+    server: object,
+    say: Callable[[str], None],
+    grace: int,
+) -> None:
+    loop = asyncio.get_running_loop()
+    while not getattr(server, "should_exit", False):
+        for worker in workers:
+            assert worker.process is not None
+            code = worker.process.poll()
+            if code is None:
+                if time.monotonic() - worker.started_at > MAX_RESTART_DELAY:
+                    worker.delay = worker.base_delay  # stable again: forget the backoff
+                continue
+            now = loop.time()
+            if worker.restart_at == 0.0:
+                worker.restart_at = now + worker.delay
+                say(f"{worker.worker_id} exited with code {code}; restarting in {worker.delay:g} s")
+            elif now >= worker.restart_at:
+                worker.restarts += 1
+                worker.restart_at = 0.0
+                worker.delay = min(worker.delay * 2, MAX_RESTART_DELAY)
+                worker.start(env)
+                say(f"{worker.worker_id} restarted (pid {worker.process.pid})")
+        await asyncio.sleep(POLL_S)
+    say(f"shutting down: no new connections; running streams have {grace} s to finish")
+
+
+async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None:
+    """Run the whole service until SIGINT/SIGTERM, then drain and stop it."""
+    coordinator = settings.coordinator
+    sock = bind(coordinator.host, coordinator.port, CLIENT_SEND_BUFFER)
+    server = make_server(create_app(coordinator), graceful_timeout=settings.grace)
+    env = child_env(coordinator.api_key)
+    workers = [
+        WorkerProcess(f"worker-{i + 1}", worker_argv(settings, i, url_of(sock)))
+        for i in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.base_delay = worker.delay = settings.restart_delay
+        worker.start(env)
+    threads = settings.threads_per_worker()
+    say(f"started {len(workers)} worker(s), {threads} thread(s) each")
+    supervise = asyncio.create_task(_supervise(workers, env, server, say, settings.grace))
+    try:
+        await serve(server, sock, lambda url: say(f"coordinator listening on {url}"))
+        say("coordinator stopped; stopping workers")
+    finally:
+        supervise.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervise
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))

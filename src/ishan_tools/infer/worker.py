@@ -1,0 +1,140 @@
+"""The worker: an HTTP front for one `Engine`, reporting its load to a coordinator.
+
+`POST /worker/generate` streams NDJSON events (see `protocol`); a client that disconnects
+cancels its session at once. `GET /worker/health` reports the engine's sessions and KV
+usage. With a coordinator URL, a background task posts a heartbeat every interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ishan_tools.infer.channel import Token
+from ishan_tools.infer.config import WorkerSettings
+from ishan_tools.infer.engine import Engine, EngineBusy
+from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
+from ishan_tools.infer.server import bind, make_server, serve, url_of
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any]:
+    stats = engine.stats()
+    return {
+        "worker_id": settings.worker_id,
+        "url": settings.worker_url,
+        "model": engine.shape.name,
+        "n_ctx": engine.shape.n_ctx,
+        "sessions": stats.sessions,
+        "max_sessions": stats.max_sessions,
+        "kv_used_bytes": stats.kv_used_bytes,
+        "kv_capacity_bytes": stats.kv_capacity_bytes,
+        "session_kv_bytes": engine.shape.session_kv_bytes,
+        "heartbeat_interval": settings.heartbeat_interval,
+    }
+
+
+async def heartbeat_loop(settings: WorkerSettings, engine: Engine) -> None:
+    """Tell the coordinator we are alive, and how loaded, every interval; never gives up."""
+    import httpx
+
+    assert settings.coordinator_url is not None
+    url = settings.coordinator_url.rstrip("/") + "/coordinator/heartbeat"
+    headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    async with httpx.AsyncClient(timeout=max(1.0, settings.heartbeat_interval)) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                await client.post(url, json=heartbeat_payload(settings, engine), headers=headers)
+            await asyncio.sleep(settings.heartbeat_interval)
+
+
+def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAPI:
+    """The worker app; loads the model at startup unless an `engine` is passed in."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = engine or await asyncio.to_thread(Engine.load, settings.engine)
+        beats = (
+            asyncio.create_task(heartbeat_loop(settings, app.state.engine))
+            if settings.coordinator_url
+            else None
+        )
+        try:
+            yield
+        finally:
+            if beats is not None:
+                beats.cancel()
+            await asyncio.to_thread(app.state.engine.close)
+
+    app = FastAPI(title="ishan infer worker", lifespan=lifespan)
+
+    @app.get("/worker/health")
+    async def health(request: Request) -> dict[str, Any]:
+        eng: Engine = request.app.state.engine
+        stats = dataclasses.asdict(eng.stats())
+        return {
+            "status": "ok",
+            "worker_id": settings.worker_id,
+            "pid": os.getpid(),
+            "model": eng.shape.name,
+            "n_ctx": eng.shape.n_ctx,
+            **stats,
+        }
+
+    @app.post("/worker/generate", response_model=None)
+    async def generate(request: Request) -> JSONResponse | StreamingResponse:
+        if not bearer_matches(request.headers.get("authorization"), settings.api_key):
+            return _error(401, "missing or wrong API key")
+        eng: Engine = request.app.state.engine
+        try:
+            gen = parse_request(await request.json(), n_ctx=eng.shape.n_ctx)
+            session = eng.submit(gen)
+        except ValueError:
+            return _error(400, "the request body must be JSON")
+        except BadRequest as exc:
+            return _error(400, exc.message)
+        except EngineBusy as exc:
+            return _error(503, exc.message)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    event = await session.channel.aget()
+                    yield encode_event(event)
+                    if not isinstance(event, Token):
+                        return
+            finally:
+                eng.cancel(session, "client disconnected")
+
+        return StreamingResponse(events(), media_type="application/x-ndjson")
+
+    return app
+
+
+async def run_worker(
+    settings: WorkerSettings, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Load the model, bind, then serve until SIGINT/SIGTERM; `on_ready(url)` once up."""
+    sock = bind(settings.host, settings.port)
+    url = url_of(sock)
+    settings = dataclasses.replace(
+        settings, port=sock.getsockname()[1], worker_url=settings.worker_url or url
+    )
+    try:
+        engine = await asyncio.to_thread(Engine.load, settings.engine)
+    except BaseException:
+        sock.close()
+        raise
+    server = make_server(create_app(settings, engine))
+    await serve(server, sock, on_ready)
