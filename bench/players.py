@@ -30,6 +30,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.processes import stop_process
+
 ISHAN = Path(sys.executable).with_name("ishan")
 SEED_BODY = {
     "player_positions": "midfielder",
@@ -267,12 +270,7 @@ def api_throughput(command: list[str], port: int, runs: int, seconds: int) -> fl
         load = load_wrk if shutil.which("wrk") else load_httpx
         return statistics.median(load(url, seconds) for _ in range(runs))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def figure(value: float) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pymongo
 
+from tests.processes import stop_process
+
 LISTENING = re.compile(r"secantus listening on 127\.0\.0\.1:(\d+)")
 
 
@@ -54,12 +56,7 @@ def secantus_server(start_timeout: float = 60.0) -> Iterator[str]:
         uri = _wait_until_listening(process, lines, time.monotonic() + start_timeout)
         yield uri
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_until_listening(

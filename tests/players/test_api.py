@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from ishan_tools.players import Index, Profile
+from tests.processes import stop_process
 
 from .conftest import SEED_BODY
 
@@ -150,9 +151,4 @@ def test_serve_command_runs_the_api_until_terminated() -> None:
         response = httpx.post(f"http://127.0.0.1:{port}/find_similar_players/", json=SEED_BODY)
         assert response.status_code == 200 and len(response.json()["similar_players"]) == 3
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
