@@ -1,118 +1,44 @@
-"""Circuit breaker: stop calling something that keeps failing, try again after a while.
-
-The API is the seed library's (`agent_circuit_breaker`): the `circuit_breaker` decorator,
-`CircuitBreaker` as context manager (sync and async) or through `call`, `CircuitState` and
-`CircuitBreakerOpenError`. Beyond it: a failure-rate mode, several half-open trials, manual
-control, `stats()` and an injectable clock.
-
-Counting modes (one per breaker):
-- consecutive (default): `failure_threshold` failures in a row open the circuit;
-- time window (`failure_window=s`): `failure_threshold` failures within the last `s` seconds;
-- failure rate (`failure_rate_threshold=pct`): of the last `sliding_window_size` calls, once at
-  least `minimum_calls` were seen, a failure share of `pct` percent or more opens it.
-
-An exception counts as a failure unless it is one of `excluded_exceptions` (checked first) or
-`failure_predicate(exc)` returns False; such an exception counts as neither failure nor
-success. Exceptions that are not `Exception` subclasses (cancellation, KeyboardInterrupt)
-never count. Callbacks run outside the lock, in this order for a call that trips the
-circuit: `on_failure`, `on_state_change(old, new)`, then `on_open`/`on_close`/`on_half_open`.
-A callback that raises is logged and ignored.
-
-Thread and asyncio safety: state changes happen under one `threading.Lock` held for a few
-attribute updates, never across a call or an await. The closed-state success path takes no
-lock: it relies on the GIL making `next()` on an `itertools.count` and `deque.append` atomic.
-"""
+"""`CircuitBreaker`: admission, outcome recording and state transitions under one lock."""
 
 from __future__ import annotations
 
 import contextvars
-import enum
 import functools
 import inspect
 import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ishan_tools.errors import IshanError
+from ishan_tools.breaker.counting import (
+    ConsecutiveCounter,
+    FailureCounter,
+    RateCounter,
+    WindowCounter,
+)
+from ishan_tools.breaker.state import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerStats,
+    Callback,
+    CircuitBreakerOpenError,
+    CircuitState,
+    StateCallback,
+    counter_value,
+)
 
-__all__ = [
-    "BreakerStats",
-    "CircuitBreaker",
-    "CircuitBreakerOpenError",
-    "CircuitState",
-    "circuit_breaker",
-]
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("ishan_tools.breaker")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Callback = Callable[[], object]
-StateCallback = Callable[["CircuitState", "CircuitState"], object]
-
-
-class CircuitState(enum.Enum):
-    """The three states of a circuit."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-_CLOSED = CircuitState.CLOSED
-_OPEN = CircuitState.OPEN
-_HALF_OPEN = CircuitState.HALF_OPEN
-
-
-class CircuitBreakerOpenError(IshanError):
-    """Raised instead of calling through an open circuit.
-
-    `name` is the breaker's name; `retry_after` the seconds until the next trial call is
-    admitted (0 while the circuit is half-open and its trial slots are taken).
-    """
-
-    def __init__(self, name: str, retry_after: float) -> None:
-        self.name = name
-        self.retry_after = max(0.0, retry_after)
-        super().__init__(
-            f"circuit '{name}' is open: calls are blocked, next trial in {self.retry_after:.1f}s"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after))
-
-
-@dataclass(frozen=True)
-class BreakerStats:
-    """A snapshot of one breaker, taken under its lock."""
-
-    name: str
-    state: CircuitState
-    calls: int
-    successes: int
-    failures: int
-    ignored: int
-    rejected: int
-    current_failures: int
-    last_failure: str | None
-    last_failure_at: float | None
-    opened_at: float | None
-    retry_after: float
-
-
-def _counter_value(counter: itertools.count[int]) -> int:
-    """Read an `itertools.count` without advancing it (its repr is `count(N)`)."""
-    return int(repr(counter)[6:-1])
 
 
 class CircuitBreaker:
-    """A circuit breaker guarding one kind of call; see the module docstring."""
+    """A circuit breaker guarding one kind of call; see the `ishan_tools.breaker` docstring."""
 
     def __init__(
         self,
@@ -174,11 +100,8 @@ class CircuitBreaker:
         self.on_half_open = on_half_open
 
         self._lock = threading.Lock()
-        self._state = _CLOSED
-        self._rate_mode = failure_rate_threshold is not None
-        self._consecutive = 0
-        self._failure_times: deque[float] = deque()
-        self._outcomes: deque[bool] = deque(maxlen=sliding_window_size)
+        self._state = CLOSED
+        self._counter = self._make_counter()
         self._opened_at: float | None = None
         self._trials_in_flight = 0
         self._trial_successes = 0
@@ -193,7 +116,7 @@ class CircuitBreaker:
             f"ishan_breaker_permits_{id(self)}", default=()
         )
         self._on_success: Callback | None = None
-        self._success_slow = self._rate_mode
+        self._success_slow = self._counter.wants_successes
         self.on_success = on_success
 
     # -- configuration that the fast path depends on ---------------------------------------
@@ -209,16 +132,23 @@ class CircuitBreaker:
         self._refresh_success_slow()
 
     def _refresh_success_slow(self) -> None:
-        self._success_slow = (
-            self._rate_mode or self._consecutive > 0 or self._on_success is not None
-        )
+        self._success_slow = self._counter.wants_successes or self._on_success is not None
+
+    def _make_counter(self) -> FailureCounter:
+        if self.failure_rate_threshold is not None:
+            return RateCounter(
+                self.failure_rate_threshold, self.sliding_window_size, self.minimum_calls
+            )
+        if self.failure_window is not None:
+            return WindowCounter(self.failure_threshold, self.failure_window)
+        return ConsecutiveCounter(self.failure_threshold)
 
     # -- state ------------------------------------------------------------------------------
 
     @property
     def state(self) -> CircuitState:
         """The current state; an open circuit whose timeout has passed reads as half-open."""
-        if self._state is _OPEN and self._recovery_due(self.clock()):
+        if self._state is OPEN and self._recovery_due(self.clock()):
             self._fire(self._half_open_if_due())
         return self._state
 
@@ -226,7 +156,7 @@ class CircuitBreaker:
     def failure_count(self) -> int:
         """Failures counted towards opening now (consecutive, in the window, or in the ring)."""
         with self._lock:
-            return self._current_failures_locked(self.clock())
+            return self._counter.current(self.clock())
 
     def _recovery_due(self, now: float) -> bool:
         return self._opened_at is not None and now - self._opened_at >= self.recovery_timeout
@@ -236,25 +166,10 @@ class CircuitBreaker:
             return 0.0
         return self._opened_at + self.recovery_timeout - now
 
-    def _current_failures_locked(self, now: float) -> int:
-        if self._rate_mode:
-            return sum(self._outcomes)
-        if self.failure_window is not None:
-            self._expire_locked(now)
-            return len(self._failure_times)
-        return self._consecutive
-
-    def _expire_locked(self, now: float) -> None:
-        assert self.failure_window is not None
-        horizon = now - self.failure_window
-        times = self._failure_times
-        while times and times[0] <= horizon:
-            times.popleft()
-
     def _half_open_if_due(self) -> list[Callable[[], object]]:
         with self._lock:
-            if self._state is _OPEN and self._recovery_due(self.clock()):
-                return self._transition_locked(_HALF_OPEN)
+            if self._state is OPEN and self._recovery_due(self.clock()):
+                return self._transition_locked(HALF_OPEN)
             return []
 
     def _transition_locked(self, new: CircuitState) -> list[Callable[[], object]]:
@@ -265,18 +180,16 @@ class CircuitBreaker:
         self._state = new
         self._trials_in_flight = 0
         self._trial_successes = 0
-        if new is _OPEN:
+        if new is OPEN:
             self._opened_at = self.clock()
-        elif new is _CLOSED:
+        elif new is CLOSED:
             self._opened_at = None
-            self._consecutive = 0
-            self._failure_times.clear()
-            self._outcomes.clear()
+            self._counter.clear()
             self._refresh_success_slow()
         pending: list[Callable[[], object]] = []
         if self.on_state_change is not None:
             pending.append(functools.partial(self.on_state_change, old, new))
-        specific = {_OPEN: self.on_open, _CLOSED: self.on_close, _HALF_OPEN: self.on_half_open}
+        specific = {OPEN: self.on_open, CLOSED: self.on_close, HALF_OPEN: self.on_half_open}
         callback = specific[new]
         if callback is not None:
             pending.append(callback)
@@ -299,18 +212,18 @@ class CircuitBreaker:
         pending: list[Callable[[], object]] = []
         with self._lock:
             now = self.clock()
-            if self._state is _OPEN and self._recovery_due(now):
-                pending = self._transition_locked(_HALF_OPEN)
+            if self._state is OPEN and self._recovery_due(now):
+                pending = self._transition_locked(HALF_OPEN)
             state = self._state
-            if state is _CLOSED:
+            if state is CLOSED:
                 permit = None
-            elif state is _HALF_OPEN and self._trials_in_flight < self.half_open_max_calls:
+            elif state is HALF_OPEN and self._trials_in_flight < self.half_open_max_calls:
                 self._trials_in_flight += 1
                 permit = True
             else:
                 self._rejected_total += 1
                 permit = False
-                retry_after = self._retry_after(now) if state is _OPEN else 0.0
+                retry_after = self._retry_after(now) if state is OPEN else 0.0
         self._fire(pending)
         if permit is False:
             raise CircuitBreakerOpenError(self.name, retry_after)
@@ -339,7 +252,7 @@ class CircuitBreaker:
     def _record_ignored(self, permit: bool) -> None:
         with self._lock:
             self._ignored_total += 1
-            if permit and self._state is _HALF_OPEN:
+            if permit and self._state is HALF_OPEN:
                 self._trials_in_flight = max(0, self._trials_in_flight - 1)
 
     def _record_failure(self, exc: BaseException, permit: bool) -> None:
@@ -351,27 +264,12 @@ class CircuitBreaker:
             self._last_failure_at = now
             if self.on_failure is not None:
                 pending.append(self.on_failure)
-            trial_failed = permit and self._state is _HALF_OPEN
-            tripped = not permit and self._state is _CLOSED and self._should_open_locked(now)
+            trial_failed = permit and self._state is HALF_OPEN
+            tripped = not permit and self._state is CLOSED and self._counter.failure(now)
+            self._refresh_success_slow()
             if trial_failed or tripped:
-                pending += self._transition_locked(_OPEN)
+                pending += self._transition_locked(OPEN)
         self._fire(pending)
-
-    def _should_open_locked(self, now: float) -> bool:
-        if self._rate_mode:
-            self._outcomes.append(True)
-            seen = len(self._outcomes)
-            if seen < self.minimum_calls:
-                return False
-            assert self.failure_rate_threshold is not None
-            return 100.0 * sum(self._outcomes) / seen >= self.failure_rate_threshold
-        if self.failure_window is not None:
-            self._failure_times.append(now)
-            self._expire_locked(now)
-            return len(self._failure_times) >= self.failure_threshold
-        self._consecutive += 1
-        self._success_slow = True
-        return self._consecutive >= self.failure_threshold
 
     def _record_success(self, permit: bool) -> None:
         """The success path of a call that held a permit or found extra work to do."""
@@ -380,17 +278,17 @@ class CircuitBreaker:
             pending.append(self._on_success)
         if permit:
             with self._lock:
-                if self._state is _HALF_OPEN:
+                if self._state is HALF_OPEN:
                     self._trials_in_flight = max(0, self._trials_in_flight - 1)
                     self._trial_successes += 1
                     if self._trial_successes >= self.success_threshold:
-                        pending += self._transition_locked(_CLOSED)
-        elif self._rate_mode:
-            self._outcomes.append(False)
-        elif self._consecutive:
+                        pending += self._transition_locked(CLOSED)
+        elif isinstance(self._counter, RateCounter):
+            self._counter.success()  # lock-free: one deque.append
+        elif self._counter.wants_successes:
             with self._lock:
-                if self._state is _CLOSED:
-                    self._consecutive = 0
+                if self._state is CLOSED:
+                    self._counter.success()
                     self._refresh_success_slow()
         self._fire(pending)
 
@@ -403,7 +301,7 @@ class CircuitBreaker:
 
     def call(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Call `func(*args, **kwargs)` through the breaker (the fallback's result if open)."""
-        if self._state is _CLOSED:
+        if self._state is CLOSED:
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
@@ -434,7 +332,7 @@ class CircuitBreaker:
     ) -> R:
         """Await `func(*args, **kwargs)` through the breaker (the fallback's result if open)."""
         permit = False
-        if self._state is not _CLOSED:
+        if self._state is not CLOSED:
             try:
                 permit = self._admit()
             except CircuitBreakerOpenError as exc:
@@ -458,12 +356,14 @@ class CircuitBreaker:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
         """Use the breaker as a decorator; the wrapper exposes it as `.breaker`."""
-        return _wrap(self, func)
+        from ishan_tools.breaker.decorate import wrap
+
+        return wrap(self, func)
 
     # -- context manager ----------------------------------------------------------------------
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._state is not _CLOSED and self._admit()
+        permit = self._state is not CLOSED and self._admit()
         self._permits.set((*self._permits.get(), permit))
         return self
 
@@ -499,17 +399,15 @@ class CircuitBreaker:
     def open(self) -> None:
         """Open the circuit now; it admits a trial after `recovery_timeout`."""
         with self._lock:
-            pending = self._transition_locked(_OPEN)
+            pending = self._transition_locked(OPEN)
             self._opened_at = self.clock()
         self._fire(pending)
 
     def close(self) -> None:
         """Close the circuit now and forget counted failures."""
         with self._lock:
-            pending = self._transition_locked(_CLOSED)
-            self._consecutive = 0
-            self._failure_times.clear()
-            self._outcomes.clear()
+            pending = self._transition_locked(CLOSED)
+            self._counter.clear()
             self._refresh_success_slow()
         self._fire(pending)
 
@@ -517,7 +415,7 @@ class CircuitBreaker:
         """Close the circuit and zero every counter, as if new."""
         self.close()
         with self._lock:
-            self._successes_before_reset = _counter_value(self._successes)
+            self._successes_before_reset = counter_value(self._successes)
             self._failures_total = self._ignored_total = self._rejected_total = 0
             self._last_failure = self._last_failure_at = None
 
@@ -526,7 +424,7 @@ class CircuitBreaker:
         state = self.state
         with self._lock:
             now = self.clock()
-            successes = _counter_value(self._successes) - self._successes_before_reset
+            successes = counter_value(self._successes) - self._successes_before_reset
             return BreakerStats(
                 name=self.name,
                 state=state,
@@ -535,62 +433,12 @@ class CircuitBreaker:
                 failures=self._failures_total,
                 ignored=self._ignored_total,
                 rejected=self._rejected_total,
-                current_failures=self._current_failures_locked(now),
+                current_failures=self._counter.current(now),
                 last_failure=self._last_failure,
                 last_failure_at=self._last_failure_at,
                 opened_at=self._opened_at,
-                retry_after=max(0.0, self._retry_after(now)) if state is _OPEN else 0.0,
+                retry_after=max(0.0, self._retry_after(now)) if state is OPEN else 0.0,
             )
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._state.value}>"
-
-
-def _wrap(breaker: CircuitBreaker, func: Callable[P, Any]) -> Callable[P, Any]:
-    """Wrap `func` so each call goes through `breaker`, with the closed path inlined."""
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return await breaker.call_async(func, *args, **kwargs)
-
-        async_wrapper.breaker = breaker  # type: ignore[attr-defined]
-        return async_wrapper
-
-    successes = breaker._successes
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        if breaker._state is _CLOSED:
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                breaker._record_exception(exc, False)
-                raise
-            next(successes)
-            if breaker._success_slow:
-                breaker._record_success(False)
-            return result
-        return breaker._call_guarded(func, args, kwargs)
-
-    wrapper.breaker = breaker  # type: ignore[attr-defined]
-    return wrapper
-
-
-def circuit_breaker(
-    failure_threshold: int = 5,
-    recovery_timeout: float = 60,
-    **options: Any,
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a sync or async function with its own `CircuitBreaker`.
-
-    Options are `CircuitBreaker`'s; `name` defaults to the function's qualified name. The
-    wrapper's `.breaker` attribute is the breaker, for `stats()` and manual control.
-    """
-
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        settings = {"name": getattr(func, "__qualname__", None), **options}
-        breaker = CircuitBreaker(failure_threshold, recovery_timeout, **settings)
-        return cast(Callable[P, R], _wrap(breaker, func))
-
-    return decorate

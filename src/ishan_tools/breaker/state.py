@@ -1,0 +1,68 @@
+"""The circuit's states, the error raised while open, and the stats snapshot."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ishan_tools.errors import IshanError
+
+Callback = Callable[[], object]
+StateCallback = Callable[["CircuitState", "CircuitState"], object]
+
+
+class CircuitState(enum.Enum):
+    """The three states of a circuit."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+
+
+class CircuitBreakerOpenError(IshanError):
+    """Raised instead of calling through an open circuit.
+
+    `name` is the breaker's name; `retry_after` the seconds until the next trial call is
+    admitted (0 while the circuit is half-open and its trial slots are taken).
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(
+            f"circuit '{name}' is open: calls are blocked, next trial in {self.retry_after:.1f}s"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after))
+
+
+@dataclass(frozen=True)
+class BreakerStats:
+    """A snapshot of one breaker, taken under its lock."""
+
+    name: str
+    state: CircuitState
+    calls: int
+    successes: int
+    failures: int
+    ignored: int
+    rejected: int
+    current_failures: int
+    last_failure: str | None
+    last_failure_at: float | None
+    opened_at: float | None
+    retry_after: float
+
+
+def counter_value(counter: itertools.count[int]) -> int:
+    """Read an `itertools.count` without advancing it (its repr is `count(N)`)."""
+    return int(repr(counter)[6:-1])
