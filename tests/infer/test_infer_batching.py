@@ -122,9 +122,11 @@ def test_each_session_keeps_its_own_sampling_and_stop(smollm2: Path) -> None:
         engine.close()
 
 
-def test_slots_beyond_the_kv_budget_are_refused(tiny_model: Path) -> None:
+def test_slots_beyond_the_kv_budget_or_the_batch_are_refused(tiny_model: Path) -> None:
     with pytest.raises(InferenceError, match="lower --slots"):
         engine_with(tiny_model, slots=50, kv_capacity_bytes=1024 * 1024)
+    with pytest.raises(InferenceError, match="more than --batch 512"):
+        engine_with(tiny_model, slots=513)
 
 
 def test_slots_must_be_positive() -> None:

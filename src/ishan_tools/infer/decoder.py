@@ -115,9 +115,10 @@ class Decoder:
             if run.session.cancelled
         ]
 
-    def abort_all(self, reason: str) -> Ended:
+    def abort_all(self, reason: str, status: int = 499) -> Ended:
+        outcome = "cancelled" if status == 499 else "failed"
         return [
-            self._leave(run, Failed(run.session.cancel_reason or reason, 499), "cancelled")
+            self._leave(run, Failed(run.session.cancel_reason or reason, status), outcome)
             for run in list(self.runs)
         ]
 

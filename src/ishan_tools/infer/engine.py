@@ -1,4 +1,4 @@
-"""The worker's engine: the only code that touches the llama.cpp model.
+"""The worker's engine: with `decoder` and `batch`, the only code that touches llama.cpp.
 
 One engine owns one `llama_cpp.Llama` (weights, tokenizer, chat template), one batched
 llama context (`batch.BatchContext`) and one decode thread. Callers `submit` a request and
@@ -132,6 +132,11 @@ def default_slots(settings: EngineSettings, shape: ModelShape, max_sessions: int
     by_memory = max(1, settings.kv_capacity_bytes // shape.session_kv_bytes)
     if settings.slots is None:
         return max(1, min(max_sessions, by_memory, DEFAULT_MAX_SLOTS))
+    if settings.slots > settings.model.n_batch:
+        raise InferenceError(
+            f"--slots {settings.slots} is more than --batch {settings.model.n_batch}: one "
+            "batch must hold the next token of every slot"
+        )
     if settings.slots > by_memory:
         raise InferenceError(
             f"--slots {settings.slots} needs {settings.slots * shape.session_kv_bytes} bytes of "
@@ -254,8 +259,11 @@ class Engine:
                     self._active.extend(admitted)
                 ended = [pair for session in admitted for pair in decoder.start(session)]
                 ended += decoder.reap()
-                if decoder.runs:
-                    ended += decoder.step()
+                try:
+                    if decoder.runs:
+                        ended += decoder.step()
+                except Exception as exc:  # never let one bad step stop the decode thread
+                    ended += decoder.abort_all(f"generation failed: {exc}", status=500)
                 self._record(ended, decoder.cached_tokens)
         finally:
             self._record(decoder.abort_all("worker shutting down"), 0)
