@@ -25,12 +25,14 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.channel import Channel, Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
-from ishan_tools.infer.decoder import Decoder, Ended
+
+if TYPE_CHECKING:
+    from ishan_tools.infer.decoder import Ended
 
 F16_BYTES = 2
 DEFAULT_MAX_SLOTS = 8
@@ -161,6 +163,8 @@ class Engine:
         by_memory = settings.kv_capacity_bytes // self.shape.session_kv_bytes
         self.max_sessions = max(1, min(settings.max_sessions, by_memory))
         self.slots = default_slots(settings, self.shape, self.max_sessions)
+        from ishan_tools.infer.decoder import Decoder  # numpy: not at CLI import time
+
         self._decoder = Decoder(llama, self.shape.n_ctx, self.slots)
         self._cached_tokens = 0
         self._ids = itertools.count(1)
