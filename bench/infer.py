@@ -1,4 +1,6 @@
-"""Time to first token and tokens/s, one client, 128 generated tokens, three ways:
+"""Time to first token and tokens/s: one client, then 4 concurrent clients, 128 tokens each.
+
+Single client, three ways:
 
   (a) llama-cpp-python called directly in this process (the baseline);
   (b) llama-cpp-python's own server, `python -m llama_cpp.server` (OpenAI streaming API);
@@ -8,7 +10,13 @@ Same model, prompt, context, batch and threads everywhere; greedy sampling. The 
 in turn within each round (so machine load hits them alike); a round's prompt differs from
 the last round's so that every request prefills. Prints medians and ratios to (a).
 
-    python bench/infer.py [--rounds 7] [--tokens 128] [--threads 2] [--model PATH]
+Concurrent: `--clients` (4) clients start together against (b), run with
+`--interrupt_requests false` so it serves one request at a time without cutting any off,
+and against (c), which decodes them in one batch. Per client: TTFT and decode tok/s;
+overall: aggregate tok/s (all tokens over the wall time of the round) and any stream cut
+off (ended without its last event). Medians over `--concurrent-rounds` rounds.
+
+    python bench/infer.py [--rounds 7] [--tokens 128] [--threads 2] [--clients 4] [--model PATH]
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,16 +86,73 @@ def sse_tokens(
     client: httpx.Client, url: str, body: dict[str, object], pick: Callable[[dict], str | None]
 ) -> StreamTimer:  # type: ignore[type-arg]
     """One streamed request through a long-lived client (as an OpenAI client would make)."""
+    return sse_stream(client, url, body, pick)[0]
+
+
+def sse_stream(
+    client: httpx.Client, url: str, body: dict[str, object], pick: Callable[[dict], str | None]
+) -> tuple[StreamTimer, bool]:  # type: ignore[type-arg]
+    """The stream's timer, and whether it ended with its last event (not cut off)."""
     timer = StreamTimer()
-    with client.stream("POST", url, json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            text = pick(json.loads(line[6:]))
-            if text:
-                timer.token()
-    return timer
+    ended = False
+    try:
+        with client.stream("POST", url, json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line == "data: [DONE]":
+                    ended = True
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                if event.get("finished") is True and "error" not in event:
+                    ended = True
+                text = pick(event)
+                if text:
+                    timer.token()
+    except httpx.HTTPError:
+        ended = False
+    return timer, ended
+
+
+Stream = Callable[[httpx.Client, str], tuple[StreamTimer, bool]]
+
+
+def concurrent_round(stream: Stream, clients: int, prompt: str) -> list[tuple[StreamTimer, bool]]:
+    """`clients` streams started together, each on its own connection."""
+    start = threading.Barrier(clients)
+
+    def one(index: int) -> tuple[StreamTimer, bool]:
+        with httpx.Client(timeout=600) as client:
+            start.wait()
+            return stream(client, f"{prompt} (client {index})")
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, range(clients)))
+
+
+def report_concurrent(results: dict[str, list[list[tuple[StreamTimer, bool]]]], n: int) -> None:
+    clients = len(next(iter(results.values()))[0])
+    print(f"\n{clients} concurrent clients, {n} tokens each; median over rounds")
+    header = "".join(f"{f'#{i + 1} TTFT s':>11} {'tok/s':>6}" for i in range(clients))
+    print(f"{'':31}{header} {'aggregate':>10} {'cut off':>8}")
+    aggregates: dict[str, float] = {}
+    for name, rounds in results.items():
+        cells = ""
+        for i in range(clients):  # clients in the order their first token came
+            by_ttft = [sorted(r, key=lambda p: p[0].ttft_s or 1e9)[i][0] for r in rounds]
+            ttft = statistics.median(t.ttft_s or 0 for t in by_ttft)
+            rate = statistics.median(t.tokens_per_s or 0 for t in by_ttft)
+            cells += f"{ttft:>11.2f} {rate:>6.1f}"
+        aggregate = statistics.median(
+            sum(t.tokens for t, _ in r)
+            / (max(t.last_at or 0 for t, _ in r) - min(t.started for t, _ in r))
+            for r in rounds
+        )
+        aggregates[name] = aggregate
+        cut = sum(1 for r in rounds for _, ok in r if not ok)
+        print(f"{name:31}{cells} {aggregate:>10.1f} {cut:>8}")
+    (b, base), (c, rate) = list(aggregates.items())
+    print(f"aggregate {c.split()[0]} / {b.split()[0]}: {rate / base:.2f}x (target >= 1.5x)")
 
 
 def main() -> None:
@@ -96,6 +163,8 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--concurrent-rounds", type=int, default=3)
     args = parser.parse_args()
     model = args.model or default_model_path()
     n = args.tokens
@@ -123,6 +192,7 @@ def main() -> None:
         sys.executable, "-m", "ishan_tools", "infer", "serve", "--model", str(model),
         "--ctx", str(args.ctx), "--batch", str(args.batch), "--workers", "1",
         "--port", str(ishan_port), "--worker-port", "0", "--heartbeat-interval", "1",
+        "--slots", str(args.clients),
     ]  # fmt: skip
 
     def llama_cpp_server(prompt: str) -> StreamTimer:
@@ -152,6 +222,25 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, measure in ways.items():
                 samples[name].append(measure(PROMPT.format(n=round_)))
+        together: dict[str, Stream] = {
+            "(b) python -m llama_cpp.server": lambda client, prompt: sse_stream(
+                client,
+                f"http://127.0.0.1:{server_port}/v1/completions",
+                {"model": "m", "prompt": prompt, "stream": True, **common},
+                lambda e: e["choices"][0]["text"],
+            ),
+            "(c) ishan infer serve": lambda client, prompt: sse_stream(
+                client,
+                f"http://127.0.0.1:{ishan_port}/coordinator/infer",
+                {"model": "m", "prompt": prompt, **common},
+                lambda e: e["token"],
+            ),
+        }
+        concurrent: dict[str, list[list[tuple[StreamTimer, bool]]]] = {k: [] for k in together}
+        for round_ in range(args.concurrent_rounds):
+            for name, stream in together.items():
+                prompt = PROMPT.format(n=100 + round_)
+                concurrent[name].append(concurrent_round(stream, args.clients, prompt))
 
     print(
         f"model {model.name}, {n} tokens, ctx {args.ctx}, batch {args.batch}, "
@@ -171,6 +260,7 @@ def main() -> None:
             f"{rate:>7.1f} {rate / base_rate:>7.1%}"
         )
     print("target for (c): tok/s within 5% of (a), TTFT within 20 ms of (a)")
+    report_concurrent(concurrent, n)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,16 @@ MaxSessionsOpt = Annotated[
     int,
     typer.Option("--max-sessions", min=1, help="Sessions one worker holds (running + waiting)."),
 ]
+SlotsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--slots",
+        envvar="ISHAN_INFER_SLOTS",
+        min=1,
+        help="Sessions one worker decodes together in one batch [default: what the KV budget "
+        "holds, at most 8].",
+    ),
+]
 
 
 def _model(model: Path | None, ctx: int, threads: int | None, batch: int) -> ModelSettings:
@@ -225,6 +235,7 @@ def serve(
     ] = None,
     batch: BatchOpt = 512,
     max_sessions: MaxSessionsOpt = 100,
+    slots: SlotsOpt = None,
     heartbeat_interval: HeartbeatOpt = 10.0,
     session_ttl: TtlOpt = 600.0,
     first_token_timeout: FirstTokenOpt = 120.0,
@@ -248,6 +259,7 @@ def serve(
         worker_port=worker_port,
         heartbeat_interval=heartbeat_interval,
         max_sessions=max_sessions,
+        slots=slots,
         grace=grace,
     )
     asyncio.run(run_serve(settings, _say))
@@ -296,6 +308,7 @@ def worker(
     threads: ThreadsOpt = None,
     batch: BatchOpt = 512,
     max_sessions: MaxSessionsOpt = 100,
+    slots: SlotsOpt = None,
     heartbeat_interval: HeartbeatOpt = 10.0,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -305,7 +318,9 @@ def worker(
     from ishan_tools.infer.worker import run_worker
 
     settings = WorkerSettings(
-        engine=EngineSettings(model=_model(model, ctx, threads, batch), max_sessions=max_sessions),
+        engine=EngineSettings(
+            model=_model(model, ctx, threads, batch), max_sessions=max_sessions, slots=slots
+        ),
         host=host,
         port=port,
         worker_id=worker_id,

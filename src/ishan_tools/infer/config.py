@@ -74,6 +74,7 @@ class EngineSettings:
 
     model: ModelSettings
     max_sessions: int = 100
+    slots: int | None = None  # sessions decoded together; None: what the KV budget holds, <= 8
     kv_capacity_bytes: int = 8 * GB
     max_kv_per_session_bytes: int = 512 * MB
     channel_capacity: int = 256  # tokens buffered per session before its reader is dropped
@@ -165,6 +166,7 @@ class ServeSettings:
     worker_port: int = DEFAULT_WORKER_PORT  # first worker's port; 0 picks free ports
     heartbeat_interval: float = 10.0
     max_sessions: int = 100
+    slots: int | None = None  # per worker; None: the worker's default
     grace: int = 30  # seconds running streams may take to finish on shutdown
     restart_delay: float = 1.0
 

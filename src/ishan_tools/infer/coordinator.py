@@ -21,12 +21,21 @@ from fastapi.responses import JSONResponse, Response
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.channel import Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator_support import authorized, json_body, start, stream_response
+from ishan_tools.infer.coordinator_support import (
+    authorized,
+    coordinator_gauges,
+    json_body,
+    start,
+    stream_response,
+)
+from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ishan_tools.infer.openai_api import add_openai_routes
 from ishan_tools.infer.protocol import BadRequest, sse
 from ishan_tools.infer.registry import Registry
 from ishan_tools.infer.relay import RelayError
 from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serve
+
+GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 
 
 def seed_render(event: Event) -> list[bytes]:
@@ -43,6 +52,12 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
+    metrics = Metrics(lambda: coordinator_gauges(app.state.registry))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=GENERATION_ENDPOINTS)
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -1,15 +1,21 @@
-"""The worker's engine: the only code that touches the llama.cpp model.
+"""The worker's engine: with `decoder` and `batch`, the only code that touches llama.cpp.
 
-One engine owns one `llama_cpp.Llama` (weights, tokenizer, KV cache) and one decode thread.
-Callers `submit` a request and read its session's channel; the decode thread admits waiting
-sessions into `slots` (one today) and advances them token by token, checking for
-cancellation between tokens. Batched decoding plugs in at `_decode_loop`: admit up to N
-sessions into slots and advance them with one llama batch per step; the session, channel
-and accounting interfaces stay as they are.
+One engine owns one `llama_cpp.Llama` (weights, tokenizer, chat template), one batched
+llama context (`batch.BatchContext`) and one decode thread. Callers `submit` a request and
+read its session's channel. The decode thread admits waiting sessions into up to `slots`
+sequences and advances them together: each step is one llama batch holding the next token
+of every running session plus, within the batch size, a chunk of a newly admitted
+session's prompt (so running streams keep flowing while a long prompt is read). Each
+session samples with its own settings; a finished or cancelled one leaves the batch and
+frees its KV cells at once. Cancellation is checked between steps.
+
+A solo greedy session decodes exactly as llama-cpp-python does on its own; when several
+sessions share a batch the logits may differ in their last bits, so a greedy session can
+pick another token where two are nearly tied.
 
 KV accounting: every session reserves the KV cache of a full context (`kv_bytes_per_token *
 n_ctx`), computed from the model's real shape, so memory, not a nominal count, bounds how
-many sessions one worker holds.
+many sessions one worker holds; `kv_cached_bytes` reports the cells actually filled.
 """
 
 from __future__ import annotations
@@ -19,13 +25,17 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Channel, Done, Event, Failed, Token
+from ishan_tools.infer.channel import Channel, Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
 
+if TYPE_CHECKING:
+    from ishan_tools.infer.decoder import Ended
+
 F16_BYTES = 2
+DEFAULT_MAX_SLOTS = 8
 
 
 class EngineBusy(InferenceError):
@@ -53,6 +63,8 @@ class EngineStats:
     kv_used_bytes: int
     kv_capacity_bytes: int
     max_sessions: int
+    slots: int
+    kv_cached_bytes: int
     completed: int
     cancelled: int
     failed: int
@@ -117,10 +129,26 @@ def load_llama(settings: EngineSettings) -> Any:
         raise InferenceError(f"cannot load model {model.path}: {exc}") from exc
 
 
-class Engine:
-    """Runs generations on one model in a dedicated decode thread."""
+def default_slots(settings: EngineSettings, shape: ModelShape, max_sessions: int) -> int:
+    """`settings.slots`, or as many full contexts as the KV budget holds (at most 8)."""
+    by_memory = max(1, settings.kv_capacity_bytes // shape.session_kv_bytes)
+    if settings.slots is None:
+        return max(1, min(max_sessions, by_memory, DEFAULT_MAX_SLOTS))
+    if settings.slots > settings.model.n_batch:
+        raise InferenceError(
+            f"--slots {settings.slots} is more than --batch {settings.model.n_batch}: one "
+            "batch must hold the next token of every slot"
+        )
+    if settings.slots > by_memory:
+        raise InferenceError(
+            f"--slots {settings.slots} needs {settings.slots * shape.session_kv_bytes} bytes of "
+            f"KV cache, over the {settings.kv_capacity_bytes}-byte budget: lower --slots or --ctx"
+        )
+    return settings.slots
 
-    slots = 1  # sessions decoded at once; the rest wait in order
+
+class Engine:
+    """Runs generations on one model in a dedicated decode thread, `slots` at a time."""
 
     def __init__(self, settings: EngineSettings, llama: Any) -> None:
         self.settings = settings
@@ -134,6 +162,11 @@ class Engine:
             )
         by_memory = settings.kv_capacity_bytes // self.shape.session_kv_bytes
         self.max_sessions = max(1, min(settings.max_sessions, by_memory))
+        self.slots = default_slots(settings, self.shape, self.max_sessions)
+        from ishan_tools.infer.decoder import Decoder  # numpy: not at CLI import time
+
+        self._decoder = Decoder(llama, self.shape.n_ctx, self.slots)
+        self._cached_tokens = 0
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[Session] = deque()
@@ -195,6 +228,8 @@ class Engine:
                 kv_used_bytes=sessions * self.shape.session_kv_bytes,
                 kv_capacity_bytes=self.max_sessions * self.shape.session_kv_bytes,
                 max_sessions=self.max_sessions,
+                slots=self.slots,
+                kv_cached_bytes=self._cached_tokens * self.shape.kv_bytes_per_token,
                 **self._counts,
             )
 
@@ -213,66 +248,37 @@ class Engine:
     # -- the decode thread ------------------------------------------------------------
 
     def _decode_loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._waiting) or self._closed)
-                if self._closed:
-                    return
-                session = self._waiting.popleft()
-                self._active.append(session)
-            outcome = self._generate(session)
-            with self._cond:
+        decoder = self._decoder
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(
+                        lambda: bool(self._waiting) or bool(decoder.runs) or self._closed
+                    )
+                    if self._closed:
+                        return
+                    admitted: list[Session] = []
+                    while self._waiting and len(admitted) < len(decoder.free):
+                        admitted.append(self._waiting.popleft())
+                    self._active.extend(admitted)
+                ended = [pair for session in admitted for pair in decoder.start(session)]
+                ended += decoder.reap()
+                try:
+                    if decoder.runs:
+                        ended += decoder.step()
+                except Exception as exc:  # never let one bad step stop the decode thread
+                    ended += decoder.abort_all(f"generation failed: {exc}", status=500)
+                self._record(ended, decoder.cached_tokens)
+        finally:
+            self._record(decoder.abort_all("worker shutting down"), 0)
+            decoder.close()
+
+    def _record(self, ended: Ended, cached_tokens: int) -> None:
+        """Settle the accounts of the sessions that ended, then send their last events."""
+        with self._cond:
+            self._cached_tokens = cached_tokens
+            for session, outcome, _ in ended:
                 self._active.remove(session)
                 self._counts[outcome] += 1
-
-    def _generate(self, session: Session) -> str:
-        """Run one session to its end; returns which counter it ends in."""
-        request = session.request
-        options: dict[str, Any] = {
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "seed": request.seed,
-            "stop": list(request.stop) or None,
-            "stream": True,
-        }
-        chat = request.messages is not None
-        pieces = 0
-        prompt_tokens = 0
-        chunks: Iterator[Any] | None = None
-        try:
-            if request.messages is not None:
-                messages = [{"role": role, "content": text} for role, text in request.messages]
-                chunks = self.llama.create_chat_completion(messages=messages, **options)
-            else:
-                chunks = self.llama.create_completion(request.prompt or "", **options)
-            assert chunks is not None
-            for chunk in chunks:
-                if session.cancelled:
-                    session.channel.close_with(Failed(session.cancel_reason or "", status=499))
-                    return "cancelled"
-                if not prompt_tokens:
-                    prompt_tokens = int(self.llama.n_tokens)
-                choice = chunk["choices"][0]
-                text = (choice["delta"].get("content") if chat else choice["text"]) or ""
-                if text:
-                    pieces += 1
-                    if not session.channel.offer(Token(text)):
-                        session.cancel_reason = "reader too slow: its buffer is full"
-                        session.channel.close_with(Failed(session.cancel_reason, status=499))
-                        return "cancelled"
-                if choice.get("finish_reason"):
-                    session.channel.close_with(Done(choice["finish_reason"], prompt_tokens, pieces))
-                    return "completed"
-            session.channel.close_with(Done("stop", prompt_tokens, pieces))
-            return "completed"
-        except ValueError as exc:  # llama-cpp-python's "prompt exceeds the context window"
-            session.channel.close_with(Failed(str(exc), status=400))
-            return "failed"
-        except Exception as exc:
-            session.channel.close_with(Failed(f"generation failed: {exc}", status=500))
-            return "failed"
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        for session, _, event in ended:
+            session.channel.close_with(event)

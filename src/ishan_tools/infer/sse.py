@@ -17,7 +17,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ishan_tools.infer.channel import Event, Token
+from ishan_tools.infer.channel import Event, Failed, Token
+from ishan_tools.infer.metrics import RequestRecord, record_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class EventStreamResponse(Response):
         self.buffer: asyncio.Queue[Event] = asyncio.Queue(buffer + 1)
         self.lag = buffer
         self.on_close = on_close  # frees the session even if the stream never starts
+        self.record: RequestRecord | None = None  # the request's metrics, when counted
 
     async def _pump(self) -> None:
         try:
@@ -63,6 +65,11 @@ class EventStreamResponse(Response):
     async def _write(self, send: Any) -> None:
         while True:
             event = await self.buffer.get()
+            if self.record is not None:
+                if isinstance(event, Token):
+                    self.record.token()
+                elif isinstance(event, Failed):
+                    self.record.failed(event.status)
             for chunk in self.render_event(event):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not isinstance(event, Token):
@@ -75,6 +82,7 @@ class EventStreamResponse(Response):
             pass
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.record = record_of(scope)
         try:
             await self._stream(receive, send)
         finally:

@@ -101,6 +101,7 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         str(settings.heartbeat_interval),
         "--max-sessions",
         str(settings.max_sessions),
+        *(["--slots", str(settings.slots)] if settings.slots else []),
     ]
 
 

@@ -16,11 +16,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client.core import CounterMetricFamily, Metric
 
-from ishan_tools.infer.channel import Token
+from ishan_tools.infer.channel import Failed, Token
 from ishan_tools.infer.config import WorkerSettings
 from ishan_tools.infer.engine import Engine, EngineBusy
+from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of
 from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
 from ishan_tools.infer.server import bind, make_server, serve, url_of
 
@@ -59,6 +61,29 @@ async def heartbeat_loop(settings: WorkerSettings, engine: Engine) -> None:
             await asyncio.sleep(settings.heartbeat_interval)
 
 
+def worker_gauges(engine: Engine) -> list[Metric]:
+    """The engine's live state, read at each scrape."""
+    stats = engine.stats()
+    done = CounterMetricFamily(
+        "ishan_infer_sessions_ended", "Sessions ended, by outcome.", labels=["outcome"]
+    )
+    for outcome in ("completed", "cancelled", "failed"):
+        done.add_metric([outcome], getattr(stats, outcome))
+    return [
+        gauge("ishan_infer_sessions_active", "Sessions decoding now.", stats.active),
+        gauge("ishan_infer_sessions_queued", "Sessions waiting for a slot.", stats.waiting),
+        gauge("ishan_infer_slots", "Sessions decoded together at most.", stats.slots),
+        gauge("ishan_infer_kv_used_bytes", "KV cache reserved by sessions.", stats.kv_used_bytes),
+        gauge("ishan_infer_kv_cached_bytes", "KV cache cells filled now.", stats.kv_cached_bytes),
+        gauge(
+            "ishan_infer_kv_capacity_bytes",
+            "KV cache this worker may use.",
+            stats.kv_capacity_bytes,
+        ),
+        done,
+    ]
+
+
 def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAPI:
     """The worker app; loads the model at startup unless an `engine` is passed in."""
 
@@ -78,6 +103,14 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             await asyncio.to_thread(app.state.engine.close)
 
     app = FastAPI(title="ishan infer worker", lifespan=lifespan)
+    metrics = Metrics(lambda: worker_gauges(app.state.engine))
+    app.add_middleware(
+        MetricsMiddleware, metrics=metrics, endpoints=frozenset({"/worker/generate"})
+    )
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/worker/health")
     async def health(request: Request) -> dict[str, Any]:
@@ -107,10 +140,17 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
         except EngineBusy as exc:
             return _error(503, exc.message)
 
+        record = record_of(request.scope)
+
         async def events() -> AsyncIterator[bytes]:
             try:
                 while True:
                     event = await session.channel.aget()
+                    if record is not None:
+                        if isinstance(event, Token):
+                            record.token()
+                        elif isinstance(event, Failed):
+                            record.failed(event.status)
                     yield encode_event(event)
                     if not isinstance(event, Token):
                         return

@@ -1,0 +1,90 @@
+"""llama.cpp's low-level batch API, as the engine's decode loop uses it.
+
+`BatchContext` owns a llama context with one sequence id per slot over a unified KV cache
+of `n_ctx * slots` cells, so every slot may hold a full context. Each step the engine
+`add`s tokens (any mix of sequences), `decode`s them in one call, and reads the logits of
+the tokens it asked logits for. `free(seq)` drops a sequence's KV cells.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ishan_tools.errors import InferenceError
+
+
+class BatchContext:
+    """A llama context for `slots` concurrent sequences and one reusable batch."""
+
+    def __init__(self, llama: Any, n_ctx: int, slots: int) -> None:
+        import llama_cpp
+        from llama_cpp._internals import LlamaContext
+
+        self._lib = llama_cpp
+        params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
+        params.n_ctx = n_ctx * slots
+        params.n_seq_max = slots
+        params.kv_unified = True
+        try:
+            self._context = LlamaContext(model=llama._model, params=params, verbose=False)
+        except ValueError as exc:
+            raise InferenceError(f"cannot create a context for {slots} slots: {exc}") from exc
+        self.ctx = self._context.ctx
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_batch = int(params.n_batch)
+        self.n_vocab = int(llama.n_vocab())
+        self.vocab = llama._model.vocab
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._piece = ctypes.create_string_buffer(256)
+        self.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Append one token; returns its index in the batch (for `logits_of`)."""
+        i = self.n_tokens
+        if i >= self.n_batch:
+            raise InferenceError("batch is full")
+        batch = self._batch
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+        self.n_tokens = i + 1
+        return i
+
+    @property
+    def room(self) -> int:
+        return self.n_batch - self.n_tokens
+
+    def decode(self) -> None:
+        """Run the model over the batch, then empty it; raises on a llama.cpp error."""
+        self._batch.n_tokens = self.n_tokens
+        self.n_tokens = 0
+        rc = int(self._lib.llama_decode(self.ctx, self._batch))
+        if rc != 0:
+            raise InferenceError(f"llama_decode failed with code {rc}")
+
+    def logits_of(self, index: int) -> npt.NDArray[np.float32]:
+        pointer = self._lib.llama_get_logits_ith(self.ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def free(self, seq: int) -> None:
+        """Drop every KV cell of sequence `seq`."""
+        self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self.vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        n = int(self._lib.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, False))
+        return self._piece.raw[: max(0, n)]
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        self._context.close()  # type: ignore[no-untyped-call]

@@ -1,0 +1,182 @@
+"""The decode thread's state: running sessions in their slots, advanced one batch per step.
+
+Only the engine's decode thread touches a `Decoder`. `start` reads a session's prompt into
+a free slot (its prefill runs in the following steps), `reap` drops cancelled sessions,
+`step` decodes one batch and streams each session's next token. Every method returns the
+sessions that ended, with the counter each ends in ("completed", "cancelled", "failed") and
+its last event, for the engine to send once its accounts are settled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ishan_tools.infer.batch import BatchContext
+from ishan_tools.infer.channel import Done, Failed, Token
+from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.sampling import Sampler, TextAssembler
+
+if TYPE_CHECKING:
+    from ishan_tools.infer.engine import Session
+
+PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
+Ending = tuple["Session", str, Done | Failed]
+Ended = list[Ending]
+
+
+class Run:
+    """One session inside the decode loop."""
+
+    def __init__(
+        self, session: Session, seq: int, prompt: list[int], max_tokens: int, stop: tuple[str, ...]
+    ) -> None:
+        request = session.request
+        self.session = session
+        self.seq = seq
+        self.prompt = prompt
+        self.fed = 0  # prompt tokens already in the batch or the KV cache
+        self.pos = 0
+        self.max_tokens = max_tokens
+        self.generated = 0
+        self.next_token: int | None = None
+        self.logit_index: int | None = None
+        self.sampler = Sampler(request.temperature, request.top_p, request.seed)
+        self.text = TextAssembler(stop)
+
+
+class Decoder:
+    def __init__(self, llama: Any, n_ctx: int, slots: int) -> None:
+        self.llama = llama
+        self.n_ctx = n_ctx
+        self.ctx = BatchContext(llama, n_ctx, slots)
+        self.free = list(range(slots - 1, -1, -1))
+        self.runs: list[Run] = []
+        self._chat_formatter: Any = None
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(run.pos for run in self.runs)
+
+    def _chat_tokens(self, messages: tuple[tuple[str, str], ...]) -> tuple[list[int], list[str]]:
+        """The prompt tokens and extra stop strings of a chat, from the GGUF's template."""
+        from llama_cpp import llama_chat_format
+
+        if self._chat_formatter is None:
+            template = self.llama.metadata.get("tokenizer.chat_template")
+            if template:
+                model = self.llama._model
+                eos, bos = self.llama.token_eos(), self.llama.token_bos()
+                self._chat_formatter = llama_chat_format.Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=model.token_get_text(bos) if bos != -1 else "",
+                )
+            else:
+                self._chat_formatter = llama_chat_format.format_llama2
+        result = self._chat_formatter(messages=[{"role": r, "content": c} for r, c in messages])
+        tokens = self.llama.tokenize(
+            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+        )
+        stop = result.stop if isinstance(result.stop, list) else [result.stop] * bool(result.stop)
+        return list(tokens), [s for s in stop if s]
+
+    def _prompt(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
+        if request.messages is not None:
+            tokens, extra = self._chat_tokens(request.messages)
+            return tokens, request.stop + tuple(extra)
+        text = request.prompt or ""
+        tokens = list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        return tokens or [int(self.llama.token_bos())], request.stop
+
+    def start(self, session: Session) -> Ended:
+        """Give `session` a slot; its prompt is read by the next steps."""
+        try:
+            prompt, stop = self._prompt(session.request)
+        except Exception as exc:
+            return [(session, "failed", Failed(f"cannot read the prompt: {exc}", status=400))]
+        if len(prompt) >= self.n_ctx:
+            message = f"Requested tokens ({len(prompt)}) exceed context window of {self.n_ctx}"
+            return [(session, "failed", Failed(message, status=400))]
+        max_tokens = min(session.request.max_tokens, self.n_ctx - len(prompt))
+        self.runs.append(Run(session, self.free.pop(), prompt, max_tokens, stop))
+        return []
+
+    def _leave(self, run: Run, event: Done | Failed, outcome: str) -> Ending:
+        self.ctx.free(run.seq)
+        self.free.append(run.seq)
+        self.runs.remove(run)
+        return run.session, outcome, event
+
+    def reap(self) -> Ended:
+        """End the sessions cancelled since the last step."""
+        return [
+            self._leave(run, Failed(run.session.cancel_reason or "cancelled", 499), "cancelled")
+            for run in list(self.runs)
+            if run.session.cancelled
+        ]
+
+    def abort_all(self, reason: str, status: int = 499) -> Ended:
+        outcome = "cancelled" if status == 499 else "failed"
+        return [
+            self._leave(run, Failed(run.session.cancel_reason or reason, status), outcome)
+            for run in list(self.runs)
+        ]
+
+    def step(self) -> Ended:
+        """Decode one batch: the next token of each generating session, then prompt chunks."""
+        ctx = self.ctx
+        generating = [run for run in self.runs if run.next_token is not None]
+        for run in generating:
+            assert run.next_token is not None
+            run.logit_index = ctx.add(run.next_token, run.pos, run.seq, True)
+            run.pos += 1
+        budget = min(ctx.room, PREFILL_CHUNK) if generating else ctx.room
+        for run in self.runs:
+            if run.next_token is not None or budget <= 0:
+                continue
+            take = min(budget, len(run.prompt) - run.fed)
+            for token in run.prompt[run.fed : run.fed + take]:
+                run.fed += 1
+                index = ctx.add(token, run.pos, run.seq, run.fed == len(run.prompt))
+                run.pos += 1
+            if run.fed == len(run.prompt):
+                run.logit_index = index
+            budget -= take
+        try:
+            ctx.decode()
+        except Exception as exc:
+            failed = Failed(f"generation failed: {exc}", status=500)
+            return [self._leave(run, failed, "failed") for run in list(self.runs)]
+        ended: Ended = []
+        for run in list(self.runs):
+            if run.logit_index is not None:
+                token = run.sampler.sample(ctx.logits_of(run.logit_index))
+                run.logit_index = None
+                if (outcome := self._accept(run, token)) is not None:
+                    ended.append(outcome)
+        return ended
+
+    def _accept(self, run: Run, token: int) -> Ending | None:
+        """Stream `token`'s text; the session and its counter when this ends it."""
+        session = run.session
+        if self.ctx.is_end(token):
+            tail = run.text.flush()
+            if tail:
+                session.channel.offer(Token(tail))
+            return self._leave(run, Done("stop", len(run.prompt), run.generated), "completed")
+        run.generated += 1
+        text = run.text.feed(self.ctx.piece(token))
+        if run.generated >= run.max_tokens and not run.text.stopped:
+            text += run.text.flush()
+        if text and not session.channel.offer(Token(text)):
+            session.cancel_reason = "reader too slow: its buffer is full"
+            return self._leave(run, Failed(session.cancel_reason, 499), "cancelled")
+        if run.text.stopped:
+            return self._leave(run, Done("stop", len(run.prompt), run.generated), "completed")
+        if run.generated >= run.max_tokens:
+            return self._leave(run, Done("length", len(run.prompt), run.generated), "completed")
+        run.next_token = token
+        return None
+
+    def close(self) -> None:
+        self.ctx.close()

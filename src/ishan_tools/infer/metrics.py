@@ -1,0 +1,141 @@
+"""Prometheus metrics for the coordinator and the workers (`GET /metrics`).
+
+Each app owns one `Metrics` with its own `CollectorRegistry` (no module globals, so several
+apps in one process never mix their figures). `MetricsMiddleware` counts every request to
+the generation endpoints by outcome: the HTTP status, or `client-disconnect` when the client
+hung up before the end (`client-dropped` when the server dropped a client that read too
+slowly); a stream that fails after its 200 header counts under the failure's status. The
+streaming code reports each token to the request's `RequestRecord` (found in the ASGI scope
+under `SCOPE_KEY`) for the token counter and the time-to-first-token and inter-token
+histograms. Live state (sessions, KV bytes, worker health, breaker state) is read from the
+app at scrape time by the `gauges` callable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SCOPE_KEY = "ishan.request"
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
+    """One gauge sample (helper for `gauges` callables)."""
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+class _Live(Collector):
+    def __init__(self, gauges: Callable[[], Iterable[Metric]]) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self.gauges())
+
+
+class Metrics:
+    """The metrics of one app (`role` is "coordinator" or "worker")."""
+
+    def __init__(self, gauges: Callable[[], Iterable[Metric]]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ishan_infer_requests",
+            "Generation requests by endpoint and outcome (HTTP status or client-disconnect).",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "ishan_infer_tokens_generated", "Tokens streamed to clients.", registry=self.registry
+        )
+        self.ttft = Histogram(
+            "ishan_infer_time_to_first_token_seconds",
+            "Time from a request's arrival to its first token.",
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.inter_token = Histogram(
+            "ishan_infer_inter_token_seconds",
+            "Time between two tokens of one stream.",
+            buckets=INTER_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Live(gauges))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestRecord:
+    """What one request's stream reports: its tokens and how it ended."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.start = time.monotonic()
+        self.last: float | None = None
+        self.outcome: str | None = None
+
+    def token(self) -> None:
+        now = time.monotonic()
+        if self.last is None:
+            self.metrics.ttft.observe(now - self.start)
+        else:
+            self.metrics.inter_token.observe(now - self.last)
+        self.last = now
+        self.metrics.tokens.inc()
+
+    def failed(self, status: int) -> None:
+        """The stream ended with an error after its 200 header."""
+        self.outcome = self.outcome or str(status)
+
+
+def record_of(scope: Any) -> RequestRecord | None:
+    record = scope.get(SCOPE_KEY)
+    return record if isinstance(record, RequestRecord) else None
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts requests to `endpoints` by outcome."""
+
+    def __init__(self, app: Any, metrics: Metrics, endpoints: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.endpoints:
+            await self.app(scope, receive, send)
+            return
+        record = RequestRecord(self.metrics)
+        scope[SCOPE_KEY] = record
+        state = {"status": 500, "finished": False, "disconnected": False}
+
+        async def watched_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                state["finished"] = True
+            await send(message)
+
+        async def watched_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not state["finished"]:
+                state["disconnected"] = True
+            return message
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        finally:
+            if not state["finished"]:
+                outcome = "client-disconnect" if state["disconnected"] else "client-dropped"
+            else:
+                outcome = record.outcome or str(state["status"])
+            self.metrics.requests.labels(scope["path"], outcome).inc()
