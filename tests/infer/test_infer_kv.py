@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,8 @@ def test_the_coordinator_shows_the_real_figure_and_its_counters_return_to_zero(
 
     def read() -> None:  # keep reading, so the coordinator never drops us as a slow client
         with httpx.stream("POST", f"{c.url}/coordinator/infer", json=payload, timeout=60) as r:
-            lines.extend(r.iter_lines())
+            for line in r.iter_lines():
+                lines.append(line)
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -113,12 +115,17 @@ def test_the_coordinator_shows_the_real_figure_and_its_counters_return_to_zero(
     assert expected < model_shape(probe, "probe").kv_bytes_per_token * 8192
     reader.join()
     assert [line for line in lines if line][-1] == 'data: {"token": "", "finished": true}'
-    for prompt, max_tokens in [("hi", 5), ("a longer prompt " * 20, 17), ("x", 40)]:
-        response = httpx.post(
-            f"{c.url}/v1/completions",
-            json={"prompt": prompt, "model": "tiny", "max_tokens": max_tokens, "temperature": 0},
-            timeout=60,
-        )
+
+    def complete(prompt: str, max_tokens: int) -> httpx.Response:
+        payload = {"prompt": prompt, "model": "tiny", "max_tokens": max_tokens, "temperature": 0}
+        return httpx.post(f"{c.url}/v1/completions", json=payload, timeout=60)
+
+    asked = [("hi", 5), ("a longer prompt " * 20, 17), ("x", 40), ("hello " * 50, 90)]
+    with ThreadPoolExecutor(len(asked)) as pool:
+        responses = list(pool.map(lambda a: complete(*a), asked))
+    for response, (_, max_tokens) in zip(responses, asked, strict=True):
         assert response.status_code == 200, response.text
         assert response.json()["usage"]["completion_tokens"] == max_tokens
+    too_long = complete("hello " * 9000, 4)  # refused by the worker after tokenizing
+    assert too_long.status_code == 400 and "context" in too_long.text
     wait_until(lambda: counters(c) == (0, 0, 0, 0))
