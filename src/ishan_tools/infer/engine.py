@@ -40,7 +40,7 @@ DEFAULT_MAX_SLOTS = 8
 
 
 class EngineBusy(InferenceError):
-    """The engine already holds its maximum number of sessions."""
+    """The engine holds its maximum number of sessions, or its KV budget is spent."""
 
 
 @dataclass(frozen=True)
