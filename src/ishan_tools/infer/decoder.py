@@ -9,6 +9,7 @@ its last event, for the engine to send once its accounts are settled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ishan_tools.infer.batch import BatchContext
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
 Ending = tuple["Session", str, Done | Failed]
 Ended = list[Ending]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A request's prompt tokens, its stop strings and the KV cache it can fill."""
+
+    tokens: list[int]
+    stop: tuple[str, ...]
+    max_tokens: int
+    kv_bytes: int
 
 
 class Run:
@@ -45,9 +56,10 @@ class Run:
 
 
 class Decoder:
-    def __init__(self, llama: Any, n_ctx: int, slots: int) -> None:
+    def __init__(self, llama: Any, n_ctx: int, slots: int, kv_bytes_per_token: int) -> None:
         self.llama = llama
         self.n_ctx = n_ctx
+        self.kv_bytes_per_token = kv_bytes_per_token
         self.ctx = BatchContext(llama, n_ctx, slots)
         self.free = list(range(slots - 1, -1, -1))
         self.runs: list[Run] = []
@@ -88,18 +100,26 @@ class Decoder:
         tokens = list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
         return tokens or [int(self.llama.token_bos())], request.stop
 
-    def start(self, session: Session) -> Ended:
-        """Give `session` a slot; its prompt is read by the next steps."""
+    def prepare(self, request: GenerationRequest) -> Prompt:
+        """Tokenize `request` (read-only on the model: safe outside the decode thread)."""
+        from ishan_tools.infer.engine import PromptRejected
+
         try:
-            prompt, stop = self._prompt(session.request)
+            tokens, stop = self._prompt(request)
         except Exception as exc:
-            return [(session, "failed", Failed(f"cannot read the prompt: {exc}", status=400))]
-        if len(prompt) >= self.n_ctx:
-            message = f"Requested tokens ({len(prompt)}) exceed context window of {self.n_ctx}"
-            return [(session, "failed", Failed(message, status=400))]
-        max_tokens = min(session.request.max_tokens, self.n_ctx - len(prompt))
-        self.runs.append(Run(session, self.free.pop(), prompt, max_tokens, stop))
-        return []
+            raise PromptRejected(f"cannot read the prompt: {exc}") from exc
+        if len(tokens) >= self.n_ctx:
+            raise PromptRejected(
+                f"Requested tokens ({len(tokens)}) exceed context window of {self.n_ctx}"
+            )
+        max_tokens = min(request.max_tokens, self.n_ctx - len(tokens))
+        kv_bytes = (len(tokens) + max_tokens) * self.kv_bytes_per_token
+        return Prompt(tokens, stop, max_tokens, kv_bytes)
+
+    def start(self, session: Session) -> None:
+        """Give `session` a slot; its prompt is read by the next steps."""
+        p = session.prompt
+        self.runs.append(Run(session, self.free.pop(), p.tokens, p.max_tokens, p.stop))
 
     def _leave(self, run: Run, event: Done | Failed, outcome: str) -> Ending:
         self.ctx.free(run.seq)

@@ -13,9 +13,10 @@ A solo greedy session decodes exactly as llama-cpp-python does on its own; when 
 sessions share a batch the logits may differ in their last bits, so a greedy session can
 pick another token where two are nearly tied.
 
-KV accounting: every session reserves the KV cache of a full context (`kv_bytes_per_token *
-n_ctx`), computed from the model's real shape, so memory, not a nominal count, bounds how
-many sessions one worker holds; `kv_cached_bytes` reports the cells actually filled.
+KV accounting: `submit` tokenizes the prompt, so each session reserves exactly what it can
+fill, `min(prompt tokens + max_tokens, n_ctx) * kv_bytes_per_token` (from the model's real
+shape); admission checks that need against the KV budget, and `kv_used_bytes` is the sum of
+the open sessions' needs. `kv_cached_bytes` reports the cells actually filled now.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ from ishan_tools.infer.channel import Channel, Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
 
 if TYPE_CHECKING:
-    from ishan_tools.infer.decoder import Ended
+    from ishan_tools.infer.decoder import Ended, Prompt
 
 F16_BYTES = 2
 DEFAULT_MAX_SLOTS = 8
 
 
 class EngineBusy(InferenceError):
-    """The engine already holds its maximum number of sessions."""
+    """The engine holds its maximum number of sessions, or its KV budget is spent."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,19 @@ class EngineStats:
     failed: int
 
 
+class PromptRejected(InferenceError):
+    """The prompt cannot be read or does not fit the context (a client error)."""
+
+
 class Session:
     """One generation inside the engine; read its events from `channel`."""
 
-    def __init__(self, session_id: int, request: GenerationRequest, capacity: int) -> None:
+    def __init__(
+        self, session_id: int, request: GenerationRequest, capacity: int, prompt: Prompt
+    ) -> None:
         self.id = session_id
         self.request = request
+        self.prompt = prompt
         self.channel = Channel(capacity)
         self.cancel_reason: str | None = None
 
@@ -160,13 +168,14 @@ class Engine:
                 f"of KV cache, over the {settings.max_kv_per_session_bytes}-byte limit per "
                 "session: lower --ctx"
             )
-        by_memory = settings.kv_capacity_bytes // self.shape.session_kv_bytes
-        self.max_sessions = max(1, min(settings.max_sessions, by_memory))
+        self.max_sessions = max(1, settings.max_sessions)
+        self.kv_capacity_bytes = settings.kv_capacity_bytes
         self.slots = default_slots(settings, self.shape, self.max_sessions)
         from ishan_tools.infer.decoder import Decoder  # numpy: not at CLI import time
 
-        self._decoder = Decoder(llama, self.shape.n_ctx, self.slots)
+        self._decoder = Decoder(llama, self.shape.n_ctx, self.slots, self.shape.kv_bytes_per_token)
         self._cached_tokens = 0
+        self._kv_used = 0
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[Session] = deque()
@@ -183,13 +192,25 @@ class Engine:
     # -- the public side --------------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> Session:
-        """Queue a generation; `EngineBusy` when the engine holds `max_sessions` already."""
+        """Tokenize and queue a generation.
+
+        Raises `PromptRejected` for a prompt that cannot be read or fit, and `EngineBusy`
+        when the engine holds `max_sessions` already or the session's KV need (prompt plus
+        `max_tokens`, at most a full context) does not fit the KV budget left.
+        """
+        prompt = self._decoder.prepare(request)
         with self._cond:
             if self._closed:
                 raise EngineBusy("the engine is shutting down")
             if len(self._waiting) + len(self._active) >= self.max_sessions:
                 raise EngineBusy(f"worker is at capacity ({self.max_sessions} sessions)")
-            session = Session(next(self._ids), request, self.settings.channel_capacity)
+            if self._kv_used + prompt.kv_bytes > self.kv_capacity_bytes:
+                raise EngineBusy(
+                    f"worker is at capacity: {prompt.kv_bytes} bytes of KV cache needed, "
+                    f"{self.kv_capacity_bytes - self._kv_used} free"
+                )
+            session = Session(next(self._ids), request, self.settings.channel_capacity, prompt)
+            self._kv_used += prompt.kv_bytes
             self._waiting.append(session)
             self._cond.notify()
         return session
@@ -202,12 +223,17 @@ class Engine:
             session.cancel_reason = reason
             if session in self._waiting:
                 self._waiting.remove(session)
+                self._kv_used -= session.prompt.kv_bytes
                 self._counts["cancelled"] += 1
                 session.channel.close_with(Failed(reason, status=499))
 
     def stream(self, request: GenerationRequest) -> Iterator[Event]:
         """Submit and yield the session's events until the last one (for in-process use)."""
-        session = self.submit(request)
+        try:
+            session = self.submit(request)
+        except PromptRejected as exc:
+            yield Failed(exc.message, status=400)
+            return
         try:
             while True:
                 event = session.channel.get()
@@ -225,8 +251,8 @@ class Engine:
                 sessions=sessions,
                 active=len(self._active),
                 waiting=len(self._waiting),
-                kv_used_bytes=sessions * self.shape.session_kv_bytes,
-                kv_capacity_bytes=self.max_sessions * self.shape.session_kv_bytes,
+                kv_used_bytes=self._kv_used,
+                kv_capacity_bytes=self.kv_capacity_bytes,
                 max_sessions=self.max_sessions,
                 slots=self.slots,
                 kv_cached_bytes=self._cached_tokens * self.shape.kv_bytes_per_token,
@@ -261,8 +287,9 @@ class Engine:
                     while self._waiting and len(admitted) < len(decoder.free):
                         admitted.append(self._waiting.popleft())
                     self._active.extend(admitted)
-                ended = [pair for session in admitted for pair in decoder.start(session)]
-                ended += decoder.reap()
+                for session in admitted:
+                    decoder.start(session)
+                ended = decoder.reap()
                 try:
                     if decoder.runs:
                         ended += decoder.step()
@@ -279,6 +306,7 @@ class Engine:
             self._cached_tokens = cached_tokens
             for session, outcome, _ in ended:
                 self._active.remove(session)
+                self._kv_used -= session.prompt.kv_bytes
                 self._counts[outcome] += 1
         for session, _, event in ended:
             session.channel.close_with(event)

@@ -144,11 +144,20 @@ class Registry:
         sizes = [w.n_ctx for w in self.workers.values() if w.alive(now)]
         return min(sizes) if sizes else None
 
-    def reserve(self, record: WorkerRecord) -> None:
+    def reserve(self, record: WorkerRecord) -> int:
+        """Count a session on `record` at the full-context upper bound; returns the bytes held."""
+        kv_bytes = record.session_kv_bytes
         record.sessions += 1
-        record.kv_used_bytes += record.session_kv_bytes
+        record.kv_used_bytes += kv_bytes
         self.total_sessions += 1
-        self.total_kv_bytes += record.session_kv_bytes
+        self.total_kv_bytes += kv_bytes
+        return kv_bytes
+
+    def correct(self, record: WorkerRecord, held: int, real: int) -> int:
+        """Replace a session's `held` reservation by the worker's `real` figure; returns it."""
+        record.kv_used_bytes += real - held
+        self.total_kv_bytes += real - held
+        return real
 
     def release(self, record: WorkerRecord, kv_bytes: int) -> None:
         record.sessions -= 1

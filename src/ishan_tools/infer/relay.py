@@ -1,10 +1,12 @@
 """Route one request to a worker and relay its tokens to the client, surviving failures.
 
-`open_stream` reserves a worker picked by the scheduler, posts the request and waits for the
-first token; a worker that is unreachable, errs (5xx) or stays silent past the first-token
-timeout is recorded on its circuit breaker and the request is retried on another worker,
-since nothing has reached the client yet. After the first token, `events` yields the rest;
-a worker that dies mid-stream, or a session idle past its TTL, ends it with a `Failed`.
+`open_stream` reserves a worker picked by the scheduler (at the full-context KV upper bound),
+posts the request and waits for the first token, then corrects that reservation down to the
+session's real need (the worker's `x-ishan-kv-bytes` header). A worker that is unreachable,
+errs (5xx) or stays silent past the first-token timeout is recorded on its circuit breaker
+and the request is retried on another worker, since nothing has reached the client yet.
+After the first token, `events` yields the rest; a worker that dies mid-stream, or a
+session idle past its TTL, ends it with a `Failed`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.protocol import decode_event
 from ishan_tools.infer.registry import Registry, WorkerRecord, WorkerRefused
 from ishan_tools.infer.scheduler import pick
-from ishan_tools.infer.worker_stream import WorkerStream
+from ishan_tools.infer.worker_stream import KV_HEADER, WorkerStream
 
 CONNECT_TIMEOUT = 5.0
 
@@ -89,7 +91,18 @@ async def _first_event(worker: WorkerStream, worker_id: str) -> Event:
     return first
 
 
-async def _start(registry: Registry, record: WorkerRecord, request: GenerationRequest) -> Stream:
+def _real_kv(worker: WorkerStream, held: int) -> int:
+    """The worker's own KV figure for the session (never above what we hold for it)."""
+    try:
+        real = int(worker.headers.get(KV_HEADER, held))
+    except ValueError:
+        return held
+    return min(max(real, 0), held)
+
+
+async def _start(
+    registry: Registry, record: WorkerRecord, request: GenerationRequest, held: int
+) -> Stream:
     settings = registry.settings
     headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     url = f"{record.url}/worker/generate"
@@ -107,7 +120,8 @@ async def _start(registry: Registry, record: WorkerRecord, request: GenerationRe
         ) from exc
     except OSError as exc:
         raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
-    return Stream(registry, record, record.session_kv_bytes, first, worker)
+    kv_bytes = registry.correct(record, held, _real_kv(worker, held))
+    return Stream(registry, record, kv_bytes, first, worker)
 
 
 async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
@@ -126,10 +140,9 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
             raise RelayError(503, "all workers are at capacity: retry later")
         record = registry.workers[choice.worker_id]
         tried.add(record.worker_id)
-        registry.reserve(record)
-        kv_bytes = record.session_kv_bytes
+        kv_bytes = registry.reserve(record)
         try:
-            return await record.breaker.call_async(_start, registry, record, request)
+            return await record.breaker.call_async(_start, registry, record, request, kv_bytes)
         except WorkerRefused as exc:
             registry.release(record, kv_bytes)
             if exc.status != 503:

@@ -1,7 +1,9 @@
 """The worker: an HTTP front for one `Engine`, reporting its load to a coordinator.
 
 `POST /worker/generate` streams NDJSON events (see `protocol`); a client that disconnects
-cancels its session at once. `GET /worker/health` reports the engine's sessions and KV
+cancels its session at once. The response's `x-ishan-kv-bytes` header carries the KV cache
+the session reserved (prompt plus `max_tokens`), so the coordinator can correct its own
+full-context reservation. `GET /worker/health` reports the engine's sessions and KV
 usage. With a coordinator URL, a background task posts a heartbeat every interval.
 """
 
@@ -21,10 +23,11 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from ishan_tools.infer.channel import Failed, Token
 from ishan_tools.infer.config import WorkerSettings
-from ishan_tools.infer.engine import Engine, EngineBusy
+from ishan_tools.infer.engine import Engine, EngineBusy, PromptRejected
 from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of
 from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
 from ishan_tools.infer.server import bind, make_server, serve, url_of
+from ishan_tools.infer.worker_stream import KV_HEADER
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -139,6 +142,8 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             return _error(400, exc.message)
         except EngineBusy as exc:
             return _error(503, exc.message)
+        except PromptRejected as exc:
+            return _error(400, exc.message)
 
         record = record_of(request.scope)
 
@@ -157,7 +162,8 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             finally:
                 eng.cancel(session, "client disconnected")
 
-        return StreamingResponse(events(), media_type="application/x-ndjson")
+        kv = {KV_HEADER: str(session.prompt.kv_bytes)}
+        return StreamingResponse(events(), media_type="application/x-ndjson", headers=kv)
 
     return app
 
