@@ -11,8 +11,9 @@ The names below load lazily, so that `ishan --help` does not import httpx or sel
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ishan_tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ishan_tools.crawl.config import DEFAULT_USER_AGENT, CrawlConfig
@@ -49,8 +50,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ishan_tools.crawl' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ishan_tools.crawl.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,9 @@ load lazily, so importing the package (as `ishan --help` does) does not import p
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ishan_tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ishan_tools.migrate.api import (
@@ -56,7 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
