@@ -33,7 +33,7 @@ from ishan_tools.infer.openai_api import add_openai_routes
 from ishan_tools.infer.protocol import BadRequest, sse
 from ishan_tools.infer.registry import Registry
 from ishan_tools.infer.relay import RelayError
-from ishan_tools.infer.server import CLIENT_SEND_BUFFER, bind, make_server, serve
+from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 

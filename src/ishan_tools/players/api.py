@@ -6,6 +6,7 @@ under uvicorn. Queries take well under a millisecond, so handlers run on the eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -178,10 +179,16 @@ def _row_of(index: Index, sofifa_id: int) -> int:
 
 
 def serve(
-    index: Index, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False
+    index: Index,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    access_log: bool = False,
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the API under uvicorn until interrupted; a line per request only if `access_log`
-    (it costs about half the throughput)."""
-    import uvicorn
+    """Run the API until interrupted, through the toolkit's one launcher (port 0 works and
+    `on_ready(url)` gets the real address); a line per request only if `access_log` (it costs
+    about half the throughput)."""
+    from ishan_tools._cli.server import run
 
-    uvicorn.run(create_app(index), host=host, port=port, log_level="info", access_log=access_log)
+    run(create_app(index), host, port, on_ready=on_ready, access_log=access_log)

@@ -354,7 +354,12 @@ def serve(
         from ishan_tools.players.api import serve as run_server
     except ModuleNotFoundError as exc:
         raise PlayersError(f"serve needs {exc.name}: pip install 'ishan-tools[players]'") from None
-    run_server(_load(data or ctx.obj, role_from.value), host=host, port=port, access_log=access_log)
+    index = _load(data or ctx.obj, role_from.value)
+
+    def ready(url: str) -> None:
+        typer.echo(f"players API running on {url} (docs at {url}/docs); Ctrl-C stops it", err=True)
+
+    run_server(index, host=host, port=port, access_log=access_log, on_ready=ready)
 
 
 def _source(ctx: typer.Context, name: str) -> str:

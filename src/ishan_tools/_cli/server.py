@@ -1,4 +1,7 @@
-"""Run an ASGI app with uvicorn on a socket bound first, so port 0 works and is reported."""
+"""The one server launcher: uvicorn on a socket bound first, so port 0 works and is reported.
+
+The infer coordinator and workers and `ishan players serve` all start through it.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,17 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ishan_tools.errors import InferenceError
+from ishan_tools.errors import IshanError
 
 CLIENT_SEND_BUFFER = 16 * 1024  # per client connection of the coordinator (kernel: 32 KB)
 
 
-def bind(host: str, port: int, send_buffer: int | None = None) -> socket.socket:
+def bind(
+    host: str, port: int, send_buffer: int | None = None, *, option: str = "--port"
+) -> socket.socket:
     """A listening TCP socket on `host:port` (port 0: a free one); a clear error if taken.
 
+    `option` is the flag the user changes to pick another port.
     `send_buffer` fixes the kernel send buffer of accepted connections (Linux doubles it),
     instead of letting it grow to megabytes: a client that stops reading is then noticed
     after about a hundred kilobytes of tokens, not millions.
@@ -30,8 +36,8 @@ def bind(host: str, port: int, send_buffer: int | None = None) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise InferenceError(
-            f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port"
+        raise IshanError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): pick another {option}"
         ) from exc
     sock.listen(2048)
     sock.set_inheritable(False)
@@ -45,14 +51,17 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
 
-def make_server(app: Any, graceful_timeout: int | None = None) -> Any:
-    """A uvicorn server for `app` that leaves SIGINT/SIGTERM handling to uvicorn's defaults."""
+def make_server(
+    app: Any, graceful_timeout: int | None = None, *, access_log: bool = False
+) -> Any:
+    """A uvicorn server for `app` that leaves SIGINT/SIGTERM handling to uvicorn's defaults;
+    a line per request only with `access_log`."""
     import uvicorn
 
     config = uvicorn.Config(
         app,
-        log_level="warning",
-        access_log=False,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
         timeout_graceful_shutdown=graceful_timeout,
         lifespan="on",
     )
@@ -85,3 +94,16 @@ async def serve(
         if server.started and on_ready is not None:
             on_ready(url_of(sock))
         await task
+
+
+def run(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    access_log: bool = False,
+) -> None:
+    """Bind `host:port`, serve `app` until SIGINT/SIGTERM, call `on_ready(url)` once up."""
+    sock = bind(host, port)
+    asyncio.run(serve(make_server(app, access_log=access_log), sock, on_ready))
