@@ -51,9 +51,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
 
-def make_server(
-    app: Any, graceful_timeout: int | None = None, *, access_log: bool = False
-) -> Any:
+def make_server(app: Any, graceful_timeout: int | None = None, *, access_log: bool = False) -> Any:
     """A uvicorn server for `app` that leaves SIGINT/SIGTERM handling to uvicorn's defaults;
     a line per request only with `access_log`."""
     import uvicorn

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.channel import Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
@@ -33,7 +34,6 @@ from ishan_tools.infer.openai_api import add_openai_routes
 from ishan_tools.infer.protocol import BadRequest, sse
 from ishan_tools.infer.registry import Registry
 from ishan_tools.infer.relay import RelayError
-from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 
