@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ishan_tools.migrate.buffer import BufferedCollection
-    from ishan_tools.migrate.runner import Runner
 
 
 def new_run_id() -> str:
@@ -19,16 +19,25 @@ def new_run_id() -> str:
 class MigrationContext:
     """The `ctx` of `migrate(doc, ctx)`: collections by name, `log`, `dry_run`, `run_id`."""
 
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-        self.migration = runner.script.name
-        self.run_id = runner.run_id
-        self.dry_run = runner.config.dry_run
+    def __init__(
+        self,
+        *,
+        migration: str,
+        run_id: str,
+        dry_run: bool,
+        collection: Callable[[str], BufferedCollection],
+        log: Callable[[Any, Any], None],
+    ) -> None:
+        self.migration = migration
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self._collection = collection
+        self._log = log
 
     def collection(self, name: str) -> BufferedCollection:
-        return self._runner.collection(name)
+        return self._collection(name)
 
     __getitem__ = collection
 
     def log(self, action: Any, content: Any = None) -> None:
-        self._runner.log.write_log(action, content)
+        self._log(action, content)

@@ -61,7 +61,13 @@ class Runner:
         self.buffer = WriteBuffer(self._flush)
         self._collections: dict[str, BufferedCollection] = {}
         self._seed_args: list[Any] | None = None
-        self.context = MigrationContext(self)
+        self.context = MigrationContext(
+            migration=self.script.name,
+            run_id=self.run_id,
+            dry_run=self.config.dry_run,
+            collection=self.collection,
+            log=self.log.write_log,
+        )
         self.batch_no = self.flush_no = 0
         self.run_index = -1
         self.lock: MigrationLock | None = None
