@@ -164,5 +164,7 @@ def test_help_lists_the_command_and_its_options(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"])
     assert "crawl" in result.stdout
     result = runner.invoke(app, ["crawl", "--help"])
+    assert "run" in result.stdout and "ishan crawl run --help" in result.stdout
+    result = runner.invoke(app, ["crawl", "run", "--help"])
     for option in ("--depth", "--max-pages", "--ignore-robots", "--resume", "--warc"):
         assert option in result.stdout

@@ -19,7 +19,7 @@ def _crawl_section() -> str:
 
 def _crawl_params() -> list[typer.core.click.Parameter]:
     group = typer.main.get_command(app)
-    crawl = group.commands["crawl"]  # type: ignore[attr-defined]
+    crawl = group.commands["crawl"].commands["run"]  # type: ignore[attr-defined]
     return [p for p in crawl.params if p.name != "help"]
 
 

@@ -1,24 +1,32 @@
 """`ishan crawl`: parse options, build a `CrawlConfig`, run the `Crawler`, render events.
 
-Imports only Typer and the standard library at import time; httpx, selectolax and rich load
-when the command runs.
+`ishan crawl URL` is short for `ishan crawl run URL`. Imports only Typer and the standard
+library at import time; httpx, selectolax and rich load when the command runs.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from ishan_tools._cli.extras import require_extra
+from ishan_tools._cli.group import default_group
+from ishan_tools._cli.options import quiet_option
+from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
 
 __all__ = ["app"]
 
 app = typer.Typer(
     name="crawl",
-    # A group with one callback and no subcommands: options may follow the URL.
-    context_settings={"help_option_names": ["-h", "--help"], "allow_interspersed_args": True},
-    subcommand_metavar="",
+    cls=default_group("run"),
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Crawl a site politely, breadth-first on its own host; save each page under its hash."
+    "\n\n`ishan crawl URL` is short for `ishan crawl run URL`: `ishan crawl run --help` lists "
+    "the options.",
 )
 
 
@@ -39,17 +47,22 @@ def _headers(values: list[str]) -> dict[str, str]:
 
 
 Opt = typer.Option
+D = CrawlConfig  # the defaults below are its fields' defaults
+_DISPLAY_OPTIONS = ("log_format", "quiet")  # how to show the crawl, not what to crawl
 
 
-@app.callback(invoke_without_command=True)
-def crawl(
-    url: Annotated[
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    seed: Annotated[
         str, typer.Argument(metavar="URL", help="Seed URL, or a bare hostname (https:// is added).")
     ],
     out_dir: Annotated[
         Path, Opt("--out-dir", "-o", envvar="ISHAN_CRAWL_OUT_DIR", help="Where pages go.")
-    ] = Path("crawl_out"),
-    depth: Annotated[int, Opt("--depth", "-d", help="Link depth from the seed; -1: no limit.")] = 1,
+    ] = D.out_dir,
+    max_depth: Annotated[
+        int, Opt("--depth", "-d", help="Link depth from the seed; -1: no limit.")
+    ] = D.max_depth,
     user_agent: Annotated[
         str | None,
         Opt(
@@ -59,13 +72,17 @@ def crawl(
             help="User-Agent header (default names ishan-crawl).",
         ),
     ] = None,
-    header: Annotated[
+    headers: Annotated[
         list[str], Opt("--header", "-H", help="Extra header 'Name: value' (repeatable).")
     ] = [],  # noqa: B006
-    max_time: Annotated[float, Opt(help="Stop after this many seconds (0: no limit).")] = 0,
-    max_pages: Annotated[int, Opt(help="Stop after this many pages (0: no limit).")] = 0,
-    max_bytes: Annotated[int, Opt(help="Stop after this many body bytes (0: no limit).")] = 0,
-    max_page_bytes: Annotated[int, Opt(help="Skip bodies larger than this.")] = 10_000_000,
+    max_time: Annotated[
+        float, Opt(help="Stop after this many seconds (0: no limit).")
+    ] = D.max_time,
+    max_pages: Annotated[int, Opt(help="Stop after this many pages (0: no limit).")] = D.max_pages,
+    max_bytes: Annotated[
+        int, Opt(help="Stop after this many body bytes (0: no limit).")
+    ] = D.max_bytes,
+    max_page_bytes: Annotated[int, Opt(help="Skip bodies larger than this.")] = D.max_page_bytes,
     concurrency: Annotated[
         int,
         Opt(
@@ -74,68 +91,69 @@ def crawl(
             envvar="ISHAN_CRAWL_CONCURRENCY",
             help="Requests in flight in all.",
         ),
-    ] = 16,
+    ] = D.concurrency,
     per_host_concurrency: Annotated[
         int, Opt(envvar="ISHAN_CRAWL_PER_HOST_CONCURRENCY", help="Requests in flight per host.")
-    ] = 8,
+    ] = D.per_host_concurrency,
     delay: Annotated[
         float,
         Opt(
             envvar="ISHAN_CRAWL_DELAY",
             help="Seconds between requests to one host (raised to robots.txt Crawl-delay).",
         ),
-    ] = 0.0,
+    ] = D.delay,
     ignore_robots: Annotated[bool, Opt("--ignore-robots", help="Do not obey robots.txt.")] = False,
     include: Annotated[list[str], Opt(help="Only URLs matching this regex (repeatable).")] = [],  # noqa: B006
     exclude: Annotated[list[str], Opt(help="Skip URLs matching this regex (repeatable).")] = [],  # noqa: B006
-    content_type: Annotated[
-        list[str], Opt(help="Media types to save (repeatable, prefix match; default HTML).")
+    content_types: Annotated[
+        list[str],
+        Opt("--content-type", help="Media types to save (repeatable, prefix match; default HTML)."),
     ] = [],  # noqa: B006
     all_types: Annotated[
         bool, Opt("--all-types", help="Save every body, with its extension.")
-    ] = False,
+    ] = D.all_types,
     sitemap: Annotated[
         bool, Opt("--sitemap", help="Also seed from the site's sitemap.xml.")
-    ] = False,
+    ] = D.sitemap,
     allow_subdomains: Annotated[
         bool, Opt("--allow-subdomains", help="Follow links to subdomains of the seed host.")
-    ] = False,
+    ] = D.allow_subdomains,
     timeout: Annotated[
         float, Opt(envvar="ISHAN_CRAWL_TIMEOUT", help="Seconds per request.")
-    ] = 30.0,
+    ] = D.timeout,
     retries: Annotated[
         int, Opt(help="Retries after timeouts, connection errors, 429 and 5xx.")
-    ] = 2,
+    ] = D.retries,
     backoff: Annotated[
         float, Opt(help="First retry wait in seconds; doubles each retry (Retry-After wins).")
-    ] = 0.5,
+    ] = D.backoff,
     breaker_threshold: Annotated[
         int, Opt(help="Server failures in a row that pause a host (circuit breaker).")
-    ] = 5,
+    ] = D.breaker_threshold,
     breaker_cooldown: Annotated[
         float, Opt(help="Seconds a paused host waits before one trial request.")
-    ] = 30.0,
-    max_url_length: Annotated[int, Opt(help="Skip longer URLs (trap guard).")] = 2048,
+    ] = D.breaker_cooldown,
+    max_url_length: Annotated[int, Opt(help="Skip longer URLs (trap guard).")] = D.max_url_length,
     max_query_variants: Annotated[
         int, Opt(help="URLs per path differing only in query (trap guard).")
-    ] = 100,
+    ] = D.max_query_variants,
     memory_queue: Annotated[
         int, Opt(help="Queued URLs kept in memory; the rest wait on disk.")
-    ] = 50_000,
+    ] = D.memory_queue,
     sort_query: Annotated[
         bool, Opt("--sort-query", help="Sort query parameters when normalizing URLs.")
-    ] = False,
-    resume: Annotated[bool, Opt("--resume", help="Continue the crawl in --out-dir.")] = False,
+    ] = D.sort_query,
+    resume: Annotated[bool, Opt("--resume", help="Continue the crawl in --out-dir.")] = D.resume,
     retry_failed: Annotated[
         bool, Opt("--retry-failed", help="With --resume, fetch the failed URLs again.")
-    ] = False,
+    ] = D.retry_failed,
     refresh: Annotated[
         bool, Opt("--refresh", help="Re-crawl with conditional requests (ETag, If-Modified-Since).")
-    ] = False,
+    ] = D.refresh,
     overwrite: Annotated[
         bool, Opt("--overwrite", help="Replace the crawl already in --out-dir.")
-    ] = False,
-    warc: Annotated[Path | None, Opt(help="Also write a WARC file (e.g. out.warc.gz).")] = None,
+    ] = D.overwrite,
+    warc: Annotated[Path | None, Opt(help="Also write a WARC file (e.g. out.warc.gz).")] = D.warc,
     log_format: Annotated[
         LogFormat,
         Opt(
@@ -143,7 +161,7 @@ def crawl(
             help="json: JSON lines on stdout; rich: progress display; auto: rich on a terminal.",
         ),
     ] = LogFormat.auto,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only errors and the summary.")] = False,
+    quiet: Annotated[bool, quiet_option("Print only errors and the summary.")] = False,
 ) -> None:
     """Crawl URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
 
@@ -151,51 +169,27 @@ def crawl(
 
     1 when the seed cannot be fetched, 2 on bad usage, 130 on Ctrl-C (then --resume).
     """
+    require_extra("ishan crawl", "crawl")
     import asyncio
 
-    from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
     from ishan_tools.crawl.engine import Crawler
     from ishan_tools.crawl.render import close_sink, open_sink
 
-    config = CrawlConfig(
-        seed=url,
-        out_dir=out_dir,
-        max_depth=depth,
-        user_agent=user_agent or DEFAULT_USER_AGENT,
-        headers=_headers(header),
-        max_time=max_time,
-        max_pages=max_pages,
-        max_bytes=max_bytes,
-        max_page_bytes=max_page_bytes,
-        concurrency=concurrency,
-        per_host_concurrency=per_host_concurrency,
-        delay=delay,
-        obey_robots=not ignore_robots,
-        include=include,
-        exclude=exclude,
-        content_types=content_type or list(HTML_TYPES),
-        all_types=all_types,
-        sitemap=sitemap,
-        allow_subdomains=allow_subdomains,
-        timeout=timeout,
-        retries=retries,
-        memory_queue=memory_queue,
-        backoff=backoff,
-        breaker_threshold=breaker_threshold,
-        breaker_cooldown=breaker_cooldown,
-        max_url_length=max_url_length,
-        max_query_variants=max_query_variants,
-        sort_query=sort_query,
-        resume=resume,
-        retry_failed=retry_failed,
-        refresh=refresh,
-        overwrite=overwrite,
-        warc=warc,
-    )
-    crawler = Crawler(config)
+    crawler = Crawler(_config(ctx.params))
     sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
     crawler.sink = sink
     try:
         asyncio.run(crawler.run())
     finally:
         close_sink(sink)
+
+
+def _config(params: dict[str, Any]) -> CrawlConfig:
+    """The command's options as a `CrawlConfig`: every parameter not about display is a
+    field of the same name, but for the four whose command-line form differs."""
+    fields = {name: value for name, value in params.items() if name not in _DISPLAY_OPTIONS}
+    fields["headers"] = _headers(fields["headers"])
+    fields["obey_robots"] = not fields.pop("ignore_robots")
+    fields["content_types"] = fields["content_types"] or list(HTML_TYPES)
+    fields["user_agent"] = fields["user_agent"] or DEFAULT_USER_AGENT
+    return CrawlConfig(**fields)

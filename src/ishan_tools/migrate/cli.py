@@ -7,27 +7,20 @@ commands. `ishan migrate script.py` is short for `ishan migrate run script.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
+from ishan_tools._cli.extras import require_extra
+from ishan_tools._cli.group import default_group
+from ishan_tools._cli.options import json_option, quiet_option
 from ishan_tools.errors import MigrationError, UsageError
-
-
-class _MigrateGroup(TyperGroup):
-    """Treats `ishan migrate SCRIPT ...` as `ishan migrate run SCRIPT ...`."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
+from ishan_tools.migrate.connection import ConnectionConfig
+from ishan_tools.migrate.report import RunConfig
 
 app = typer.Typer(
-    cls=_MigrateGroup,
+    cls=default_group("run"),
     no_args_is_help=True,
-    help="Per-document MongoDB migrations: fast (bulk writes), resumable and reversible.",
 )
 
 Uri = Annotated[
@@ -46,21 +39,30 @@ Timeout = Annotated[
         "--timeout", envvar="ISHAN_MIGRATE_TIMEOUT", min=0.1, help="Seconds to reach the server."
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
-DEFAULT_URI = "mongodb://localhost:27017"
+Json = Annotated[bool, json_option()]
+C = ConnectionConfig  # the defaults below are its fields' defaults (and RunConfig's, R)
+R = RunConfig
 
 
-def _connection(uri: str, db: str | None, timeout: float) -> Any:
-    from ishan_tools.migrate.connection import ConnectionConfig
+@app.callback()
+def migrate(ctx: typer.Context) -> None:
+    """Per-document MongoDB migrations: fast (bulk writes), resumable and reversible.
 
+    `ishan migrate SCRIPT` is short for `ishan migrate run SCRIPT`.
+    """
+    if ctx.invoked_subcommand != "new":  # writing a template needs no MongoDB driver
+        require_extra("ishan migrate", "migrate")
+
+
+def _connection(uri: str, db: str | None, timeout: float) -> ConnectionConfig:
     return ConnectionConfig(uri=uri, db=db, timeout_s=timeout)
 
 
 @app.command("run")
 def run_command(
     script: Annotated[Path, typer.Argument(help="The migration script (a .py file).")],
-    uri: Uri = DEFAULT_URI,
-    db: Db = None,
+    uri: Uri = C.uri,
+    db: Db = C.db,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -96,20 +98,19 @@ def run_command(
     log_dir: Annotated[
         Path,
         typer.Option("--log-dir", envvar="ISHAN_MIGRATE_LOG_DIR", help="Where run logs go."),
-    ] = Path("migrationLogs"),
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+    ] = R.log_dir,
+    quiet: Annotated[bool, quiet_option("No progress bar.")] = False,
     json_output: Json = False,
-    timeout: Timeout = 10.0,
+    timeout: Timeout = C.timeout_s,
 ) -> None:
     """Run a migration script over its primary collection."""
-    from ishan_tools.migrate.api import run_migration
-    from ishan_tools.migrate.render import progress_bar, render_summary
-    from ishan_tools.migrate.report import RunConfig
-
     if resume and force:
         raise UsageError("--resume continues a run and --force starts over: pick one")
     if dry_run and (resume or force):
         raise UsageError("--dry-run always starts from the first document: drop --resume/--force")
+    from ishan_tools.migrate.api import run_migration
+    from ishan_tools.migrate.render import progress_bar, render_summary
+
     config = RunConfig(
         script=script,
         batch_size=batch_size,
@@ -121,8 +122,9 @@ def run_command(
         continue_on_error=continue_on_error,
         log_dir=log_dir,
     )
+    connection = _connection(uri, db, timeout)
     with progress_bar(enabled=not (quiet or json_output)) as progress:
-        summary = run_migration(_connection(uri, db, timeout), config, progress)
+        summary = run_migration(connection, config, progress)
     render_summary(summary, as_json=json_output, quiet=quiet)
     if summary.status == "failed":
         raise MigrationError(f"{summary.stop_reason}; fix it, then continue with --resume")
@@ -141,13 +143,13 @@ def new_command(
 
 @app.command("status")
 def status_command(
-    uri: Uri = DEFAULT_URI,
-    db: Db = None,
+    uri: Uri = C.uri,
+    db: Db = C.db,
     directory: Annotated[
         Path, typer.Option("--dir", help="Where scripts live (never-run ones show as pending).")
     ] = Path("."),
     json_output: Json = False,
-    timeout: Timeout = 10.0,
+    timeout: Timeout = C.timeout_s,
 ) -> None:
     """Show every migration's status, runs and whether its script changed since."""
     from ishan_tools.migrate.api import migration_status
@@ -160,11 +162,11 @@ def status_command(
 @app.command("rollback")
 def rollback_command(
     name: Annotated[str, typer.Argument(help="Migration name (or its script path).")],
-    uri: Uri = DEFAULT_URI,
-    db: Db = None,
+    uri: Uri = C.uri,
+    db: Db = C.db,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_output: Json = False,
-    timeout: Timeout = 10.0,
+    timeout: Timeout = C.timeout_s,
 ) -> None:
     """Restore every document the migration's runs changed; delete what they inserted."""
     from ishan_tools.migrate.api import plan_rollback, rollback_migration
@@ -182,10 +184,10 @@ def rollback_command(
 
 @app.command("unlock")
 def unlock_command(
-    uri: Uri = DEFAULT_URI,
-    db: Db = None,
+    uri: Uri = C.uri,
+    db: Db = C.db,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    timeout: Timeout = 10.0,
+    timeout: Timeout = C.timeout_s,
 ) -> None:
     """Remove a stale migration lock (left by a run that died)."""
     from ishan_tools.migrate.api import lock_holder, unlock

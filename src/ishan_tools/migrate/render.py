@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,18 +20,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ishan_tools._cli.output import console, print_json
 from ishan_tools.migrate.api import RollbackPlan
 from ishan_tools.migrate.changelog import StatusRow
 from ishan_tools.migrate.lock import describe, is_stale
 from ishan_tools.migrate.report import RunSummary
-
-
-def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))  # stdout, machine-readable
 
 
 class _RateColumn(ProgressColumn):
@@ -67,7 +59,7 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | 
 
 def render_summary(summary: RunSummary, *, as_json: bool, quiet: bool) -> None:
     if as_json:
-        _print_json(summary.as_dict())
+        print_json(summary.as_dict())
         return
     out = console()
     style = {"applied": "green", "dry run": "cyan", "failed": "red"}.get(summary.status, "yellow")
@@ -103,7 +95,7 @@ def render_summary(summary: RunSummary, *, as_json: bool, quiet: bool) -> None:
 
 def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_json: bool) -> None:
     if as_json:
-        _print_json({"migrations": [row.as_dict() for row in rows], "lock": holder})
+        print_json({"migrations": [row.as_dict() for row in rows], "lock": holder})
         return
     out = console()
     if not rows:
@@ -136,7 +128,7 @@ def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_js
 
 def render_rollback(plan: RollbackPlan, *, done: bool, as_json: bool) -> None:
     if as_json:
-        _print_json({"migration": plan.migration, "status": plan.status, "counts": plan.counts})
+        print_json({"migration": plan.migration, "status": plan.status, "counts": plan.counts})
         return
     out = console(stderr=not done)
     verb = ("restored", "deleted") if done else ("restore", "delete")

@@ -180,8 +180,8 @@ def _row_of(index: Index, sofifa_id: int) -> int:
 
 def serve(
     index: Index,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str,
+    port: int,
     *,
     access_log: bool = False,
     on_ready: Callable[[str], None] | None = None,

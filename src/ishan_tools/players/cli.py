@@ -1,5 +1,6 @@
 """`ishan players`: find FIFA players similar to a profile or to another player.
 
+`ishan players --position CM ...` is short for `ishan players find --position CM ...`.
 Only Typer and the standard library load at import time; numpy and the index load inside
 the commands, so `ishan --help` stays fast.
 """
@@ -13,6 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ishan_tools._cli.extras import require_extra
+from ishan_tools._cli.group import default_group
+from ishan_tools._cli.options import host_option, json_option, port_option
+from ishan_tools._cli.output import print_json
 from ishan_tools.errors import PlayersError, UsageError
 
 if TYPE_CHECKING:
@@ -21,10 +26,13 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="players",
-    invoke_without_command=True,
+    cls=default_group("find"),
+    no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+DEFAULT_HOST = "127.0.0.1"  # `ishan players serve`, as the original project's API
+DEFAULT_PORT = 8000
 _FILTERS = "Filters"
 _OUTPUT = "Output"
 Data = Annotated[
@@ -91,7 +99,7 @@ Weight = Annotated[
 Explain = Annotated[
     bool, typer.Option("--explain", help="Show which ratings differ most.", rich_help_panel=_OUTPUT)
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.", rich_help_panel=_OUTPUT)]
+AsJson = Annotated[bool, json_option(panel=_OUTPUT)]
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=_OUTPUT)]
 Plot = Annotated[
     Path | None,
@@ -113,18 +121,8 @@ class Output:
             raise UsageError("choose one of --json and --csv")
 
 
-def _require_library() -> None:
-    """Fail with one clear line when the `players` extra (numpy) is not installed."""
-    try:
-        import ishan_tools.players.index  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise PlayersError(
-            f"ishan players needs {exc.name}: pip install 'ishan-tools[players]'"
-        ) from None
-
-
 def _load(data: Path | None, role_from: str = "first") -> Index:
-    _require_library()
+    require_extra("ishan players", "players", ("numpy",))
     from ishan_tools.players.index import Index
 
     return Index.from_file(data, role_rule=role_from)
@@ -169,7 +167,7 @@ def _show(matches: list[Match], profile: Profile, output: Output, *, title: str)
         write_radar(output.plot, profile, matches, title=title)
         typer.echo(f"wrote {output.plot}", err=True)
     if output.json:
-        typer.echo(render.to_json([match.record(explain=output.explain) for match in matches]))
+        print_json([match.record(explain=output.explain) for match in matches])
     elif output.csv:
         typer.echo(render.to_csv(matches, explain=output.explain), nl=False)
     elif not matches:
@@ -179,7 +177,19 @@ def _show(matches: list[Match], profile: Profile, output: Output, *, title: str)
 
 
 @app.callback()
-def players(
+def players(ctx: typer.Context, data: Data = None) -> None:
+    """Find FIFA players similar to a profile (a position and six ratings) or to a player.
+
+    Ratings left out are ignored. Without a command name the options go to `find`; example
+    (the original project's profile):
+    ishan players --position midfielder --pace 75 --shooting 72 --passing 85
+    --dribbling 80 --defending 65 --physic 70
+    """
+    ctx.obj = data
+
+
+@app.command()
+def find(
     ctx: typer.Context,
     position: Annotated[
         str | None,
@@ -214,12 +224,7 @@ def players(
     role_from: RoleFrom = RoleRule.first,
     data: Data = None,
 ) -> None:
-    """Find FIFA players similar to a profile (a position and six ratings) or to a player.
-
-    Ratings left out are ignored. Example (the seed's profile):
-    ishan players --position midfielder --pace 75 --shooting 72 --passing 85
-    --dribbling 80 --defending 65 --physic 70
-    """
+    """Players most similar to a profile: a position and any of the six ratings (default)."""
     ratings = {
         "pace": pace,
         "shooting": shooting,
@@ -228,27 +233,16 @@ def players(
         "defending": defending,
         "physic": physic,
     }
-    given = [name for name in ctx.params if _source(ctx, name) in ("COMMANDLINE", "ENVIRONMENT")]
-    if ctx.invoked_subcommand is not None:
-        if [name for name in given if name != "data"]:
-            raise UsageError(
-                f"put options after the command: ishan players {ctx.invoked_subcommand} ... --top N"
-            )
-        ctx.obj = data
-        return
-    if not given or given == ["data"]:
-        typer.echo(ctx.get_help())
-        raise typer.Exit(0)
     if position is None:
         raise UsageError("--position is required: attacker, midfielder, defender or a code (CM)")
-    _require_library()
+    require_extra("ishan players", "players", ("numpy",))
     from ishan_tools.players.index import Profile
     from ishan_tools.players.render import describe
 
-    output = Output(explain, as_json, as_csv, plot)
+    output = Output(explain=explain, json=as_json, csv=as_csv, plot=plot)
     profile = Profile.of(position, ratings)
     filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
-    index = _load(data, role_from.value)
+    index = _load(data or ctx.obj, role_from.value)
     matches = index.similar(profile, top=top, filters=filters, weights=_weights(weight))
     _show(matches, profile, output, title=f"Most similar to {describe(profile)}")
 
@@ -277,8 +271,7 @@ def like(
     data: Data = None,
 ) -> None:
     """Players most similar to an existing player (himself excluded)."""
-    output = Output(explain, as_json, as_csv, plot)
-    _require_library()
+    output = Output(explain=explain, json=as_json, csv=as_csv, plot=plot)
     filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
     index = _load(data or ctx.obj, role_from.value)
     row = _resolve(index, player)
@@ -307,7 +300,7 @@ def show(
     record = index.table.record(row)
     indexed = bool(index.position[row] >= 0)
     if as_json:
-        typer.echo(render.to_json({**record, "indexed": indexed}))
+        print_json({**record, "indexed": indexed})
     else:
         Console().print(render.player_card(record, indexed=indexed))
 
@@ -331,7 +324,7 @@ def search(
     if not rows:
         raise PlayersError(f"no player's name contains {text!r}")
     if as_json:
-        typer.echo(render.to_json([index.table.record(row) for row in rows[:limit]]))
+        print_json([index.table.record(row) for row in rows[:limit]])
         return
     more = f" (first {limit} of {len(rows)})" if len(rows) > limit else ""
     Console().print(render.players_table(index.table, rows[:limit], title=f"{text!r}{more}"))
@@ -340,8 +333,8 @@ def search(
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(envvar="ISHAN_PLAYERS_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="ISHAN_PLAYERS_PORT", min=0, max=65535)] = 8000,
+    host: Annotated[str, host_option("ISHAN_PLAYERS_HOST")] = DEFAULT_HOST,
+    port: Annotated[int, port_option("ISHAN_PLAYERS_PORT")] = DEFAULT_PORT,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (halves throughput).")
     ] = False,
@@ -349,23 +342,15 @@ def serve(
     data: Data = None,
 ) -> None:
     """Run the web API (docs at /docs) until Ctrl-C."""
-    _require_library()
-    try:
-        from ishan_tools.players.api import serve as run_server
-    except ModuleNotFoundError as exc:
-        raise PlayersError(f"serve needs {exc.name}: pip install 'ishan-tools[players]'") from None
+    require_extra("ishan players serve", "players")
+    from ishan_tools.players.api import serve as run_server
+
     index = _load(data or ctx.obj, role_from.value)
 
     def ready(url: str) -> None:
         typer.echo(f"players API running on {url} (docs at {url}/docs); Ctrl-C stops it", err=True)
 
     run_server(index, host=host, port=port, access_log=access_log, on_ready=ready)
-
-
-def _source(ctx: typer.Context, name: str) -> str:
-    """Where a parameter's value came from (Typer vendors click, so compare by name)."""
-    source = ctx.get_parameter_source(name)
-    return "DEFAULT" if source is None else source.name
 
 
 def _resolve(index: Index, query: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 
 from rich import box
@@ -137,10 +136,6 @@ def player_card(player: dict[str, object], *, indexed: bool) -> Table:
         out.add_row(key, _text(value))
     out.add_row("comparable", "yes" if indexed else "no (goalkeeper or missing attributes)")
     return out
-
-
-def to_json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2)
 
 
 def to_csv(matches: Sequence[Match], *, explain: bool) -> str:
