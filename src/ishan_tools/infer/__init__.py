@@ -16,7 +16,7 @@ from ishan_tools.infer.config import (
     ServeSettings,
     WorkerSettings,
 )
-from ishan_tools.infer.runner import RunResult, run
+from ishan_tools.infer.worker.runner import RunResult, run
 
 __all__ = [
     "CoordinatorSettings",

@@ -22,7 +22,7 @@ from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.channel import Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator_support import (
+from ishan_tools.infer.coordinator.coordinator_support import (
     authorized,
     coordinator_gauges,
     json_body,
@@ -30,10 +30,11 @@ from ishan_tools.infer.coordinator_support import (
     stream_response,
 )
 from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from ishan_tools.infer.openai_api import add_openai_routes
+from ishan_tools.infer.coordinator.openai_api import add_openai_routes
 from ishan_tools.infer.protocol import BadRequest, sse
-from ishan_tools.infer.registry import Registry
-from ishan_tools.infer.relay import RelayError
+from ishan_tools.infer.coordinator.registry import Registry
+from ishan_tools.infer.coordinator.relay import RelayError
+from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 

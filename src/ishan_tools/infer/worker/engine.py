@@ -33,7 +33,7 @@ from ishan_tools.infer.channel import Channel, Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
 
 if TYPE_CHECKING:
-    from ishan_tools.infer.decoder import Ended, Prompt
+    from ishan_tools.infer.worker.decoder import Ended, Prompt
 
 F16_BYTES = 2
 DEFAULT_MAX_SLOTS = 8
@@ -171,7 +171,7 @@ class Engine:
         self.max_sessions = max(1, settings.max_sessions)
         self.kv_capacity_bytes = settings.kv_capacity_bytes
         self.slots = default_slots(settings, self.shape, self.max_sessions)
-        from ishan_tools.infer.decoder import Decoder  # numpy: not at CLI import time
+        from ishan_tools.infer.worker.decoder import Decoder  # numpy: not at CLI import time
 
         self._decoder = Decoder(llama, self.shape.n_ctx, self.slots, self.shape.kv_bytes_per_token)
         self._cached_tokens = 0

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ishan_tools.infer.batch import BatchContext
+from ishan_tools.infer.worker.batch import BatchContext
 from ishan_tools.infer.channel import Done, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.sampling import Sampler, TextAssembler
+from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
 
 if TYPE_CHECKING:
-    from ishan_tools.infer.engine import Session
+    from ishan_tools.infer.worker.engine import Session
 
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
 Ending = tuple["Session", str, Done | Failed]
@@ -102,7 +102,7 @@ class Decoder:
 
     def prepare(self, request: GenerationRequest) -> Prompt:
         """Tokenize `request` (read-only on the model: safe outside the decode thread)."""
-        from ishan_tools.infer.engine import PromptRejected
+        from ishan_tools.infer.worker.engine import PromptRejected
 
         try:
             tokens, stop = self._prompt(request)

@@ -22,9 +22,9 @@ from ishan_tools.errors import InferenceError
 from ishan_tools.infer.channel import Done, Event, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.protocol import decode_event
-from ishan_tools.infer.registry import Registry, WorkerRecord, WorkerRefused
-from ishan_tools.infer.scheduler import pick
-from ishan_tools.infer.worker_stream import KV_HEADER, WorkerStream
+from ishan_tools.infer.coordinator.registry import Registry, WorkerRecord, WorkerRefused
+from ishan_tools.infer.coordinator.scheduler import pick
+from ishan_tools.infer.coordinator.worker_stream import KV_HEADER, WorkerStream
 
 CONNECT_TIMEOUT = 5.0
 

@@ -24,10 +24,11 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from ishan_tools._cli.server import bind, make_server, serve, url_of
 from ishan_tools.infer.channel import Failed, Token
 from ishan_tools.infer.config import WorkerSettings
-from ishan_tools.infer.engine import Engine, EngineBusy, PromptRejected
+from ishan_tools.infer.worker.engine import Engine, EngineBusy, PromptRejected
 from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of
 from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
-from ishan_tools.infer.worker_stream import KV_HEADER
+from ishan_tools._cli.server import bind, make_server, serve, url_of
+from ishan_tools.infer.coordinator.worker_stream import KV_HEADER
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -16,7 +16,7 @@ from typing import Any
 from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.scheduler import WorkerLoad
+from ishan_tools.infer.coordinator.scheduler import WorkerLoad
 
 MISSED_HEARTBEATS = 3
 
