@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from ishan_tools.cli import app
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
-from ishan_tools.infer.channel import Done, Event, Token
+from ishan_tools.infer.events import Done, Event, Token
 from ishan_tools.infer.worker.engine import Engine, Session
 
 

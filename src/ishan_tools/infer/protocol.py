@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Done, Event, Failed, Token
+from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
 
 MAX_STOP_SEQUENCES = 4

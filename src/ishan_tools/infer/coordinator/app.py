@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Event, Failed, Token
+from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.coordinator_support import (
     authorized,

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ishan_tools.infer.channel import Done, Event, Failed, Token
+from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.coordinator_support import authorized, json_body, start, stream_response
 from ishan_tools.infer.protocol import BadRequest, sse

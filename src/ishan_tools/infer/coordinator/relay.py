@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Done, Event, Failed, Token
+from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.protocol import decode_event
 from ishan_tools.infer.coordinator.registry import Registry, WorkerRecord, WorkerRefused

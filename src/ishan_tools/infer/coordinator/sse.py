@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ishan_tools.infer.channel import Event, Failed, Token
+from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.metrics import RequestRecord, record_of
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from ishan_tools._cli.server import bind, make_server, serve, url_of
-from ishan_tools.infer.channel import Failed, Token
+from ishan_tools.infer.events import Failed, Token
 from ishan_tools.infer.config import WorkerSettings
 from ishan_tools.infer.worker.engine import Engine, EngineBusy, PromptRejected
 from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ishan_tools.infer.worker.batch import BatchContext
-from ishan_tools.infer.channel import Done, Failed, Token
+from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
 

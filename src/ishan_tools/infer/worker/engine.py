@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Channel, Event, Failed, Token
+from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
+from ishan_tools.infer.worker.channel import Channel
 
 if TYPE_CHECKING:
     from ishan_tools.infer.worker.decoder import Ended, Prompt

@@ -13,34 +13,8 @@ import functools
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Token:
-    """A piece of generated text (one token, or a few held back to complete a character)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """The generation ended normally: `finish_reason` is "stop" or "length"."""
-
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The generation ended with an error; `status` is the HTTP status that fits it best."""
-
-    message: str
-    status: int = 500
-
-
-Event = Token | Done | Failed
+from ishan_tools.infer.events import Done, Event, Failed
 
 
 class Channel:
