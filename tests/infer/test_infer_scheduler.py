@@ -8,10 +8,11 @@ import pytest
 
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import CoordinatorSettings, Limits, parse_limits
-from ishan_tools.infer.protocol import BadRequest, parse_request
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad, pick, score
 from ishan_tools.infer.coordinator.supervisor import child_env
+from ishan_tools.infer.errors import BadRequest
+from ishan_tools.infer.protocol import parse_request
 
 MB = 1024 * 1024
 

@@ -11,15 +11,11 @@ import json
 import math
 from typing import Any
 
-from ishan_tools.errors import InferenceError
-from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.errors import BadRequest
+from ishan_tools.infer.events import Done, Event, Failed, Token
 
 MAX_STOP_SEQUENCES = 4
-
-
-class BadRequest(InferenceError):
-    """A request the server refuses with 400 (the message says which field and why)."""
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:

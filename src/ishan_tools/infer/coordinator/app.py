@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.coordinator_support import (
     authorized,
@@ -29,12 +28,12 @@ from ishan_tools.infer.coordinator.coordinator_support import (
     start,
     stream_response,
 )
-from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ishan_tools.infer.coordinator.openai_api import add_openai_routes
-from ishan_tools.infer.protocol import BadRequest, sse
 from ishan_tools.infer.coordinator.registry import Registry
-from ishan_tools.infer.coordinator.relay import RelayError
-from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
+from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.events import Event, Failed, Token
+from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from ishan_tools.infer.protocol import sse
 
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 

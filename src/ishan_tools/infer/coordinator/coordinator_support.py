@@ -9,11 +9,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ishan_tools.breaker import CircuitState
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.metrics import gauge
-from ishan_tools.infer.protocol import BadRequest, bearer_matches, parse_request
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.relay import Stream, events, open_stream
 from ishan_tools.infer.coordinator.sse import EventStreamResponse, Render
+from ishan_tools.infer.errors import BadRequest
+from ishan_tools.infer.metrics import gauge
+from ishan_tools.infer.protocol import bearer_matches, parse_request
 
 
 def authorized(request: Request, settings: CoordinatorSettings) -> bool:

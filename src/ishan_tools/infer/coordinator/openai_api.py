@@ -15,11 +15,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator.coordinator_support import authorized, json_body, start, stream_response
-from ishan_tools.infer.protocol import BadRequest, sse
-from ishan_tools.infer.coordinator.relay import RelayError, collect
+from ishan_tools.infer.coordinator.coordinator_support import (
+    authorized,
+    json_body,
+    start,
+    stream_response,
+)
+from ishan_tools.infer.coordinator.relay import collect
+from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.events import Done, Event, Failed, Token
+from ishan_tools.infer.protocol import sse
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
 

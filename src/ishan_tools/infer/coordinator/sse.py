@@ -17,16 +17,13 @@ from typing import Any
 
 from starlette.responses import Response
 
+from ishan_tools.infer.errors import ClientTooSlow
 from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.metrics import RequestRecord, record_of
 
 log = logging.getLogger(__name__)
 
 Render = Callable[[Event], list[bytes]]
-
-
-class ClientTooSlow(Exception):
-    """The client let the buffer fill up."""
 
 
 class EventStreamResponse(Response):

@@ -21,13 +21,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from ishan_tools.infer.events import Failed, Token
-from ishan_tools.infer.config import WorkerSettings
-from ishan_tools.infer.worker.engine import Engine, EngineBusy, PromptRejected
-from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of
-from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
 from ishan_tools._cli.server import bind, make_server, serve, url_of
+from ishan_tools.infer.config import WorkerSettings
 from ishan_tools.infer.coordinator.worker_stream import KV_HEADER
+from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
+from ishan_tools.infer.events import Failed, Token
+from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of
+from ishan_tools.infer.protocol import bearer_matches, encode_event, parse_request
+from ishan_tools.infer.worker.engine import Engine
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ishan_tools.infer.worker.batch import BatchContext
-from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.errors import PromptRejected
+from ishan_tools.infer.events import Done, Failed, Token
+from ishan_tools.infer.worker.batch import BatchContext
 from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
 
 if TYPE_CHECKING:
@@ -102,8 +103,6 @@ class Decoder:
 
     def prepare(self, request: GenerationRequest) -> Prompt:
         """Tokenize `request` (read-only on the model: safe outside the decode thread)."""
-        from ishan_tools.infer.worker.engine import PromptRejected
-
         try:
             tokens, stop = self._prompt(request)
         except Exception as exc:

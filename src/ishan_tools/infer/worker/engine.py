@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
+from ishan_tools.infer.errors import EngineBusy, PromptRejected
+from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.worker.channel import Channel
 
 if TYPE_CHECKING:
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
 
 F16_BYTES = 2
 DEFAULT_MAX_SLOTS = 8
-
-
-class EngineBusy(InferenceError):
-    """The engine holds its maximum number of sessions, or its KV budget is spent."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +67,6 @@ class EngineStats:
     completed: int
     cancelled: int
     failed: int
-
-
-class PromptRejected(InferenceError):
-    """The prompt cannot be read or does not fit the context (a client error)."""
 
 
 class Session:
