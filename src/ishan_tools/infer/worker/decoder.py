@@ -9,31 +9,18 @@ its last event, for the engine to send once its accounts are settled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.errors import PromptRejected
 from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.worker.batch import BatchContext
 from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
-
-if TYPE_CHECKING:
-    from ishan_tools.infer.worker.engine import Session
+from ishan_tools.infer.worker.session import Prompt, Session
 
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
-Ending = tuple["Session", str, Done | Failed]
+Ending = tuple[Session, str, Done | Failed]
 Ended = list[Ending]
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A request's prompt tokens, its stop strings and the KV cache it can fill."""
-
-    tokens: list[int]
-    stop: tuple[str, ...]
-    max_tokens: int
-    kv_bytes: int
 
 
 class Run:
