@@ -9,6 +9,7 @@ from typing import Any
 
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.protocol import bearer_header
 from ishan_tools.infer.timing import StreamTimer
 
 
@@ -44,7 +45,7 @@ def ask(
     import httpx
 
     body = {**request.to_json(), "model": model}
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = bearer_header(api_key)
     endpoint = f"{url.rstrip('/')}/coordinator/infer"
     parts: list[str] = []
     try:

@@ -16,26 +16,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator.coordinator_support import (
-    authorized,
-    json_body,
-    start,
-    stream_response,
-)
+from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
 from ishan_tools.infer.coordinator.relay import collect
 from ishan_tools.infer.errors import BadRequest, RelayError
 from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.protocol import sse
+from ishan_tools.infer.web import authorized, error_response
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
 
 
 def openai_error(status: int, message: str) -> JSONResponse:
     kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": None, "code": status}},
-        status_code=status,
-    )
+    return error_response(status, {"message": message, "type": kind, "param": None, "code": status})
 
 
 def _usage(done: Done) -> dict[str, int]:
@@ -78,18 +71,18 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> JSONResponse:
-        if not authorized(request, settings):
+        if not authorized(request, settings.api_key):
             return openai_error(401, "missing or wrong API key")
         names = sorted({w["model"] for w in request.app.state.registry.describe()})
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "ishan"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
     async def complete(request: Request, chat: bool) -> Response:
-        if not authorized(request, settings):
+        if not authorized(request, settings.api_key):
             return openai_error(401, "missing or wrong API key")
         try:
             body = await json_body(request)
-            stream = await start(request, body, chat=chat, require_model=True)
+            stream = await start_stream(request, body, chat=chat, require_model=True)
         except BadRequest as exc:
             return openai_error(400, exc.message)
         except RelayError as exc:
