@@ -1,15 +1,75 @@
-"""The session types the engine and its decode loop share.
+"""One generation inside the engine: its `Prompt`, its `Session`, the `Channel` it streams on.
 
-`Prompt` is a request read into tokens, with the KV cache it can fill; `Session` is one
-generation inside the engine, whose events its reader takes from `channel`.
+The engine and its decode loop share these types. The bounded, thread-safe channel carries
+one session's events out of the engine: the engine thread offers events without ever
+blocking, and a full channel means the reader is too slow, so the engine drops that reader
+rather than stall every other session. Readers take events synchronously (`get`, for
+`ishan infer run`) or from asyncio (`aget`, for the worker's HTTP stream).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.worker.channel import Channel
+from ishan_tools.infer.events import Done, Event, Failed
+
+
+class Channel:
+    """A bounded FIFO of events; the terminal event (Done/Failed) always fits."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Event] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._wake: Callable[[], object] | None = None
+        self.closed = False
+
+    def offer(self, event: Event) -> bool:
+        """Append `event` unless the channel is full or closed; never blocks."""
+        with self._cond:
+            if self.closed or len(self._items) >= self.capacity:
+                return False
+            self._append_locked(event)
+            return True
+
+    def close_with(self, event: Done | Failed) -> None:
+        """Append the terminal event, over capacity if need be; later offers are refused."""
+        with self._cond:
+            if self.closed:
+                return
+            self.closed = True
+            self._append_locked(event)
+
+    def _append_locked(self, event: Event) -> None:
+        self._items.append(event)
+        self._cond.notify()
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake()
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, waiting up to `timeout` seconds (None: forever); None on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._items), timeout):
+                return None
+            return self._items.popleft()
+
+    async def aget(self) -> Event:
+        """The next event, awaited on the running event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            ready = asyncio.Event()
+            with self._cond:
+                if self._items:
+                    return self._items.popleft()
+                self._wake = functools.partial(loop.call_soon_threadsafe, ready.set)
+            await ready.wait()
 
 
 @dataclass(frozen=True)
