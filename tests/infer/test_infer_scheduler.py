@@ -148,7 +148,9 @@ def test_limits_come_from_key_value_pairs() -> None:
             parse_limits([bad])
 
 
-def test_serve_children_do_not_inherit_the_seed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_children_do_not_inherit_the_private_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL"):
         monkeypatch.setenv(name, "from-the-parent")
     monkeypatch.setenv("ISHAN_INFER_API_KEY", "parent-key")

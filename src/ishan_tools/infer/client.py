@@ -1,4 +1,4 @@
-"""`ishan infer ask`: stream one completion from a running coordinator (the seed's client)."""
+"""`ishan infer ask`: stream one completion from a running coordinator, over the coordinator API."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def parse_request(
     default_max_tokens: int = 256,
     n_ctx: int | None = None,
 ) -> GenerationRequest:
-    """Validate a JSON body (seed API, OpenAI API or worker) into a `GenerationRequest`."""
+    """Validate a JSON body (coordinator API, OpenAI API or worker) into a `GenerationRequest`."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     if require_model and (not isinstance(body.get("model"), str) or not body["model"]):

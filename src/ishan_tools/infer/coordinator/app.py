@@ -1,9 +1,9 @@
-"""The coordinator: the clients' entry point (seed API and OpenAI API) in front of workers.
+"""The coordinator: the clients' entry point (coordinator API, OpenAI API) in front of workers.
 
 It never imports llama_cpp: workers own the model. Its state (`app.state.registry`) lives
 on the app built by `create_app(settings)`.
 
-Seed API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
+Coordinator API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
 and ends with `{"token": "", "finished": true}` (plus `"error"` when the stream failed
 midway); 400 for bad fields, 502 when the worker failed before the first token, 503 at
 capacity. Workers report to `POST /coordinator/heartbeat`.
@@ -35,8 +35,8 @@ from ishan_tools.infer.web import add_metrics, authorized, error_response
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 
 
-def seed_render(event: Event) -> list[bytes]:
-    """The seed's SSE format."""
+def coordinator_render(event: Event) -> list[bytes]:
+    """The coordinator API's SSE format."""
     if isinstance(event, Token):
         return [sse({"token": event.text, "finished": False})]
     if isinstance(event, Failed):
@@ -108,7 +108,7 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
             return error_response(400, exc.message)
         except RelayError as exc:
             return error_response(exc.status, exc.message)
-        return stream_response(stream, seed_render)
+        return stream_response(stream, coordinator_render)
 
     @app.get("/coordinator/health")
     async def health(request: Request) -> dict[str, Any]:
