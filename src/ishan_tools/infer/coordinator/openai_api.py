@@ -39,7 +39,7 @@ def _usage(done: Done) -> dict[str, int]:
     }
 
 
-def _renderer(chat: bool, ident: str, model: str) -> Callable[[Event], list[bytes]]:
+def _renderer(ident: str, model: str, *, chat: bool) -> Callable[[Event], list[bytes]]:
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
     first = [True]
@@ -77,7 +77,7 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "ishan"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
-    async def complete(request: Request, chat: bool) -> Response:
+    async def complete(request: Request, *, chat: bool) -> Response:
         if not authorized(request, settings.api_key):
             return openai_error(401, "missing or wrong API key")
         try:
@@ -91,7 +91,7 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
         ident = f"{prefix}-{uuid.uuid4().hex[:24]}"
         model = str(body["model"])
         if body.get("stream"):
-            return stream_response(stream, _renderer(chat, ident, model))
+            return stream_response(stream, _renderer(ident, model, chat=chat))
         text, last = await collect(stream)
         if isinstance(last, Failed):
             return openai_error(last.status if last.status >= 500 else 502, last.message)

@@ -134,7 +134,7 @@ class Decoder:
         generating = [run for run in self.runs if run.next_token is not None]
         for run in generating:
             assert run.next_token is not None
-            run.logit_index = ctx.add(run.next_token, run.pos, run.seq, True)
+            run.logit_index = ctx.add(run.next_token, run.pos, run.seq, logits=True)
             run.pos += 1
         budget = min(ctx.room, PREFILL_CHUNK) if generating else ctx.room
         for run in self.runs:
@@ -143,7 +143,7 @@ class Decoder:
             take = min(budget, len(run.prompt) - run.fed)
             for token in run.prompt[run.fed : run.fed + take]:
                 run.fed += 1
-                index = ctx.add(token, run.pos, run.seq, run.fed == len(run.prompt))
+                index = ctx.add(token, run.pos, run.seq, logits=run.fed == len(run.prompt))
                 run.pos += 1
             if run.fed == len(run.prompt):
                 run.logit_index = index
