@@ -17,18 +17,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
-from ishan_tools.breaker import CircuitState
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
+from ishan_tools.infer.coordinator.gauges import coordinator_gauges
 from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
 from ishan_tools.infer.coordinator.openai_api import add_openai_routes
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.errors import BadRequest, RelayError
 from ishan_tools.infer.events import Event, Failed, Token
-from ishan_tools.infer.metrics import gauge
 from ishan_tools.infer.protocol import sse
 from ishan_tools.infer.web import add_metrics, authorized, error_response
 
@@ -42,43 +40,6 @@ def coordinator_render(event: Event) -> list[bytes]:
     if isinstance(event, Failed):
         return [sse({"token": "", "finished": True, "error": event.message})]
     return [sse({"token": "", "finished": True})]
-
-
-def coordinator_gauges(registry: Registry) -> list[Metric]:
-    """Sessions, KV and every worker's health and breaker state, read at each scrape."""
-    workers = registry.describe()
-    per_worker = {
-        "healthy": ("ishan_infer_worker_healthy", "1 when the worker takes new sessions."),
-        "sessions": ("ishan_infer_worker_sessions", "Sessions open on the worker."),
-        "kv_used_bytes": ("ishan_infer_worker_kv_used_bytes", "KV reserved on the worker."),
-        "kv_capacity_bytes": ("ishan_infer_worker_kv_capacity_bytes", "Worker KV capacity."),
-    }
-    families: list[Metric] = [
-        gauge("ishan_infer_sessions_active", "Sessions open now.", registry.total_sessions),
-        gauge(
-            "ishan_infer_kv_used_bytes", "KV reserved by open sessions.", registry.total_kv_bytes
-        ),
-        gauge(
-            "ishan_infer_kv_capacity_bytes",
-            "KV capacity of the healthy workers.",
-            sum(w["kv_capacity_bytes"] for w in workers if w["healthy"]),
-        ),
-    ]
-    for key, (name, doc) in per_worker.items():
-        family = GaugeMetricFamily(name, doc, labels=["worker"])
-        for w in workers:
-            family.add_metric([w["worker_id"]], float(w[key]))
-        families.append(family)
-    breaker = GaugeMetricFamily(
-        "ishan_infer_worker_breaker_state",
-        "1 for the circuit breaker's current state of each worker.",
-        labels=["worker", "state"],
-    )
-    for w in workers:
-        for state in CircuitState:
-            breaker.add_metric([w["worker_id"], state.value], float(w["breaker"] == state.value))
-    families.append(breaker)
-    return families
 
 
 def create_app(settings: CoordinatorSettings) -> FastAPI:
