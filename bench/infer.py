@@ -4,7 +4,7 @@ Single client, three ways:
 
   (a) llama-cpp-python called directly in this process (the baseline);
   (b) llama-cpp-python's own server, `python -m llama_cpp.server` (OpenAI streaming API);
-  (c) `ishan infer serve` with one worker (seed API, `POST /coordinator/infer`).
+  (c) `ishan infer serve` with one worker (coordinator API, `POST /coordinator/infer`).
 
 Same model, prompt, context, batch and threads everywhere; greedy sampling. The three run
 in turn within each round (so machine load hits them alike); a round's prompt differs from

@@ -22,7 +22,7 @@ from tiny_gguf import write_tiny_gguf
 
 from ishan_tools.infer.config import default_model_path
 
-SEED_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
+PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
 
 
 class Proc:
@@ -31,7 +31,7 @@ class Proc:
     def __init__(
         self, args: list[str], timeout: float = 60.0, env: dict[str, str] | None = None
     ) -> None:
-        base = {k: v for k, v in os.environ.items() if k not in SEED_ENV}
+        base = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         base.pop("ISHAN_INFER_API_KEY", None)
         env = {**base, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.args = args

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from ishan_tools.cli import app
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
-from ishan_tools.infer.channel import Done, Event, Token
-from ishan_tools.infer.engine import Engine, Session
+from ishan_tools.infer.events import Done, Event, Token
+from ishan_tools.infer.worker.engine import Engine
+from ishan_tools.infer.worker.session import Session
 
 
 def engine_with(model: Path, slots: int, **extra: Any) -> Engine:

@@ -10,8 +10,9 @@ from llama_cpp import Llama
 
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings, run
-from ishan_tools.infer.channel import Done, Failed, Token
-from ishan_tools.infer.engine import Engine, EngineBusy
+from ishan_tools.infer.errors import EngineBusy
+from ishan_tools.infer.events import Done, Failed, Token
+from ishan_tools.infer.worker.engine import Engine
 
 GREEDY = {"temperature": 0.0, "seed": 1}
 

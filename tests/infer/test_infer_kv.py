@@ -15,7 +15,8 @@ from conftest import Cluster, wait_until, workers_of
 from llama_cpp import Llama
 
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
-from ishan_tools.infer.engine import Engine, EngineBusy, model_shape
+from ishan_tools.infer.errors import EngineBusy
+from ishan_tools.infer.worker.engine import Engine, model_shape
 
 CTX = 256
 

@@ -38,22 +38,22 @@ def worker_url(c: Cluster) -> str:
 
 def test_metrics_follow_requests_tokens_sessions_and_outcomes(cluster: Any) -> None:
     c: Cluster = cluster("--first-token-timeout", "0.5")
-    seed = "/coordinator/infer"
-    assert httpx.post(f"{c.url}{seed}", json=body(), timeout=30).status_code == 503
-    assert requests(c.url, seed, "503") == 1
+    infer_path = "/coordinator/infer"
+    assert httpx.post(f"{c.url}{infer_path}", json=body(), timeout=30).status_code == 503
+    assert requests(c.url, infer_path, "503") == 1
 
     c.add_worker("w1", ctx=8192)
     for _ in range(2):
         with infer(c.url, body(max_tokens=8)) as events:
             assert len(list(events)) == 9
-    bad = httpx.post(f"{c.url}{seed}", json=body(temperature=5), timeout=30)
+    bad = httpx.post(f"{c.url}{infer_path}", json=body(temperature=5), timeout=30)
     assert bad.status_code == 400
     plain = httpx.post(f"{c.url}/v1/completions", json=body(max_tokens=3), timeout=30)
     assert plain.status_code == 200
 
     coordinator, worker = scrape(c.url), scrape(worker_url(c))
-    assert value(coordinator, "ishan_infer_requests_total", endpoint=seed, outcome="200") == 2
-    assert value(coordinator, "ishan_infer_requests_total", endpoint=seed, outcome="400") == 1
+    assert value(coordinator, "ishan_infer_requests_total", endpoint=infer_path, outcome="200") == 2
+    assert value(coordinator, "ishan_infer_requests_total", endpoint=infer_path, outcome="400") == 1
     assert (
         value(coordinator, "ishan_infer_requests_total", endpoint="/v1/completions", outcome="200")
         == 1
@@ -81,11 +81,11 @@ def test_metrics_follow_requests_tokens_sessions_and_outcomes(cluster: Any) -> N
         assert value(coordinator, "ishan_infer_kv_used_bytes") > 0
         assert value(worker, "ishan_infer_sessions_active") == 1
         assert value(worker, "ishan_infer_kv_cached_bytes") > 0
-    wait_until(lambda: requests(c.url, seed, "client-disconnect") == 1)
+    wait_until(lambda: requests(c.url, infer_path, "client-disconnect") == 1)
     wait_until(lambda: requests(worker_url(c), endpoint, "client-disconnect") == 1)
     wait_until(lambda: value(scrape(worker_url(c)), "ishan_infer_sessions_active") == 0)
     assert value(scrape(c.url), "ishan_infer_sessions_active") == 0
 
     c.workers["w1"].signal(signal.SIGSTOP)
-    assert httpx.post(f"{c.url}{seed}", json=body(), timeout=30).status_code == 502
-    assert requests(c.url, seed, "502") == 1
+    assert httpx.post(f"{c.url}{infer_path}", json=body(), timeout=30).status_code == 502
+    assert requests(c.url, infer_path, "502") == 1

@@ -8,10 +8,11 @@ import pytest
 
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import CoordinatorSettings, Limits, parse_limits
-from ishan_tools.infer.protocol import BadRequest, parse_request
-from ishan_tools.infer.registry import Registry
-from ishan_tools.infer.scheduler import WorkerLoad, pick, score
-from ishan_tools.infer.supervisor import child_env
+from ishan_tools.infer.coordinator.registry import Registry
+from ishan_tools.infer.coordinator.scheduler import WorkerLoad, pick, score
+from ishan_tools.infer.coordinator.supervisor import child_env
+from ishan_tools.infer.errors import BadRequest
+from ishan_tools.infer.protocol import parse_request
 
 MB = 1024 * 1024
 
@@ -147,7 +148,9 @@ def test_limits_come_from_key_value_pairs() -> None:
             parse_limits([bad])
 
 
-def test_serve_children_do_not_inherit_the_seed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_children_do_not_inherit_the_private_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL"):
         monkeypatch.setenv(name, "from-the-parent")
     monkeypatch.setenv("ISHAN_INFER_API_KEY", "parent-key")

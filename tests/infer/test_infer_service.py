@@ -1,4 +1,4 @@
-"""Coordinator and workers as real processes: the seed API, failures and backpressure."""
+"""Coordinator and workers as real processes: the coordinator API, failures and backpressure."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def coordinator_sessions(cluster: Cluster) -> int:
     return int(httpx.get(f"{cluster.url}/coordinator/health", timeout=5).json()["sessions"])
 
 
-def test_tokens_stream_in_the_seed_format(cluster: Any) -> None:
+def test_tokens_stream_in_the_coordinator_api_format(cluster: Any) -> None:
     c: Cluster = cluster()
     c.add_worker("w1")
     with infer(c.url, body(max_tokens=8)) as events:

@@ -96,7 +96,7 @@ def run(
     batch: BatchOpt = 512,
 ) -> None:
     """Stream a completion from a local GGUF model, then print tokens/s."""
-    from ishan_tools.infer.runner import run as run_model
+    from ishan_tools.infer.worker.runner import run as run_model
 
     settings = _model(model, ctx, threads, batch)
     request = GenerationRequest(
@@ -247,7 +247,7 @@ def serve(
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
     import asyncio
 
-    from ishan_tools.infer.supervisor import run_serve
+    from ishan_tools.infer.coordinator.supervisor import run_serve
 
     settings = ServeSettings(
         coordinator=_coordinator_settings(
@@ -278,7 +278,7 @@ def coordinator(
     """Run only the coordinator; workers join it with `ishan infer worker`."""
     import asyncio
 
-    from ishan_tools.infer.coordinator import run_coordinator
+    from ishan_tools.infer.coordinator.app import run_coordinator
 
     settings = _coordinator_settings(
         host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
@@ -315,7 +315,7 @@ def worker(
     """Run one worker: it loads the model and reports to the coordinator."""
     import asyncio
 
-    from ishan_tools.infer.worker import run_worker
+    from ishan_tools.infer.worker.app import run_worker
 
     settings = WorkerSettings(
         engine=EngineSettings(

@@ -1,4 +1,4 @@
-"""`ishan infer ask`: stream one completion from a running coordinator (the seed's client)."""
+"""`ishan infer ask`: stream one completion from a running coordinator, over the coordinator API."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.protocol import bearer_header
 from ishan_tools.infer.timing import StreamTimer
 
 
@@ -44,7 +45,7 @@ def ask(
     import httpx
 
     body = {**request.to_json(), "model": model}
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = bearer_header(api_key)
     endpoint = f"{url.rstrip('/')}/coordinator/infer"
     parts: list[str] = []
     try:

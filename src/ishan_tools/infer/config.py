@@ -96,7 +96,7 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class Limits:
-    """Admission limits of the coordinator (the seed's values where memory allows)."""
+    """Admission limits of the coordinator (the original project's values where memory allows)."""
 
     max_sessions_per_worker: int = 100
     max_kv_per_worker_bytes: int = 8 * GB

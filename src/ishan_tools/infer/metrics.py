@@ -5,10 +5,10 @@ apps in one process never mix their figures). `MetricsMiddleware` counts every r
 the generation endpoints by outcome: the HTTP status, or `client-disconnect` when the client
 hung up before the end (`client-dropped` when the server dropped a client that read too
 slowly); a stream that fails after its 200 header counts under the failure's status. The
-streaming code reports each token to the request's `RequestRecord` (found in the ASGI scope
-under `SCOPE_KEY`) for the token counter and the time-to-first-token and inter-token
-histograms. Live state (sessions, KV bytes, worker health, breaker state) is read from the
-app at scrape time by the `gauges` callable.
+streaming code passes each event it sends to the request's `RequestRecord` (found in the
+ASGI scope under `SCOPE_KEY`): `observe` feeds the token counter and the time-to-first-token
+and inter-token histograms. Live state (sessions, KV bytes, worker health, breaker state) is
+read from the app at scrape time by the `gauges` callable. `web.add_metrics` mounts it all.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from ishan_tools.infer.events import Event, Failed, Token
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCOPE_KEY = "ishan.request"
@@ -43,7 +45,7 @@ class _Live(Collector):
 
 
 class Metrics:
-    """The metrics of one app (`role` is "coordinator" or "worker")."""
+    """The metrics of one app; `gauges` returns its live state at each scrape."""
 
     def __init__(self, gauges: Callable[[], Iterable[Metric]]) -> None:
         self.registry = CollectorRegistry()
@@ -82,6 +84,13 @@ class RequestRecord:
         self.start = time.monotonic()
         self.last: float | None = None
         self.outcome: str | None = None
+
+    def observe(self, event: Event) -> None:
+        """Count `event` as it leaves this process: a token, or the failure that ends it."""
+        if isinstance(event, Token):
+            self.token()
+        elif isinstance(event, Failed):
+            self.failed(event.status)
 
     def token(self) -> None:
         now = time.monotonic()

@@ -1,8 +1,9 @@
-"""The wire formats: request validation, worker NDJSON events, SSE framing.
+"""The wire formats: request validation, bearer tokens, worker NDJSON events, SSE framing.
 
 Worker stream (`POST /worker/generate`, one JSON object per line):
     {"token": "..."}  ...  then {"done": true, "finish_reason", "prompt_tokens",
     "completion_tokens"} or {"error": "...", "status": 400|499|500}
+Its response header `x-ishan-kv-bytes` carries the KV cache the session reserved.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ import json
 import math
 from typing import Any
 
-from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Done, Event, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.errors import BadRequest
+from ishan_tools.infer.events import Done, Event, Failed, Token
 
 MAX_STOP_SEQUENCES = 4
-
-
-class BadRequest(InferenceError):
-    """A request the server refuses with 400 (the message says which field and why)."""
+KV_HEADER = "x-ishan-kv-bytes"  # the worker's real KV figure for the session
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -92,7 +90,7 @@ def parse_request(
     default_max_tokens: int = 256,
     n_ctx: int | None = None,
 ) -> GenerationRequest:
-    """Validate a JSON body (seed API, OpenAI API or worker) into a `GenerationRequest`."""
+    """Validate a JSON body (coordinator API, OpenAI API or worker) into a `GenerationRequest`."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     if require_model and (not isinstance(body.get("model"), str) or not body["model"]):
@@ -116,6 +114,11 @@ def parse_request(
         seed=_seed(body),
         stop=_stop(body),
     )
+
+
+def bearer_header(api_key: str | None) -> dict[str, str]:
+    """The `Authorization` header that carries `api_key` (none without a key)."""
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def bearer_matches(authorization: str | None, api_key: str | None) -> bool:

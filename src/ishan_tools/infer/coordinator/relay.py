@@ -18,27 +18,15 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
-from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Done, Event, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.protocol import decode_event
-from ishan_tools.infer.registry import Registry, WorkerRecord, WorkerRefused
-from ishan_tools.infer.scheduler import pick
-from ishan_tools.infer.worker_stream import KV_HEADER, WorkerStream
+from ishan_tools.infer.coordinator.registry import Registry, WorkerRecord
+from ishan_tools.infer.coordinator.scheduler import pick
+from ishan_tools.infer.coordinator.worker_stream import WorkerStream
+from ishan_tools.infer.errors import RelayError, WorkerFailed, WorkerRefused
+from ishan_tools.infer.events import Done, Event, Failed, Token
+from ishan_tools.infer.protocol import KV_HEADER, bearer_header, decode_event
 
 CONNECT_TIMEOUT = 5.0
-
-
-class RelayError(InferenceError):
-    """The request cannot be served; `status` is the HTTP status for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class WorkerFailed(InferenceError):
-    """The worker was unreachable, failed (5xx) or was silent before its first token."""
 
 
 def record_failure(breaker: CircuitBreaker, exc: Exception) -> None:
@@ -104,7 +92,7 @@ async def _start(
     registry: Registry, record: WorkerRecord, request: GenerationRequest, held: int
 ) -> Stream:
     settings = registry.settings
-    headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    headers = bearer_header(settings.api_key)
     url = f"{record.url}/worker/generate"
     try:
         async with asyncio.timeout(settings.first_token_timeout):

@@ -1,9 +1,10 @@
-"""The bounded, thread-safe channel that carries one session's events out of the engine.
+"""One generation inside the engine: its `Prompt`, its `Session`, the `Channel` it streams on.
 
-The engine thread offers events without ever blocking: a full channel means the reader is
-too slow, and the engine drops that reader rather than stall every other session. Readers
-take events synchronously (`get`, for `ishan infer run`) or from asyncio (`aget`, for the
-worker's HTTP stream).
+The engine and its decode loop share these types. The bounded, thread-safe channel carries
+one session's events out of the engine: the engine thread offers events without ever
+blocking, and a full channel means the reader is too slow, so the engine drops that reader
+rather than stall every other session. Readers take events synchronously (`get`, for
+`ishan infer run`) or from asyncio (`aget`, for the worker's HTTP stream).
 """
 
 from __future__ import annotations
@@ -15,32 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Token:
-    """A piece of generated text (one token, or a few held back to complete a character)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """The generation ended normally: `finish_reason` is "stop" or "length"."""
-
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The generation ended with an error; `status` is the HTTP status that fits it best."""
-
-    message: str
-    status: int = 500
-
-
-Event = Token | Done | Failed
+from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.events import Done, Event, Failed
 
 
 class Channel:
@@ -93,3 +70,30 @@ class Channel:
                     return self._items.popleft()
                 self._wake = functools.partial(loop.call_soon_threadsafe, ready.set)
             await ready.wait()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A request's prompt tokens, its stop strings and the KV cache it can fill."""
+
+    tokens: list[int]
+    stop: tuple[str, ...]
+    max_tokens: int
+    kv_bytes: int
+
+
+class Session:
+    """One generation inside the engine; read its events from `channel`."""
+
+    def __init__(
+        self, session_id: int, request: GenerationRequest, capacity: int, prompt: Prompt
+    ) -> None:
+        self.id = session_id
+        self.request = request
+        self.prompt = prompt
+        self.channel = Channel(capacity)
+        self.cancel_reason: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_reason is not None

@@ -16,17 +16,10 @@ from typing import Any
 from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.scheduler import WorkerLoad
+from ishan_tools.infer.coordinator.scheduler import WorkerLoad
+from ishan_tools.infer.errors import WorkerRefused
 
 MISSED_HEARTBEATS = 3
-
-
-class WorkerRefused(InferenceError):
-    """The worker answered with a client error (4xx) or 'busy': not a failure of the worker."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

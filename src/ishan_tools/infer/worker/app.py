@@ -18,20 +18,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from ishan_tools._cli.server import bind, make_server, serve, url_of
-from ishan_tools.infer.channel import Failed, Token
 from ishan_tools.infer.config import WorkerSettings
-from ishan_tools.infer.engine import Engine, EngineBusy, PromptRejected
-from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, gauge, record_of
-from ishan_tools.infer.protocol import BadRequest, bearer_matches, encode_event, parse_request
-from ishan_tools.infer.worker_stream import KV_HEADER
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
+from ishan_tools.infer.events import Token
+from ishan_tools.infer.metrics import gauge, record_of
+from ishan_tools.infer.protocol import KV_HEADER, bearer_header, encode_event, parse_request
+from ishan_tools.infer.web import add_metrics, authorized, error_response
+from ishan_tools.infer.worker.engine import Engine
 
 
 def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any]:
@@ -56,7 +53,7 @@ async def heartbeat_loop(settings: WorkerSettings, engine: Engine) -> None:
 
     assert settings.coordinator_url is not None
     url = settings.coordinator_url.rstrip("/") + "/coordinator/heartbeat"
-    headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    headers = bearer_header(settings.api_key)
     async with httpx.AsyncClient(timeout=max(1.0, settings.heartbeat_interval)) as client:
         while True:
             with contextlib.suppress(httpx.HTTPError):
@@ -106,14 +103,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             await asyncio.to_thread(app.state.engine.close)
 
     app = FastAPI(title="ishan infer worker", lifespan=lifespan)
-    metrics = Metrics(lambda: worker_gauges(app.state.engine))
-    app.add_middleware(
-        MetricsMiddleware, metrics=metrics, endpoints=frozenset({"/worker/generate"})
-    )
-
-    @app.get("/metrics")
-    async def metrics_page() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    add_metrics(app, lambda: worker_gauges(app.state.engine), frozenset({"/worker/generate"}))
 
     @app.get("/worker/health")
     async def health(request: Request) -> dict[str, Any]:
@@ -130,20 +120,20 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
 
     @app.post("/worker/generate", response_model=None)
     async def generate(request: Request) -> JSONResponse | StreamingResponse:
-        if not bearer_matches(request.headers.get("authorization"), settings.api_key):
-            return _error(401, "missing or wrong API key")
+        if not authorized(request, settings.api_key):
+            return error_response(401, "missing or wrong API key")
         eng: Engine = request.app.state.engine
         try:
             gen = parse_request(await request.json(), n_ctx=eng.shape.n_ctx)
             session = eng.submit(gen)
         except ValueError:
-            return _error(400, "the request body must be JSON")
+            return error_response(400, "the request body must be JSON")
         except BadRequest as exc:
-            return _error(400, exc.message)
+            return error_response(400, exc.message)
         except EngineBusy as exc:
-            return _error(503, exc.message)
+            return error_response(503, exc.message)
         except PromptRejected as exc:
-            return _error(400, exc.message)
+            return error_response(400, exc.message)
 
         record = record_of(request.scope)
 
@@ -152,10 +142,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
                 while True:
                     event = await session.channel.aget()
                     if record is not None:
-                        if isinstance(event, Token):
-                            record.token()
-                        elif isinstance(event, Failed):
-                            record.failed(event.status)
+                        record.observe(event)
                     yield encode_event(event)
                     if not isinstance(event, Token):
                         return

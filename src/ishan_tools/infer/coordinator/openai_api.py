@@ -15,21 +15,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ishan_tools.infer.channel import Done, Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator_support import authorized, json_body, start, stream_response
-from ishan_tools.infer.protocol import BadRequest, sse
-from ishan_tools.infer.relay import RelayError, collect
+from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
+from ishan_tools.infer.coordinator.relay import collect
+from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.events import Done, Event, Failed, Token
+from ishan_tools.infer.protocol import sse
+from ishan_tools.infer.web import authorized, error_response
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
 
 
 def openai_error(status: int, message: str) -> JSONResponse:
     kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": None, "code": status}},
-        status_code=status,
-    )
+    return error_response(status, {"message": message, "type": kind, "param": None, "code": status})
 
 
 def _usage(done: Done) -> dict[str, int]:
@@ -40,7 +39,7 @@ def _usage(done: Done) -> dict[str, int]:
     }
 
 
-def _renderer(chat: bool, ident: str, model: str) -> Callable[[Event], list[bytes]]:
+def _renderer(ident: str, model: str, *, chat: bool) -> Callable[[Event], list[bytes]]:
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
     first = [True]
@@ -72,18 +71,18 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> JSONResponse:
-        if not authorized(request, settings):
+        if not authorized(request, settings.api_key):
             return openai_error(401, "missing or wrong API key")
         names = sorted({w["model"] for w in request.app.state.registry.describe()})
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "ishan"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
-    async def complete(request: Request, chat: bool) -> Response:
-        if not authorized(request, settings):
+    async def complete(request: Request, *, chat: bool) -> Response:
+        if not authorized(request, settings.api_key):
             return openai_error(401, "missing or wrong API key")
         try:
             body = await json_body(request)
-            stream = await start(request, body, chat=chat, require_model=True)
+            stream = await start_stream(request, body, chat=chat, require_model=True)
         except BadRequest as exc:
             return openai_error(400, exc.message)
         except RelayError as exc:
@@ -92,7 +91,7 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
         ident = f"{prefix}-{uuid.uuid4().hex[:24]}"
         model = str(body["model"])
         if body.get("stream"):
-            return stream_response(stream, _renderer(chat, ident, model))
+            return stream_response(stream, _renderer(ident, model, chat=chat))
         text, last = await collect(stream)
         if isinstance(last, Failed):
             return openai_error(last.status if last.status >= 500 else 502, last.message)

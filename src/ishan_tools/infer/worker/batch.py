@@ -42,7 +42,7 @@ class BatchContext:
         self._piece = ctypes.create_string_buffer(256)
         self.n_tokens = 0
 
-    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+    def add(self, token: int, pos: int, seq: int, *, logits: bool) -> int:
         """Append one token; returns its index in the batch (for `logits_of`)."""
         i = self.n_tokens
         if i >= self.n_batch:

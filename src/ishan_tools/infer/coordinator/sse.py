@@ -17,16 +17,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ishan_tools.infer.channel import Event, Failed, Token
+from ishan_tools.infer.errors import ClientTooSlow
+from ishan_tools.infer.events import Event, Token
 from ishan_tools.infer.metrics import RequestRecord, record_of
 
 log = logging.getLogger(__name__)
 
 Render = Callable[[Event], list[bytes]]
-
-
-class ClientTooSlow(Exception):
-    """The client let the buffer fill up."""
 
 
 class EventStreamResponse(Response):
@@ -66,10 +63,7 @@ class EventStreamResponse(Response):
         while True:
             event = await self.buffer.get()
             if self.record is not None:
-                if isinstance(event, Token):
-                    self.record.token()
-                elif isinstance(event, Failed):
-                    self.record.failed(event.status)
+                self.record.observe(event)
             for chunk in self.render_event(event):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not isinstance(event, Token):

@@ -1,9 +1,9 @@
-"""The coordinator: the clients' entry point (seed API and OpenAI API) in front of workers.
+"""The coordinator: the clients' entry point (coordinator API, OpenAI API) in front of workers.
 
 It never imports llama_cpp: workers own the model. Its state (`app.state.registry`) lives
 on the app built by `create_app(settings)`.
 
-Seed API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
+Coordinator API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
 and ends with `{"token": "", "finished": true}` (plus `"error"` when the stream failed
 midway); 400 for bad fields, 502 when the worker failed before the first token, 503 at
 capacity. Workers report to `POST /coordinator/heartbeat`.
@@ -20,26 +20,21 @@ from fastapi.responses import JSONResponse, Response
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Event, Failed, Token
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator_support import (
-    authorized,
-    coordinator_gauges,
-    json_body,
-    start,
-    stream_response,
-)
-from ishan_tools.infer.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from ishan_tools.infer.openai_api import add_openai_routes
-from ishan_tools.infer.protocol import BadRequest, sse
-from ishan_tools.infer.registry import Registry
-from ishan_tools.infer.relay import RelayError
+from ishan_tools.infer.coordinator.gauges import coordinator_gauges
+from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
+from ishan_tools.infer.coordinator.openai_api import add_openai_routes
+from ishan_tools.infer.coordinator.registry import Registry
+from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.events import Event, Failed, Token
+from ishan_tools.infer.protocol import sse
+from ishan_tools.infer.web import add_metrics, authorized, error_response
 
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 
 
-def seed_render(event: Event) -> list[bytes]:
-    """The seed's SSE format."""
+def coordinator_render(event: Event) -> list[bytes]:
+    """The coordinator API's SSE format."""
     if isinstance(event, Token):
         return [sse({"token": event.text, "finished": False})]
     if isinstance(event, Failed):
@@ -52,37 +47,29 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
-    metrics = Metrics(lambda: coordinator_gauges(app.state.registry))
-    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=GENERATION_ENDPOINTS)
-
-    @app.get("/metrics")
-    async def metrics_page() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    add_metrics(app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS)
 
     @app.post("/coordinator/heartbeat", response_model=None)
     async def heartbeat(request: Request) -> JSONResponse:
-        if not authorized(request, settings):
-            return error(401, "missing or wrong API key")
+        if not authorized(request, settings.api_key):
+            return error_response(401, "missing or wrong API key")
         try:
             record = request.app.state.registry.heartbeat(await json_body(request))
         except InferenceError as exc:
-            return error(400, exc.message)
+            return error_response(400, exc.message)
         return JSONResponse({"ok": True, "worker_id": record.worker_id})
 
     @app.post("/coordinator/infer", response_model=None)
     async def infer(request: Request) -> Response:
-        if not authorized(request, settings):
-            return error(401, "missing or wrong API key")
+        if not authorized(request, settings.api_key):
+            return error_response(401, "missing or wrong API key")
         try:
-            stream = await start(request, await json_body(request), require_model=True)
+            stream = await start_stream(request, await json_body(request), require_model=True)
         except BadRequest as exc:
-            return error(400, exc.message)
+            return error_response(400, exc.message)
         except RelayError as exc:
-            return error(exc.status, exc.message)
-        return stream_response(stream, seed_render)
+            return error_response(exc.status, exc.message)
+        return stream_response(stream, coordinator_render)
 
     @app.get("/coordinator/health")
     async def health(request: Request) -> dict[str, Any]:

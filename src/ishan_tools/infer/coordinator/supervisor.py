@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools.infer.config import ServeSettings
-from ishan_tools.infer.coordinator import create_app
+from ishan_tools.infer.coordinator.app import create_app
 
-# Seed variables meant for the coordinator or for one worker: children must not inherit them.
+# Variables meant for the coordinator or for one worker: children must not inherit them.
 PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
 MAX_RESTART_DELAY = 30.0
 PR_SET_PDEATHSIG = 1

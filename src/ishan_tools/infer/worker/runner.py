@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Done, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
-from ishan_tools.infer.engine import Engine
+from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.timing import StreamTimer
+from ishan_tools.infer.worker.engine import Engine
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import json
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
-KV_HEADER = "x-ishan-kv-bytes"  # the worker's real KV figure for the session
 
 
 class WorkerStream:

@@ -9,30 +9,18 @@ its last event, for the engine to send once its accounts are settled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ishan_tools.infer.batch import BatchContext
-from ishan_tools.infer.channel import Done, Failed, Token
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.sampling import Sampler, TextAssembler
-
-if TYPE_CHECKING:
-    from ishan_tools.infer.engine import Session
+from ishan_tools.infer.errors import PromptRejected
+from ishan_tools.infer.events import Done, Failed, Token
+from ishan_tools.infer.worker.batch import BatchContext
+from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
+from ishan_tools.infer.worker.session import Prompt, Session
 
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
-Ending = tuple["Session", str, Done | Failed]
+Ending = tuple[Session, str, Done | Failed]
 Ended = list[Ending]
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A request's prompt tokens, its stop strings and the KV cache it can fill."""
-
-    tokens: list[int]
-    stop: tuple[str, ...]
-    max_tokens: int
-    kv_bytes: int
 
 
 class Run:
@@ -102,8 +90,6 @@ class Decoder:
 
     def prepare(self, request: GenerationRequest) -> Prompt:
         """Tokenize `request` (read-only on the model: safe outside the decode thread)."""
-        from ishan_tools.infer.engine import PromptRejected
-
         try:
             tokens, stop = self._prompt(request)
         except Exception as exc:
@@ -148,7 +134,7 @@ class Decoder:
         generating = [run for run in self.runs if run.next_token is not None]
         for run in generating:
             assert run.next_token is not None
-            run.logit_index = ctx.add(run.next_token, run.pos, run.seq, True)
+            run.logit_index = ctx.add(run.next_token, run.pos, run.seq, logits=True)
             run.pos += 1
         budget = min(ctx.room, PREFILL_CHUNK) if generating else ctx.room
         for run in self.runs:
@@ -157,7 +143,7 @@ class Decoder:
             take = min(budget, len(run.prompt) - run.fed)
             for token in run.prompt[run.fed : run.fed + take]:
                 run.fed += 1
-                index = ctx.add(token, run.pos, run.seq, run.fed == len(run.prompt))
+                index = ctx.add(token, run.pos, run.seq, logits=run.fed == len(run.prompt))
                 run.pos += 1
             if run.fed == len(run.prompt):
                 run.logit_index = index

@@ -26,21 +26,17 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ishan_tools.errors import InferenceError
-from ishan_tools.infer.channel import Channel, Event, Failed, Token
 from ishan_tools.infer.config import EngineSettings, GenerationRequest
-
-if TYPE_CHECKING:
-    from ishan_tools.infer.decoder import Ended, Prompt
+from ishan_tools.infer.errors import EngineBusy, PromptRejected
+from ishan_tools.infer.events import Event, Failed, Token
+from ishan_tools.infer.worker.decoder import Decoder, Ended
+from ishan_tools.infer.worker.session import Session
 
 F16_BYTES = 2
 DEFAULT_MAX_SLOTS = 8
-
-
-class EngineBusy(InferenceError):
-    """The engine holds its maximum number of sessions, or its KV budget is spent."""
 
 
 @dataclass(frozen=True)
@@ -69,27 +65,6 @@ class EngineStats:
     completed: int
     cancelled: int
     failed: int
-
-
-class PromptRejected(InferenceError):
-    """The prompt cannot be read or does not fit the context (a client error)."""
-
-
-class Session:
-    """One generation inside the engine; read its events from `channel`."""
-
-    def __init__(
-        self, session_id: int, request: GenerationRequest, capacity: int, prompt: Prompt
-    ) -> None:
-        self.id = session_id
-        self.request = request
-        self.prompt = prompt
-        self.channel = Channel(capacity)
-        self.cancel_reason: str | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_reason is not None
 
 
 def model_shape(llama: Any, name: str) -> ModelShape:
@@ -171,8 +146,6 @@ class Engine:
         self.max_sessions = max(1, settings.max_sessions)
         self.kv_capacity_bytes = settings.kv_capacity_bytes
         self.slots = default_slots(settings, self.shape, self.max_sessions)
-        from ishan_tools.infer.decoder import Decoder  # numpy: not at CLI import time
-
         self._decoder = Decoder(llama, self.shape.n_ctx, self.slots, self.shape.kv_bytes_per_token)
         self._cached_tokens = 0
         self._kv_used = 0
