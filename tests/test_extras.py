@@ -17,6 +17,11 @@ CASES = [
     (["migrate", "script.py"], ("pymongo", "bson"), "ishan migrate", "migrate"),
     (["players", "--position", "CM", "--pace", "70"], ("numpy",), "ishan players", "players"),
     (["players", "serve", "--port", "0"], ("fastapi",), "ishan players serve", "players"),
+    (["infer", "run", "hello"], ("llama_cpp",), "ishan infer run", "infer"),
+    (["infer", "serve", "--port", "0"], ("llama_cpp",), "ishan infer serve", "infer"),
+    (["infer", "worker", "--port", "0"], ("llama_cpp",), "ishan infer worker", "infer"),
+    (["infer", "coordinator", "--port", "0"], ("fastapi",), "ishan infer coordinator", "infer"),
+    (["infer", "ask", "hello"], ("httpx",), "ishan infer ask", "infer"),
 ]
 
 

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
+from ishan_tools._cli.extras import require_extra
+from ishan_tools._cli.options import host_option, port_option
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import (
-    DEFAULT_COORDINATOR_PORT,
-    DEFAULT_WORKER_PORT,
     CoordinatorSettings,
     EngineSettings,
     GenerationRequest,
@@ -31,6 +31,11 @@ app = typer.Typer(
     help="Run a GGUF model locally, or serve it: coordinator + workers, streaming, OpenAI API.",
     no_args_is_help=True,
 )
+# the defaults below are the settings classes' own
+C, W, S = CoordinatorSettings, WorkerSettings, ServeSettings
+E, M, G = EngineSettings, ModelSettings, GenerationRequest
+ASK_MAX_TOKENS = 128  # a quick question to a running service
+SERVER_MODULES = ("fastapi", "uvicorn", "httpx", "prometheus_client")
 
 ModelOpt = Annotated[
     Path | None,
@@ -87,15 +92,16 @@ def run(
     prompt: Annotated[str, typer.Argument(help="The prompt (with --chat: the user message).")],
     model: ModelOpt = None,
     chat: Annotated[bool, typer.Option("--chat", help="Use the model's chat template.")] = False,
-    max_tokens: MaxTokensOpt = 256,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.8,
-    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 0.95,
+    max_tokens: MaxTokensOpt = G.max_tokens,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = G.temperature,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = G.top_p,
     seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
-    ctx: CtxOpt = 2048,
+    ctx: CtxOpt = M.n_ctx,
     threads: ThreadsOpt = None,
-    batch: BatchOpt = 512,
+    batch: BatchOpt = M.n_batch,
 ) -> None:
     """Stream a completion from a local GGUF model, then print tokens/s."""
+    require_extra("ishan infer run", "infer", ("llama_cpp",))
     from ishan_tools.infer.worker.runner import run as run_model
 
     settings = _model(model, ctx, threads, batch)
@@ -145,14 +151,15 @@ def ask(
     prompt: Annotated[str, typer.Argument(help="The prompt.")],
     url: Annotated[
         str, typer.Option("--url", envvar="ISHAN_INFER_URL", help="Coordinator URL.")
-    ] = f"http://127.0.0.1:{DEFAULT_COORDINATOR_PORT}",
-    max_tokens: MaxTokensOpt = 128,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)] = 0.8,
+    ] = f"http://127.0.0.1:{C.port}",
+    max_tokens: MaxTokensOpt = ASK_MAX_TOKENS,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)] = G.temperature,
     seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
     model: Annotated[str, typer.Option("--model-name", help="Model name sent.")] = "default",
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Stream a completion from a running coordinator; print time to first token and tok/s."""
+    require_extra("ishan infer ask", "infer", ("httpx",))
     from ishan_tools.infer.client import ask as ask_coordinator
 
     request = GenerationRequest(
@@ -163,10 +170,8 @@ def ask(
     _summary(result.tokens, result.tokens_per_s, result.ttft_s, f"{result.elapsed_s:.2f} s")
 
 
-HostOpt = Annotated[str, typer.Option("--host", envvar="HOST", help="Address to bind.")]
-CoordPortOpt = Annotated[
-    int, typer.Option("--port", envvar="PORT", min=0, max=65535, help="Coordinator port (0: any).")
-]
+HostOpt = Annotated[str, host_option("HOST")]
+CoordPortOpt = Annotated[int, port_option("PORT", "Coordinator port (0: any free port).")]
 TtlOpt = Annotated[
     float, typer.Option("--session-ttl", min=0.1, help="Seconds a session may sit idle.")
 ]
@@ -214,16 +219,16 @@ def _coordinator_settings(
 
 @app.command()
 def serve(
-    host: HostOpt = "127.0.0.1",
-    port: CoordPortOpt = DEFAULT_COORDINATOR_PORT,
+    host: HostOpt = C.host,
+    port: CoordPortOpt = C.port,
     workers: Annotated[
         int, typer.Option("--workers", envvar="ISHAN_INFER_WORKERS", min=1, help="Local workers.")
-    ] = 1,
+    ] = S.workers,
     worker_port: Annotated[
         int, typer.Option("--worker-port", min=0, max=65535, help="First worker's port (0: any).")
-    ] = DEFAULT_WORKER_PORT,
+    ] = S.worker_port,
     model: ModelOpt = None,
-    ctx: CtxOpt = 2048,
+    ctx: CtxOpt = M.n_ctx,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -233,20 +238,21 @@ def serve(
             help="CPU threads per worker [default: the cores split between the workers]",
         ),
     ] = None,
-    batch: BatchOpt = 512,
-    max_sessions: MaxSessionsOpt = 100,
+    batch: BatchOpt = M.n_batch,
+    max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
-    heartbeat_interval: HeartbeatOpt = 10.0,
-    session_ttl: TtlOpt = 600.0,
-    first_token_timeout: FirstTokenOpt = 120.0,
-    grace: GraceOpt = 30,
-    client_buffer: ClientBufferOpt = 256,
+    heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
+    session_ttl: TtlOpt = C.session_ttl,
+    first_token_timeout: FirstTokenOpt = C.first_token_timeout,
+    grace: GraceOpt = S.grace,
+    client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
     import asyncio
 
+    require_extra("ishan infer serve", "infer")
     from ishan_tools.infer.coordinator.supervisor import run_serve
 
     settings = ServeSettings(
@@ -267,17 +273,18 @@ def serve(
 
 @app.command()
 def coordinator(
-    host: HostOpt = "127.0.0.1",
-    port: CoordPortOpt = DEFAULT_COORDINATOR_PORT,
-    session_ttl: TtlOpt = 600.0,
-    first_token_timeout: FirstTokenOpt = 120.0,
-    client_buffer: ClientBufferOpt = 256,
+    host: HostOpt = C.host,
+    port: CoordPortOpt = C.port,
+    session_ttl: TtlOpt = C.session_ttl,
+    first_token_timeout: FirstTokenOpt = C.first_token_timeout,
+    client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run only the coordinator; workers join it with `ishan infer worker`."""
     import asyncio
 
+    require_extra("ishan infer coordinator", "infer", SERVER_MODULES)
     from ishan_tools.infer.coordinator.app import run_coordinator
 
     settings = _coordinator_settings(
@@ -298,23 +305,22 @@ def worker(
     ] = None,
     worker_id: Annotated[
         str, typer.Option("--worker-id", envvar="WORKER_ID", help="Name in the registry.")
-    ] = "worker-1",
-    host: HostOpt = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", envvar="PORT", min=0, max=65535, help="Port (0: any).")
-    ] = DEFAULT_WORKER_PORT,
+    ] = W.worker_id,
+    host: HostOpt = W.host,
+    port: Annotated[int, port_option("PORT")] = W.port,
     model: ModelOpt = None,
-    ctx: CtxOpt = 2048,
+    ctx: CtxOpt = M.n_ctx,
     threads: ThreadsOpt = None,
-    batch: BatchOpt = 512,
-    max_sessions: MaxSessionsOpt = 100,
+    batch: BatchOpt = M.n_batch,
+    max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
-    heartbeat_interval: HeartbeatOpt = 10.0,
+    heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run one worker: it loads the model and reports to the coordinator."""
     import asyncio
 
+    require_extra("ishan infer worker", "infer")
     from ishan_tools.infer.worker.app import run_worker
 
     settings = WorkerSettings(
