@@ -68,6 +68,13 @@ def _seed(body: dict[str, Any]) -> int | None:
     return seed
 
 
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{key}' must be true or false")
+    return value
+
+
 def _messages(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list) or not value:
         raise BadRequest("'messages' must be a non-empty list of {role, content} objects")
@@ -113,6 +120,7 @@ def parse_request(
         top_p=_number(body, "top_p", 0.95, 0.0, 1.0),
         seed=_seed(body),
         stop=_stop(body),
+        ignore_eos=_flag(body, "ignore_eos"),
     )
 
 
