@@ -156,7 +156,7 @@ def test_live_sessions_take_the_cells_of_the_cache_and_admission_ignores_it(
 
 def test_ignore_eos_yields_exactly_max_tokens(cached: Engine) -> None:
     # SmolLM2 answers this one in a few tokens, then ends
-    chat = (("user", "Say yes."),)
+    chat = (("user", "What is the capital of France? One word."),)
     short = GenerationRequest(messages=chat, max_tokens=64, temperature=0.0)
     done = list(cached.stream(short))[-1]
     assert isinstance(done, Done) and done.finish_reason == "stop" and done.completion_tokens < 64

@@ -44,6 +44,8 @@ def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any
         "kv_capacity_bytes": stats.kv_capacity_bytes,
         "session_kv_bytes": engine.shape.session_kv_bytes,
         "heartbeat_interval": settings.heartbeat_interval,
+        "slots": stats.slots,
+        "boot_id": engine.boot_id,
     }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ class Engine:
         self._cells = {"filled": 0, "live": 0, "cache_only": 0}
         self._cache_counts = {"entries": 0, "hits": 0, "reused": 0, "evictions": 0}
         self._kv_waiting = 0  # the needs of the sessions not yet running
+        self.boot_id = uuid.uuid4().hex  # tells the coordinator this is a new process
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[Session] = deque()
