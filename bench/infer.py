@@ -120,7 +120,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(argv: list[str], ready_url: str, ready: Callable[[httpx.Response], bool]) -> Iterator[None]:  # fmt: skip
+def process(
+    argv: list[str], ready_url: str, ready: Callable[[httpx.Response], bool]
+) -> Iterator[None]:
     env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL_PATH")}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -147,8 +149,11 @@ def process(argv: list[str], ready_url: str, ready: Callable[[httpx.Response], b
 
 
 def sse_stream(
-    client: httpx.Client, url: str, body: dict[str, Any], pick: Callable[[dict[str, Any]], str | None]
-) -> Timed:  # fmt: skip
+    client: httpx.Client,
+    url: str,
+    body: dict[str, Any],
+    pick: Callable[[dict[str, Any]], str | None],
+) -> Timed:
     """One streamed request: its timer, and whether it ended with its last event."""
     timer = StreamTimer()
     ended = False

@@ -161,7 +161,8 @@ class Decoder:
         if self.cache is None:
             return
         limit = len(run.prompt) - 1  # the last prompt token is decoded for its logits
-        best, source = MIN_REUSE - 1, None
+        best = MIN_REUSE - 1
+        source: Run | int | None = None  # a running session, or a cached sequence id
         for other in self.runs:  # only those admitted before `run`: no waiting in circles
             if other is run:
                 break
