@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from conftest import wait_until
 from test_infer_batching import read_all, text_of
 
+from ishan_tools.cli import app
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
+from ishan_tools.infer.config import CoordinatorSettings, ServeSettings
+from ishan_tools.infer.coordinator.supervisor import worker_argv
 from ishan_tools.infer.events import Done
 from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.prefix_cache import Ledger, PrefixCache, common_prefix
@@ -165,3 +169,17 @@ def test_ignore_eos_yields_exactly_max_tokens(cached: Engine) -> None:
         "length",
         64,
     )
+
+
+def test_serve_passes_no_prefix_cache_to_its_workers(smollm2: Path) -> None:
+    model = ModelSettings(smollm2)
+    on = ServeSettings(CoordinatorSettings(), model)
+    off = ServeSettings(CoordinatorSettings(), model, prefix_cache=False)
+    assert "--no-prefix-cache" not in worker_argv(on, 0, "http://127.0.0.1:1")
+    assert "--no-prefix-cache" in worker_argv(off, 0, "http://127.0.0.1:1")
+    infer = typer.main.get_command(app).commands["infer"]  # type: ignore[attr-defined]
+    for command in ("serve", "worker"):
+        params = infer.commands[command].params
+        assert {"--prefix-cache", "--no-prefix-cache"} <= {
+            flag for p in params for flag in (*p.opts, *getattr(p, "secondary_opts", []))
+        }
