@@ -117,6 +117,8 @@ def test_repeated_prefixes_land_on_one_worker_and_hit_its_cache(
     finally:
         stop.set()
         reader.join()
+    metrics = httpx.get(f"{c.url}/metrics", timeout=5).text
+    assert 'ishan_infer_routing_affinity_total{outcome="followed"} 3.0' in metrics
     stats = worker_stats(c)
     assert stats["w1"]["prefix_cache_hits"] == 3
     assert stats["w1"]["prefix_cache_reused_tokens"] > 3 * 200

@@ -44,6 +44,7 @@ class Affinity:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._workers: OrderedDict[bytes, str] = OrderedDict()
+        self.routed = {"followed": 0, "overridden": 0}  # requests with a known leading text
 
     def __len__(self) -> int:
         return len(self._workers)

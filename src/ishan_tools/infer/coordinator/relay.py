@@ -123,8 +123,10 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
     keys = prefix_keys(leading_text(request))
     affinity, margin = registry.affinity, registry.settings.routing_margin
     while True:
-        candidates = registry.candidates(tried)
-        choice = pick(candidates, affinity.lookup(keys) if keys else None, margin)
+        preferred = affinity.lookup(keys) if keys else None
+        choice = pick(registry.candidates(tried), preferred, margin)
+        if preferred is not None and choice is not None:
+            affinity.routed["followed" if choice.worker_id == preferred else "overridden"] += 1
         if choice is None:
             if failures:
                 raise RelayError(502, "; ".join(failures))
