@@ -285,6 +285,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--concurrent-servers",
+        default="llama-server,ishan,llama_cpp.server,direct",
+        help="comma-separated rows of the concurrent workloads (the one-at-a-time servers "
+        "take 4x as long)",
+    )
     parser.add_argument("--build-llama-server", action="store_true")
     args = parser.parse_args()
     if args.build_llama_server:
@@ -385,12 +391,14 @@ def main() -> None:
         for round_ in range(args.rounds):
             for server in servers:
                 single[server.name].append(server.one(client, PROMPT.format(n=round_))[0])
+        chosen = args.concurrent_servers.split(",")
+        together = [s for s in servers if s.name in chosen]
         results: dict[int, dict[str, list[list[Timed]]]] = {
-            w: {s.name: [] for s in servers} for w in WORKLOADS
+            w: {s.name: [] for s in together} for w in WORKLOADS
         }
         for round_ in range(args.concurrent_rounds):
             for workload in WORKLOADS:
-                for server in servers:
+                for server in together:
                     prompts = workload_prompts(workload, round_, clients, server.name)
                     results[workload][server.name].append(concurrent_round(server, prompts))
     load_after = os.getloadavg()
