@@ -260,7 +260,7 @@ def report_single(samples: dict[str, list[StreamTimer]], args: argparse.Namespac
         f"\none client, {args.tokens} tokens, ctx {args.ctx}, batch {args.batch}, "
         f"{args.threads} threads, greedy; median of {args.rounds} rounds"
     )
-    direct = samples["direct"]
+    direct = samples["direct"] if "direct" in samples else samples["llama-server"]
     base_ttft = statistics.median(t.ttft_s or 0 for t in direct)
     base_rate = statistics.median(t.tokens_per_s or 0 for t in direct)
     print(f"{'':18} {'tokens':>6} {'TTFT ms':>8} {'Δ TTFT ms':>10} {'tok/s':>7} {'vs direct':>9}")
@@ -285,6 +285,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--servers",
+        default="llama-server,ishan,llama_cpp.server,direct",
+        help="comma-separated rows (llama-server is always run: the ratios are to it)",
+    )
     parser.add_argument(
         "--concurrent-servers",
         default="llama-server,ishan,llama_cpp.server,direct",
@@ -377,6 +382,9 @@ def main() -> None:
     ]
     servers[2].lock = threading.Lock()  # it serves one at a time: its clients queue
     servers[3].lock = threading.Lock()
+    wanted = {"llama-server", *args.servers.split(",")}
+    servers = [s for s in servers if s.name in wanted]
+    argv = {name: command for name, command in argv.items() if name in wanted}
     print(f"llama-server: {' '.join(argv['llama-server'][1:])}")
     print(f"ishan: ishan infer serve {' '.join(argv['ishan'][5:])}")
     with ExitStack() as stack:
