@@ -160,7 +160,7 @@ class Crawler:
         self.fetcher = Fetcher(self.client, config, self._check_redirect, self._on_event)
         stop_reason = "error"
         try:
-            await self._crawl(previous, resuming)
+            await self._crawl(previous, resuming=resuming)
             stop_reason = self._stop_reason or "complete"
         except asyncio.CancelledError:
             stop_reason = "interrupted"
@@ -199,12 +199,12 @@ class Crawler:
         self.storage.open(fresh_run=not resuming)
         return previous, resuming
 
-    async def _crawl(self, previous: dict[str, dict[str, Any]], resuming: bool) -> None:
+    async def _crawl(self, previous: dict[str, dict[str, Any]], *, resuming: bool) -> None:
         """Seed or restore the frontier, then run the workers, all within --max-time."""
         workers: list[asyncio.Task[None]] = []
         try:
             async with asyncio.timeout(self.config.max_time or None):
-                await self._start(previous, resuming)
+                await self._start(previous, resuming=resuming)
                 workers = [
                     asyncio.create_task(self._worker()) for _ in range(self.config.concurrency)
                 ]
@@ -216,7 +216,7 @@ class Crawler:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _start(self, previous: dict[str, dict[str, Any]], resuming: bool) -> None:
+    async def _start(self, previous: dict[str, dict[str, Any]], *, resuming: bool) -> None:
         """Queue the seed (and sitemap URLs), or restore the frontier of a stopped crawl."""
         seed_host = self._host(self.seed)
         await self._load_robots(seed_host)

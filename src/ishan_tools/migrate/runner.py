@@ -55,7 +55,12 @@ class Runner:
         self.batch_size = config.batch_size or script.batch_size or DEFAULT_BATCH_SIZE
         self.log = RunLog(config.log_dir, script.name, self.run_id)
         self.summary = RunSummary(
-            script.name, self.run_id, DRY_RUN, config.dry_run, False, config.backup
+            script.name,
+            self.run_id,
+            DRY_RUN,
+            dry_run=config.dry_run,
+            resumed=False,
+            backup=config.backup,
         )
         self.summary.log_path = self.log.path
         self.buffer = WriteBuffer(self._flush)
@@ -118,7 +123,7 @@ class Runner:
             restart = changelog.starts_over(
                 record, self.script.name, resume=self.config.resume, force=self.config.force
             )
-            query = self._prepare(record, restart)
+            query = self._prepare(record, restart=restart)
             self._process_all(query)
         except KeyboardInterrupt:
             self._finish_quietly(INTERRUPTED, "interrupted (Ctrl-C): continue with --resume")
@@ -129,7 +134,7 @@ class Runner:
         finally:
             self.lock.release()
 
-    def _prepare(self, record: dict[str, Any] | None, restart: bool) -> dict[str, Any]:
+    def _prepare(self, record: dict[str, Any] | None, *, restart: bool) -> dict[str, Any]:
         """Restore a batch cut short (resume), open the run in the changelog; the cursor query."""
         if self.config.backup:
             backup.ensure_index(self.database)
