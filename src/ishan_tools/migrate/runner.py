@@ -65,7 +65,7 @@ class Runner:
         self.summary.log_path = self.log.path
         self.buffer = WriteBuffer(self._flush)
         self._collections: dict[str, BufferedCollection] = {}
-        self._seed_args: list[Any] | None = None
+        self._callback_collections: list[Any] | None = None
         self.context = MigrationContext(
             migration=self.script.name,
             run_id=self.run_id,
@@ -296,9 +296,11 @@ class Runner:
             if self.script.collections is None:
                 self.script.migrate(doc, self.context)
             else:
-                if self._seed_args is None:
-                    self._seed_args = [self.collection(n) for n in self.script.collections]
-                self.script.migrate(doc, *self._seed_args, self.log.write_log)
+                if self._callback_collections is None:
+                    self._callback_collections = [
+                        self.collection(name) for name in self.script.collections
+                    ]
+                self.script.migrate(doc, *self._callback_collections, self.log.write_log)
         except Exception as exc:
             self.buffer.discard_since(mark)
             message = f"{type(exc).__name__}: {exc}"
