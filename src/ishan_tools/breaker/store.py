@@ -102,6 +102,7 @@ class Outcome(enum.Enum):
     IGNORED = "ignored"  # excluded, or refused by failure_predicate: neither counts
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Permit:
     """A store's admission of one call, handed back to `record()`.
 
@@ -110,17 +111,9 @@ class Permit:
     store's own handle on the admission (a shared store's trial lease), opaque to the breaker.
     """
 
-    __slots__ = ("token", "transition", "trial")
-
-    def __init__(
-        self, *, trial: bool, transition: Transition | None = None, token: object = None
-    ) -> None:
-        self.trial = trial
-        self.transition = transition
-        self.token = token
-
-    def __repr__(self) -> str:
-        return f"Permit(trial={self.trial}, transition={self.transition}, token={self.token!r})"
+    trial: bool
+    transition: Transition | None = None
+    token: object = None
 
 
 ORDINARY = Permit(trial=False)
