@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ishan_tools.cli import app
 
-from .helpers import FIXTURES, ishan, seed
+from .helpers import FIXTURES, insert_users, ishan
 
 SCRIPT = FIXTURES / "add_full_name.py"
 
@@ -55,7 +55,7 @@ def test_missing_database_and_bad_credentials(mongo_server: str, tmp_path: Path)
 def test_wrong_primary_collection_is_refused_before_writing(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=2)
+    insert_users(db, users=2)
     result = ishan("migrate", "run", FIXTURES / "wrong_collection.py", "--uri", mongo_uri)
     assert result.exit_code == 1
     assert "primary collection 'userz' does not exist" in result.stderr
@@ -71,7 +71,7 @@ def test_bad_script_errors_reach_the_user(mongo_uri: str) -> None:
 
 
 def test_option_conflicts_are_usage_errors(mongo_uri: str, db: Any) -> None:
-    seed(db, users=2)
+    insert_users(db, users=2)
     both = ishan("migrate", "run", SCRIPT, "--uri", mongo_uri, "--resume", "--force")
     assert both.exit_code == 2 and "pick one" in both.stderr
     dry = ishan("migrate", "run", SCRIPT, "--uri", mongo_uri, "--dry-run", "--resume")
@@ -83,7 +83,7 @@ def test_option_conflicts_are_usage_errors(mongo_uri: str, db: Any) -> None:
 def test_status_flags_changed_scripts_and_lists_pending(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     scripts = tmp_path / "migrations"
     scripts.mkdir()
     shutil.copy(SCRIPT, scripts / "add_full_name.py")
@@ -119,7 +119,7 @@ def test_status_flags_changed_scripts_and_lists_pending(
 def test_settings_come_from_the_environment_below_flags(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=5)
+    insert_users(db, users=5)
     env = {
         "MONGODB_URI": mongo_uri,
         "ISHAN_MIGRATE_BATCH_SIZE": "2",
@@ -139,7 +139,7 @@ def test_settings_come_from_the_environment_below_flags(
 
 
 def test_installed_command_short_form_and_progress(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=6)
+    insert_users(db, users=6)
     exe = Path(sys.executable).with_name("ishan")
     env = {**os.environ, "MONGODB_URI": mongo_uri}
     script = tmp_path / "add_names.py"

@@ -18,10 +18,10 @@ from ishan_tools.migrate.lock import MigrationLock
 from .helpers import (
     FIXTURES,
     contents,
+    insert_users,
     ishan,
     ishan_process,
     run_script,
-    seed,
     snapshot,
     wait_for,
 )
@@ -54,7 +54,7 @@ def kill_mid_run(
 def test_ctrl_c_records_interrupted_and_resume_finishes(
     mongo_uri: str, db: Any, copy_db: Callable[[Any], Any], tmp_path: Path
 ) -> None:
-    seed(db, users=600)
+    insert_users(db, users=600)
     reference = copy_db(db)
     per_reference = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
     assert (
@@ -87,7 +87,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     users: int,
     batch: str,
 ) -> None:
-    seed(db, users=users, orders_per_user=2)
+    insert_users(db, users=users, orders_per_user=2)
     original = snapshot(db, "users", "orders")
     reference = copy_db(db)
     reference_uri = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
@@ -135,7 +135,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
 
 
 def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=150)
+    insert_users(db, users=150)
     process = ishan_process(
         "migrate",
         "run",
@@ -163,7 +163,7 @@ def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path
 
 
 def test_unlock_removes_a_lock_held_elsewhere(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     MigrationLock(db, "someone_else", "r1").acquire()
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
     refused = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
@@ -178,7 +178,7 @@ def test_unlock_removes_a_lock_held_elsewhere(mongo_uri: str, db: Any, tmp_path:
 
 
 def test_an_expired_lock_is_taken_over(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     MigrationLock(db, "ghost", "r0", ttl_s=-1).acquire()  # expired at once
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
     ran = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
@@ -188,7 +188,7 @@ def test_an_expired_lock_is_taken_over(mongo_uri: str, db: Any, tmp_path: Path) 
 def test_rollback_asks_first_and_refuses_without_backups(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=8)
+    insert_users(db, users=8)
     original = snapshot(db, "users", "orders")
     run_script(mongo_uri, "bump_order_totals.py", tmp_path)
     changed = snapshot(db, "users", "orders")

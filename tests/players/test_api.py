@@ -14,21 +14,23 @@ import pytest
 from ishan_tools.players import Index, Profile
 from tests.processes import stop_process
 
-from .conftest import SEED_BODY
-
-SEED = {"pace": 75, "shooting": 72, "passing": 85, "dribbling": 80, "defending": 65, "physic": 70}
+from .conftest import EXAMPLE_RATINGS, FIND_SIMILAR_BODY
 
 
-def test_seed_endpoint_returns_three_short_names(api: httpx.Client, index: Index) -> None:
-    response = api.post("/find_similar_players/", json=SEED_BODY)
+def test_find_similar_players_returns_three_short_names(api: httpx.Client, index: Index) -> None:
+    response = api.post("/find_similar_players/", json=FIND_SIMILAR_BODY)
     assert response.status_code == 200
-    expected = [m.player["short_name"] for m in index.similar(Profile("midfielder", SEED), top=3)]
+    expected = [
+        m.player["short_name"] for m in index.similar(Profile("midfielder", EXAMPLE_RATINGS), top=3)
+    ]
     assert response.json() == {"similar_players": expected}
 
 
-def test_seed_endpoint_accepts_position_codes(api: httpx.Client) -> None:
-    by_word = api.post("/find_similar_players/", json=SEED_BODY).json()
-    by_code = api.post("/find_similar_players/", json={**SEED_BODY, "player_positions": "CAM"})
+def test_find_similar_players_accepts_position_codes(api: httpx.Client) -> None:
+    by_word = api.post("/find_similar_players/", json=FIND_SIMILAR_BODY).json()
+    by_code = api.post(
+        "/find_similar_players/", json={**FIND_SIMILAR_BODY, "player_positions": "CAM"}
+    )
     assert by_code.json() == by_word
 
 
@@ -42,17 +44,17 @@ def test_seed_endpoint_accepts_position_codes(api: httpx.Client) -> None:
         ({"physic": "strong"}, "physic", "valid number"),
     ],
 )
-def test_seed_endpoint_validation_is_422_with_a_message(
+def test_find_similar_players_validation_is_422_with_a_message(
     api: httpx.Client, change: dict[str, object], field: str, message: str
 ) -> None:
-    response = api.post("/find_similar_players/", json={**SEED_BODY, **change})
+    response = api.post("/find_similar_players/", json={**FIND_SIMILAR_BODY, **change})
     assert response.status_code == 422
     errors = response.json()["detail"]
     assert errors[0]["loc"] == ["body", field] and message in errors[0]["msg"]
 
 
-def test_seed_endpoint_requires_every_field(api: httpx.Client) -> None:
-    body = {key: value for key, value in SEED_BODY.items() if key != "dribbling"}
+def test_find_similar_players_requires_every_field(api: httpx.Client) -> None:
+    body = {key: value for key, value in FIND_SIMILAR_BODY.items() if key != "dribbling"}
     response = api.post("/find_similar_players/", json=body)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == [
         "body",
@@ -63,12 +65,12 @@ def test_seed_endpoint_requires_every_field(api: httpx.Client) -> None:
 def test_rich_endpoint_with_filters_weights_and_explanations(
     api: httpx.Client, index: Index
 ) -> None:
-    body = {"position": "midfielder", **SEED, "top": 5, "max_age": 24, "foot": "left"}
+    body = {"position": "midfielder", **EXAMPLE_RATINGS, "top": 5, "max_age": 24, "foot": "left"}
     body |= {"weights": {"speed": 2}, "explain": True, "league": ["Premier League"]}
     response = api.post("/players/similar", json=body)
     assert response.status_code == 200
     result = response.json()
-    assert result["profile"] == {"role": "midfielder", **SEED}
+    assert result["profile"] == {"role": "midfielder", **EXAMPLE_RATINGS}
     matches = result["matches"]
     assert len(matches) == 5
     assert all(m["age"] <= 24 and m["preferred_foot"] == "Left" for m in matches)
@@ -76,7 +78,7 @@ def test_rich_endpoint_with_filters_weights_and_explanations(
     from ishan_tools.players import Filters
 
     expected = index.similar(
-        Profile("midfielder", SEED),
+        Profile("midfielder", EXAMPLE_RATINGS),
         top=5,
         weights={"pace": 2},
         filters=Filters(max_age=24, foot="left", leagues=("Premier League",)),
@@ -148,7 +150,9 @@ def test_serve_command_runs_the_api_until_terminated() -> None:
             found = re.search(r"running on http://127\.0\.0\.1:(\d+)", process.stderr.readline())
             port = int(found.group(1)) if found else None
         assert port, "serve did not report its address"
-        response = httpx.post(f"http://127.0.0.1:{port}/find_similar_players/", json=SEED_BODY)
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/find_similar_players/", json=FIND_SIMILAR_BODY
+        )
         assert response.status_code == 200 and len(response.json()["similar_players"]) == 3
     finally:
         stop_process(process)

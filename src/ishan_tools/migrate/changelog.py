@@ -204,7 +204,18 @@ def status_rows(database: Any, script_dir: Path | None) -> list[StatusRow]:
     if script_dir is not None and script_dir.is_dir():
         for path in sorted(script_dir.glob("*.py")):
             if path.stem not in seen and _looks_like_migration(path):
-                rows.append(StatusRow(path.stem, "pending", 0, 0, None, None, None, False))
+                rows.append(
+                    StatusRow(
+                        name=path.stem,
+                        status="pending",
+                        runs=0,
+                        processed=0,
+                        last_run=None,
+                        updated_at=None,
+                        script_changed=None,
+                        no_backup=False,
+                    )
+                )
     return rows
 
 

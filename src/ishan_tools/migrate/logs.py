@@ -28,7 +28,7 @@ class RunLog:
         self._directory = directory
 
     def write_log(self, action: Any, content: Any = None) -> None:
-        """The callback's logger (the seed's `writeLog(action, content)`)."""
+        """The callback's logger (the original library's `writeLog(action, content)`)."""
         self._held.append(self._line(str(action), content, self.doc_id))
 
     def _line(self, action: str, content: Any, doc_id: Any) -> str:

@@ -34,7 +34,7 @@ class _RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+def progress_bar(*, enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
     """A progress callback drawing on stderr (documents/s, ETA), or None when disabled or
     when stderr is not a terminal."""
     stderr = console(stderr=True)

@@ -55,12 +55,17 @@ class Runner:
         self.batch_size = config.batch_size or script.batch_size or DEFAULT_BATCH_SIZE
         self.log = RunLog(config.log_dir, script.name, self.run_id)
         self.summary = RunSummary(
-            script.name, self.run_id, DRY_RUN, config.dry_run, False, config.backup
+            script.name,
+            self.run_id,
+            DRY_RUN,
+            dry_run=config.dry_run,
+            resumed=False,
+            backup=config.backup,
         )
         self.summary.log_path = self.log.path
         self.buffer = WriteBuffer(self._flush)
         self._collections: dict[str, BufferedCollection] = {}
-        self._seed_args: list[Any] | None = None
+        self._callback_collections: list[Any] | None = None
         self.context = MigrationContext(
             migration=self.script.name,
             run_id=self.run_id,
@@ -118,7 +123,7 @@ class Runner:
             restart = changelog.starts_over(
                 record, self.script.name, resume=self.config.resume, force=self.config.force
             )
-            query = self._prepare(record, restart)
+            query = self._prepare(record, restart=restart)
             self._process_all(query)
         except KeyboardInterrupt:
             self._finish_quietly(INTERRUPTED, "interrupted (Ctrl-C): continue with --resume")
@@ -129,7 +134,7 @@ class Runner:
         finally:
             self.lock.release()
 
-    def _prepare(self, record: dict[str, Any] | None, restart: bool) -> dict[str, Any]:
+    def _prepare(self, record: dict[str, Any] | None, *, restart: bool) -> dict[str, Any]:
         """Restore a batch cut short (resume), open the run in the changelog; the cursor query."""
         if self.config.backup:
             backup.ensure_index(self.database)
@@ -291,9 +296,11 @@ class Runner:
             if self.script.collections is None:
                 self.script.migrate(doc, self.context)
             else:
-                if self._seed_args is None:
-                    self._seed_args = [self.collection(n) for n in self.script.collections]
-                self.script.migrate(doc, *self._seed_args, self.log.write_log)
+                if self._callback_collections is None:
+                    self._callback_collections = [
+                        self.collection(name) for name in self.script.collections
+                    ]
+                self.script.migrate(doc, *self._callback_collections, self.log.write_log)
         except Exception as exc:
             self.buffer.discard_since(mark)
             message = f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""The web API: the seed's `POST /find_similar_players/` plus richer endpoints.
+"""The web API: the original project's `POST /find_similar_players/` plus richer endpoints.
 
 `create_app(index)` builds the FastAPI app with the index on `app.state`; `serve` runs it
 under uvicorn. Queries take well under a millisecond, so handlers run on the event loop.
@@ -28,8 +28,8 @@ def _role(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-class SeedRequest(BaseModel):
-    """The seed's request body, unchanged."""
+class FindSimilarPlayersRequest(BaseModel):
+    """The body of `POST /find_similar_players/`, as the original project defined it."""
 
     player_positions: str = Field(description="attacker, midfielder, defender or a code (CM)")
     speed: Rating
@@ -45,7 +45,7 @@ class SeedRequest(BaseModel):
         return _role(value)
 
 
-class SeedResponse(BaseModel):
+class FindSimilarPlayersResponse(BaseModel):
     similar_players: list[str]
 
 
@@ -97,9 +97,11 @@ def create_app(index: Index) -> FastAPI:
     )
     app.state.index = index
 
-    @app.post("/find_similar_players/", response_model=SeedResponse)
-    async def find_similar_players(body: SeedRequest, request: Request) -> dict[str, list[str]]:
-        """The seed's endpoint: the three closest players' short names."""
+    @app.post("/find_similar_players/", response_model=FindSimilarPlayersResponse)
+    async def find_similar_players(
+        body: FindSimilarPlayersRequest, request: Request
+    ) -> dict[str, list[str]]:
+        """The original project's endpoint: the three closest players' short names."""
         ratings = {
             "pace": body.speed,
             "shooting": body.shooting,
@@ -156,7 +158,7 @@ def create_app(index: Index) -> FastAPI:
         """One player's fields; `indexed` says whether he can be matched."""
         index = _index(request)
         row = _row_of(index, sofifa_id)
-        return {**index.table.record(row), "indexed": bool(index.position[row] >= 0)}
+        return {**index.table.record(row), "indexed": bool(index.feature_row[row] >= 0)}
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, object]:

@@ -298,7 +298,7 @@ def show(
 
     row = _resolve(index, player)
     record = index.table.record(row)
-    indexed = bool(index.position[row] >= 0)
+    indexed = bool(index.feature_row[row] >= 0)
     if as_json:
         print_json({**record, "indexed": indexed})
     else:

@@ -222,15 +222,17 @@ def load_players(path: Path | None = None, *, role_rule: str = "first") -> Playe
             )
     if not body:
         raise PlayersError(f"{source} has a header but no players")
-    position = {name: i for i, name in enumerate(header)}
+    column_index = {name: i for i, name in enumerate(header)}
     columns: list[Sequence[str]] = list(zip(*body, strict=True))
-    text = {name: list(columns[position[name]]) for name in TEXT_COLUMNS if name in position}
-    numbers = {
-        name: _parse_numbers(columns[position[name]], name, source)
-        for name in NUMBER_COLUMNS
-        if name in position
+    text = {
+        name: list(columns[column_index[name]]) for name in TEXT_COLUMNS if name in column_index
     }
-    ids = _parse_numbers(columns[position["sofifa_id"]], "sofifa_id", source)
+    numbers = {
+        name: _parse_numbers(columns[column_index[name]], name, source)
+        for name in NUMBER_COLUMNS
+        if name in column_index
+    }
+    ids = _parse_numbers(columns[column_index["sofifa_id"]], "sofifa_id", source)
     if np.isnan(ids).any():
         raise PlayersError(f"{source}, row {int(np.isnan(ids).argmax()) + 2}: empty sofifa_id")
     roles = [role_of_positions(cell, role_rule) for cell in text["player_positions"]]
