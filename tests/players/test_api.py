@@ -278,7 +278,14 @@ def test_player_card_under_either_role_rule(api: httpx.Client) -> None:
     )
 
 
-def test_new_endpoints_are_documented(api: httpx.Client) -> None:
+def test_page_and_its_assets_are_served_and_new_endpoints_documented(api: httpx.Client) -> None:
+    page = api.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page.text)
+    assert len(assets) == 3
+    for asset in assets:
+        assert api.get(f"/{asset}").status_code == 200, asset
+    assert api.get("/static/radar.js").status_code == 200  # imported by app.js
     paths = api.get("/openapi.json").json()["paths"]
     assert {
         "/players/similar.csv",
@@ -286,3 +293,4 @@ def test_new_endpoints_are_documented(api: httpx.Client) -> None:
         "/players/vocabulary",
         "/players/{sofifa_id}/percentiles",
     } <= set(paths)
+    assert "/" not in paths

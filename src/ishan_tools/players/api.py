@@ -1,5 +1,5 @@
-"""The web API: the seed's `POST /find_similar_players/`, richer endpoints, and what a web
-page asks for (name suggestions, percentiles, filter vocabularies).
+"""The web API and the scouting page: the seed's `POST /find_similar_players/`, richer
+endpoints, and the page at `/` with what it asks for (suggestions, percentiles, vocabularies).
 
 `create_app(index)` builds the FastAPI app with the index on `app.state`, plus an index for
 the other role rule over the same table, so each request may pick its rule; `serve` runs it
@@ -9,11 +9,13 @@ under uvicorn. Queries take well under a millisecond, so handlers run on the eve
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ishan_tools.errors import IshanError
@@ -24,6 +26,7 @@ from ishan_tools.players.index import Index, Match, Profile, attribute_name, par
 from ishan_tools.players.lookup import search
 from ishan_tools.players.percentiles import RoleGroups
 
+STATIC = Path(__file__).with_name("static")  # the scouting page: index.html, app.js, ...
 RoleRule = Literal["first", "majority"]
 Rating = Annotated[float, Field(ge=0, le=99, description="a rating from 0 to 99")]
 OptionalRating = Annotated[float | None, Field(default=None, ge=0, le=99)]
@@ -129,7 +132,7 @@ class PercentileQuery(BaseModel):
 
 
 def create_app(index: Index) -> FastAPI:
-    """The FastAPI app over `index` (kept on `app.state.index`)."""
+    """The FastAPI app over `index` (kept on `app.state.index`) and the page at `/`."""
     app = FastAPI(
         title="ishan players",
         summary="Find FIFA players similar to a profile or to another player.",
@@ -266,6 +269,12 @@ def create_app(index: Index) -> FastAPI:
         index = _index(request)
         return {"status": "ok", "players": len(index), "data": index.table.source}
 
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The scouting page; its script, styles and icon are under /static."""
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
