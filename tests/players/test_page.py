@@ -176,7 +176,7 @@ def test_sliders_move_ratings_leave_out_and_weights(page: Page, api: httpx.Clien
     weight = browser.find("#w-pace")
     weight.clear()
     page.changing(lambda: weight.send_keys("3"))
-    assert page.params()["w.pace"] == ["3"]
+    browser.wait_for(lambda d: page.params().get("w.pace") == ["3"], message="w.pace in the URL")
     assert page.ids() == similar_ids(api, **profile, weights={"pace": 3})
     page.changing(lambda: Select(browser.find("#position")).select_by_value("attacker"))
     assert page.ids() == similar_ids(
@@ -363,3 +363,25 @@ def test_readable_and_usable_at_phone_width(page: Page, api: httpx.Client) -> No
     radar = browser.find("#radar").size
     assert 300 <= radar["width"] <= 390
     assert browser.js("return document.documentElement.scrollWidth") <= 390
+
+
+def test_a_long_slider_drag_is_one_history_entry(page: Page, api: httpx.Client) -> None:
+    """400 `input` events, as a drag of several seconds makes, then the release."""
+    browser = page.browser
+    page.changing(
+        lambda: browser.js(
+            """const slider = document.querySelector('#r-physic');
+            for (let i = 0; i < 400; i++) {
+              slider.value = 40 + (i % 50);
+              slider.dispatchEvent(new Event('input', {bubbles: true}));
+            }
+            slider.value = 91;
+            slider.dispatchEvent(new Event('input', {bubbles: true}));
+            slider.dispatchEvent(new Event('change', {bubbles: true}));"""
+        )
+    )
+    assert page.params()["physic"] == ["91"] and page.slider_value("physic") == "91"
+    assert page.ids() == similar_ids(api, position="midfielder", **{**SEED, "physic": 91})
+    page.changing(browser.driver.back)
+    assert "position" not in page.params() and page.slider_value("physic") == "70"
+    assert browser.console_errors() == []

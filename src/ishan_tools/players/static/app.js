@@ -14,6 +14,7 @@ let vocabulary = { role_from: "first", positions: {} };
 let lastProfile = null; // the profile of the last answer (the liked player's ratings in `like` mode)
 let likedName = "";
 let pushNext = true; // the next change starts a new history entry
+let urlTimer = 0;
 let generation = 0;
 let pending = null;
 
@@ -74,17 +75,29 @@ function requestBody(s) {
   return body;
 }
 
-// One change of the page state: the URL follows (a new history entry after each committed
-// change, replaced while a slider is dragged), then the results.
+// One change of the page state, then the results. The URL follows: each committed change
+// (a release, a click, Enter) ends a history entry; while a slider is dragged or a number
+// typed, the entry is rewritten at most every 150 ms (Chrome ignores more than 200 URL
+// updates in 10 seconds).
 function change(mutate, { commit = true } = {}) {
   mutate(state);
-  const url = toURL(state);
-  if (url !== location.search) {
-    history[pushNext ? "pushState" : "replaceState"](null, "", url);
-    pushNext = false;
-  }
-  if (commit) pushNext = true;
+  if (commit) commitURL();
+  else if (!urlTimer) urlTimer = setTimeout(writeURL, 150);
   refresh();
+}
+
+function writeURL() {
+  clearTimeout(urlTimer);
+  urlTimer = 0;
+  const url = toURL(state);
+  if (url === location.search) return;
+  history[pushNext ? "pushState" : "replaceState"](null, "", url);
+  pushNext = false;
+}
+
+function commitURL() {
+  writeURL();
+  pushNext = true;
 }
 
 function leaveLikeMode(s) {
@@ -278,7 +291,7 @@ function buildControls() {
       $(`#o-${a}`).textContent = slider.value;
       change((s) => { leaveLikeMode(s); s.ratings[a] = Number(slider.value); }, { commit: false });
     });
-    slider.addEventListener("change", () => (pushNext = true));
+    slider.addEventListener("change", commitURL);
     $(`#use-${a}`).addEventListener("change", (event) => change((s) => {
       leaveLikeMode(s);
       if (event.target.checked) s.ratings[a] = Number(slider.value);
@@ -294,7 +307,7 @@ function buildControls() {
         else s.weights[name] = Number(input.value);
       }, { commit: false });
     });
-    input.addEventListener("change", () => (pushNext = true));
+    input.addEventListener("change", commitURL);
   }
   $("#position").addEventListener("change", (e) => change((s) => { leaveLikeMode(s); s.position = e.target.value; }));
   for (const name of NUMBERS) {
@@ -304,7 +317,7 @@ function buildControls() {
       if (!input.checkValidity()) return;
       change((s) => (s[name] = input.value === "" ? null : Math.round(Number(input.value) * scale)), { commit: false });
     });
-    input.addEventListener("change", () => (pushNext = true));
+    input.addEventListener("change", commitURL);
   }
   for (const name of ["foot", "role_from"]) $(`#${name}`).addEventListener("change", (e) => change((s) => (s[name] = e.target.value)));
   $("#top").addEventListener("change", (e) => change((s) => (s.top = Number(e.target.value))));
@@ -474,6 +487,8 @@ async function nameOfLiked() {
 }
 
 window.addEventListener("popstate", () => {
+  clearTimeout(urlTimer);
+  urlTimer = 0;
   state = fromURL(location.search);
   likedName = "";
   pushNext = true;
