@@ -210,6 +210,13 @@ function commandLine(s) {
 
 // ---- the selected player: radar and card ----
 let detailFor = "";
+const cards = new Map(); // a player's card under a role rule does not change: ask once
+
+function card(id, rule) {
+  const key = `${id}?role_from=${rule}`;
+  if (!cards.has(key)) cards.set(key, api(`players/${key}`).catch((error) => { cards.delete(key); throw error; }));
+  return cards.get(key);
+}
 
 async function loadDetail() {
   const box = $("#detail");
@@ -228,7 +235,7 @@ async function loadDetail() {
   try {
     const [ranks, player] = await Promise.all([
       api(`players/${state.sel}/percentiles?${params}`),
-      api(`players/${state.sel}?role_from=${rule}`),
+      card(state.sel, rule),
     ]);
     if (key !== detailFor) return;
     renderDetail(ranks, player);
@@ -398,6 +405,7 @@ function syncControls() {
   $("#like").hidden = !state.like;
   $("#like-name").textContent = likedName || `#${state.like}`;
   $("#profile").classList.toggle("from-player", Boolean(state.like));
+  $("#from-player").hidden = !state.like;
 }
 
 // ---- search with suggestions (a combobox: arrows move, Enter picks, Escape closes) ----

@@ -34,8 +34,9 @@ export function drawRadar(svg, tip, axes, series, groupName) {
   const rings = node("g", { class: "rings" }, svg);
   for (const level of [25, 50, 75, 100]) {
     node("circle", { r: (RADIUS * level) / 100, class: level === 50 ? "ring mid" : "ring" }, rings);
-    if (level < 100) {
-      node("text", { x: 4, y: (-RADIUS * level) / 100 - 3, class: "ring-label" }, rings).textContent = level;
+    if (level < 100) { // between the first two spokes, clear of the vertices
+      const [x, y] = point(0.5, count, level);
+      node("text", { x: x + 3, y: y - 3, class: "ring-label" }, rings).textContent = level;
     }
   }
   axes.forEach((axis, i) => {
