@@ -11,7 +11,7 @@ Each is timed from the event to the page's own "done" event (table, suggestions 
 replaced in the DOM) and to the next frame after it. The baseline, measured in the same page
 and run: the bare API round trip (fetch of the same request, parsed, nothing drawn).
 
-Run: .venv/bin/python bench/players_web.py [--rounds 200]   (about a minute)
+Run: .venv/bin/python bench/players_web.py [--rounds 200]   (a minute or two)
 """
 
 from __future__ import annotations
