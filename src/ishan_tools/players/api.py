@@ -28,6 +28,16 @@ from ishan_tools.players.percentiles import RoleGroups
 
 STATIC = Path(__file__).with_name("static")  # the scouting page: index.html, app.js, ...
 RoleRule = Literal["first", "majority"]
+# what a name suggestion shows (GET /players/search)
+SUGGESTION_FIELDS = (
+    "sofifa_id",
+    "short_name",
+    "long_name",
+    "club_name",
+    "player_positions",
+    "age",
+    "overall",
+)
 Rating = Annotated[float, Field(ge=0, le=99, description="a rating from 0 to 99")]
 OptionalRating = Annotated[float | None, Field(default=None, ge=0, le=99)]
 
@@ -204,16 +214,11 @@ def create_app(index: Index) -> FastAPI:
             rows = search(index.table, q)
         except IshanError as exc:
             raise HTTPException(422, str(exc)) from None
-        fields = ("sofifa_id", "short_name", "long_name", "club_name", "player_positions")
         players = []
         for row in rows[:limit]:
             record = index.table.record(row)
-            players.append(
-                {
-                    **{key: record[key] for key in (*fields, "age", "overall")},
-                    "indexed": _indexed(index, row),
-                }
-            )
+            shown = {key: record[key] for key in SUGGESTION_FIELDS}
+            players.append({**shown, "indexed": _indexed(index, row)})
         return {"total": len(rows), "players": players}
 
     @app.get("/players/vocabulary")
@@ -240,8 +245,7 @@ def create_app(index: Index) -> FastAPI:
         """The player's six ratings as percentile ranks within his role group (attackers,
         midfielders or defenders under `role_from`), and any profile ratings given, ranked
         in the same group: what the page's radar draws."""
-        rule = query.role_from or _index(request).table.role_rule
-        index = _index(request, rule)
+        index = _index(request, query.role_from)
         row = _row_of(index, sofifa_id)
         if not _indexed(index, row):
             name = index.table.text["short_name"][row]
@@ -250,14 +254,14 @@ def create_app(index: Index) -> FastAPI:
                 422, f"{name} ({positions}) has no role group: only outfield players are ranked"
             )
         role = str(index.table.roles[row])
-        groups: RoleGroups = request.app.state.groups[rule]
+        groups: RoleGroups = request.app.state.groups[index.table.role_rule]
         own = {name: float(index.table.numbers[name][row]) for name in ATTRIBUTES}
         given = {name: getattr(query, name) for name in ATTRIBUTES}
         profile = {name: value for name, value in given.items() if value is not None}
         return {
             "sofifa_id": sofifa_id,
             "short_name": index.table.text["short_name"][row],
-            "role_from": rule,
+            "role_from": index.table.role_rule,
             "group": role,
             "group_size": groups.size(role),
             "player": _ranked(own, groups.percentiles(role, own)),
@@ -316,8 +320,8 @@ def vocabulary(index: Index) -> dict[str, Any]:
 
 def _answer(body: SimilarRequest, request: Request) -> tuple[str, Profile, list[Match]]:
     """The role rule used, the profile and the matches a `SimilarRequest` asks for."""
-    rule = body.role_from or _index(request).table.role_rule
-    index = _index(request, rule)
+    index = _index(request, body.role_from)
+    rule = index.table.role_rule
     try:
         filters = body.filters()
         if body.like is not None:
@@ -341,12 +345,11 @@ def _answer(body: SimilarRequest, request: Request) -> tuple[str, Profile, list[
 
 
 def _index(request: Request, role_from: str | None = None) -> Index:
-    """The index of `role_from` (default: the one the server was started with)."""
-    if role_from is None:
-        default: Index = request.app.state.index
-        return default
-    chosen: Index = request.app.state.indexes[role_from]
-    return chosen
+    """The index of role rule `role_from` (None: the one the server was started with)."""
+    index: Index = (
+        request.app.state.index if role_from is None else request.app.state.indexes[role_from]
+    )
+    return index
 
 
 def _row_of(index: Index, sofifa_id: int) -> int:
