@@ -279,3 +279,29 @@ def test_at_a_terminal_an_ambiguous_name_asks_which_one() -> None:
 def test_at_a_terminal_an_empty_answer_keeps_the_error() -> None:
     code, out, screen = _ask_at_terminal(b"")
     assert code == 1 and out == "" and "matches 3 players" in screen
+
+
+def test_min_age_and_plays_filters() -> None:
+    matches = json_of(
+        *EXAMPLE_ARGS, "--min-age", "30", "--plays", "cdm", "--plays", "CB", "-n", "8"
+    )
+    assert len(matches) == 8
+    for match in matches:
+        assert int(str(match["age"])) >= 30
+        assert {"CDM", "CB"} & set(str(match["player_positions"]).split(", "))
+    liked = json_of("like", "Pedri", "--min-age", "31", "--max-age", "31", "-n", "4")
+    assert [m["age"] for m in liked] == [31] * 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-age", "30", "--max-age", "20"], "min age 30 is above max age 20"),
+        (["--plays", "GK"], "goalkeepers are not compared"),
+        (["--plays", "winger"], "unknown position code 'winger'"),
+        (["--min-age", "-1"], "greater than or equal to 0"),
+    ],
+)
+def test_bad_min_age_and_plays_are_usage_errors(args: list[str], message: str) -> None:
+    code, _, err = run(*EXAMPLE_ARGS, *args)
+    assert code == 2 and message in err

@@ -169,3 +169,15 @@ def test_optional_columns_may_be_absent_but_not_filtered_on(tmp_path: Path) -> N
     )
     with pytest.raises(PlayersError, match="no league_name column"):
         index.similar(Profile("attacker", EXAMPLE_RATINGS), filters=Filters(leagues=("liga",)))
+
+
+def test_the_wheel_carries_the_data_and_every_file_of_the_page() -> None:
+    """What `pip install` gets: the embedded CSV and the scouting page's static files."""
+    from hatchling.builders.wheel import WheelBuilder
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = {f.distribution_path for f in WheelBuilder(str(root)).recurse_included_files()}
+    package = root / "src" / "ishan_tools" / "players"
+    page = {f"ishan_tools/players/static/{p.name}" for p in (package / "static").iterdir()}
+    assert {"ishan_tools/players/static/index.html", "ishan_tools/players/static/app.js"} <= page
+    assert page | {"ishan_tools/players/players_22.csv.gz"} <= shipped
