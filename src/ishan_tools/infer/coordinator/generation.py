@@ -15,7 +15,7 @@ from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.relay import Stream, events, open_stream
 from ishan_tools.infer.coordinator.sse import EventStreamResponse, Render
 from ishan_tools.infer.errors import BadRequest
-from ishan_tools.infer.protocol import parse_request
+from ishan_tools.infer.protocol import KV_HEADER, WORKER_HEADER, parse_request
 
 
 async def json_body(request: Request) -> Any:
@@ -38,6 +38,10 @@ async def start_stream(request: Request, body: Any, **parse: Any) -> Stream:
 
 
 def stream_response(stream: Stream, render: Render) -> EventStreamResponse:
-    return EventStreamResponse(
+    """The streamed answer; its headers name the worker and the KV cache the session holds."""
+    response = EventStreamResponse(
         events(stream), render, stream.registry.settings.client_buffer, on_close=stream.close
     )
+    response.headers[WORKER_HEADER] = stream.record.worker_id
+    response.headers[KV_HEADER] = str(stream.kv_bytes)
+    return response
