@@ -389,3 +389,15 @@ def test_the_readme_screenshot(browser: Browser, service: Cluster, tmp_path: Pat
     if os.environ.get("ISHAN_SCREENSHOTS"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_the_wheel_carries_every_file_of_the_page() -> None:
+    """What `pip install` gets: the page and all its assets (the page loads nothing else)."""
+    from hatchling.builders.wheel import WheelBuilder
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = {f.distribution_path for f in WheelBuilder(str(root)).recurse_included_files()}
+    static = root / "src" / "ishan_tools" / "infer" / "coordinator" / "static"
+    page = {f"ishan_tools/infer/coordinator/static/{p.name}" for p in static.iterdir()}
+    assert {"index.html", "chat.js", "chat.css"} <= {p.rsplit("/", 1)[1] for p in page}
+    assert page <= shipped
