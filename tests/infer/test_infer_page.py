@@ -371,18 +371,17 @@ def test_the_readme_screenshot(browser: Browser, service: Cluster, tmp_path: Pat
     page = ChatPage(browser, f"{service.url}/")
     browser.viewport(1280, 760)
     page.open()
-    browser.find("#system").send_keys("You are a concise assistant.")
-    page.send("Give me three tips for a good night's sleep.", max_tokens=90)
+    page.send("What is the capital of France? One word.", max_tokens=24)
     page.wait_for_answer()
-    page.send(COUNTING, max_tokens=1500)
+    page.send("Write a short story about a lighthouse keeper.", max_tokens=400)
     browser.wait_for(
-        lambda d: len(page.last_answer()["text"]) > 40 and page.worker_sessions().startswith("1"),
+        lambda d: len(page.last_answer()["text"]) > 200 and page.worker_sessions()[0] == "1",
         timeout=240,
         message="a running stream",
     )
-    time.sleep(1.5)  # a few refreshes of the service panel
     shot = browser.screenshot(tmp_path / "infer-chat.png")
-    browser.find("#stop").click()
+    if browser.find("#stop").is_enabled():
+        browser.find("#stop").click()
     page.wait_for_answer(timeout=10)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert browser.console_errors() == []

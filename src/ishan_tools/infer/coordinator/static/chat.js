@@ -223,7 +223,12 @@ function body(message, into) {
     return;
   }
   into.append(markdown(message.content));
-  if (message.pending) into.append(el("span", "cursor", "▍"));
+  if (message.pending) {
+    // the cursor goes at the end of the text: inside the last paragraph, item or code
+    let last = into.lastElementChild;
+    while (last && ["UL", "OL", "PRE"].includes(last.tagName)) last = last.lastElementChild;
+    (last || into).append(el("span", "cursor", "▍"));
+  }
 }
 
 function paint(message) {

@@ -135,14 +135,14 @@ export function watchService(els, onWorkers) {
     term(totals, "workers", `${healthy} of ${workers.length} healthy`);
     term(totals, "sessions", `${health.sessions} / ${health.limits.max_sessions}`);
     term(totals, "KV in use", `${bytes(health.kv_used_bytes)} / ${bytes(health.limits.max_kv_bytes)}`);
-    if (tokens) term(totals, "generating", `${tokens.rate.toFixed(1)} tok/s (${Math.round(tokens.total)} total)`);
+    if (tokens) term(totals, "tokens, all clients", `${tokens.rate.toFixed(1)}/s (${Math.round(tokens.total)} in all)`);
     els.totals.replaceChildren(totals);
     els.status.textContent = healthy
       ? `● ${healthy}/${workers.length} worker${workers.length === 1 ? "" : "s"} healthy`
       : workers.length
         ? "● no healthy worker"
         : "● no workers yet";
-    els.status.dataset.state = healthy ? "ok" : "down";
+    els.status.dataset.state = document.body.dataset.service = healthy ? "ok" : "down";
     els.updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
   }
 
@@ -163,7 +163,7 @@ export function watchService(els, onWorkers) {
       onWorkers(workers);
     } catch (error) {
       els.status.textContent = "● coordinator unreachable";
-      els.status.dataset.state = "down";
+      els.status.dataset.state = document.body.dataset.service = "down";
       els.updated.textContent = `cannot reach the coordinator (${error.message}); retrying`;
     } finally {
       running = false;
