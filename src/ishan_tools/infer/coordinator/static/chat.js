@@ -451,7 +451,9 @@ async function stream(conversation, message, payload) {
     if (error.name === "AbortError") {
       message.stopped = true;
     } else {
-      message.error = error instanceof ApiError ? `Error ${error.status}: ${error.message}` : `Error: ${error.message}`;
+      if (error instanceof ApiError) message.error = `Error ${error.status}: ${error.message}`;
+      else if (error instanceof TypeError) message.error = `Error: cannot reach the coordinator (${error.message})`;
+      else message.error = `Error: ${error.message}`;
       if (error.status === 401) needKey(error.message);
     }
   } finally {
