@@ -135,7 +135,7 @@ export function watchService(els, onWorkers) {
     term(totals, "workers", `${healthy} of ${workers.length} healthy`);
     term(totals, "sessions", `${health.sessions} / ${health.limits.max_sessions}`);
     term(totals, "KV in use", `${bytes(health.kv_used_bytes)} / ${bytes(health.limits.max_kv_bytes)}`);
-    if (tokens) term(totals, "tokens, all clients", `${tokens.rate.toFixed(1)}/s (${Math.round(tokens.total)} in all)`);
+    if (tokens) term(totals, "generated, all clients", `${tokens.rate.toFixed(1)} tok/s`);
     els.totals.replaceChildren(totals);
     els.status.textContent = healthy
       ? `● ${healthy}/${workers.length} worker${workers.length === 1 ? "" : "s"} healthy`
