@@ -241,3 +241,29 @@ def test_an_idle_session_expires_after_its_ttl(cluster: Any) -> None:
         last = list(events)[-1]
     assert last["finished"] is True and "session expired" in last["error"]
     assert coordinator_sessions(c) == 0
+
+
+def test_a_client_that_leaves_before_its_first_token_frees_its_queued_session(
+    cluster: Any,
+) -> None:
+    c: Cluster = cluster()
+    c.add_worker("w1", "--slots", "1", ctx=8192)
+    address = urlsplit(c.url)
+    raw = json.dumps(body(max_tokens=4)).encode()
+    with infer(c.url, body(max_tokens=LONG)) as running:
+        next(running)
+        with socket.create_connection((address.hostname, address.port)) as sock:
+            sock.sendall(
+                b"POST /coordinator/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+                b"\r\ncontent-length: %d\r\n\r\n%s" % (len(raw), raw)
+            )
+            wait_until(lambda: worker_health(c, "w1")["waiting"] == 1)  # behind the one slot
+        # hung up while queued: freed at once, not when the slot comes free
+        wait_until(lambda: worker_health(c, "w1")["cancelled"] == 1, timeout=5)
+        health = worker_health(c, "w1")
+        assert (health["sessions"], health["waiting"], health["completed"]) == (1, 0, 0)
+        assert coordinator_sessions(c) == 1
+        assert next(running)["finished"] is False  # the running stream carries on
+        metrics = httpx.get(f"{c.url}/metrics", timeout=5).text
+        assert 'endpoint="/coordinator/infer",outcome="client-disconnect"} 1.0' in metrics
+    wait_until(lambda: coordinator_sessions(c) == 0)

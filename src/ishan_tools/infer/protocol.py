@@ -18,6 +18,7 @@ from ishan_tools.infer.events import Done, Event, Failed, Token
 
 MAX_STOP_SEQUENCES = 4
 KV_HEADER = "x-ishan-kv-bytes"  # the worker's real KV figure for the session
+WORKER_HEADER = "x-ishan-worker"  # on a coordinator's stream: the worker that serves it
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
