@@ -28,8 +28,8 @@ from .helpers import (
 
 
 def done_batch(db: Any, name: str) -> int:
-    record = db["_ishan_migrations"].find_one({"_id": name}, {"done_batch": 1})
-    return 0 if record is None else int(record.get("done_batch", 0))
+    """Batches written so far, over the migration's partitions."""
+    return sum(int(p.get("done_batch", 0)) for p in db["_ishan_partitions"].find({"m": name}))
 
 
 def kill_mid_run(

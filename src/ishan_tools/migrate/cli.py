@@ -100,6 +100,22 @@ def run_command(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
     json_output: Json = False,
     timeout: Timeout = 10.0,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="Worker processes sharing the run (by _id ranges)."),
+    ] = 1,
+    join: Annotated[
+        bool,
+        typer.Option("--join", help="Take part in the run of this script going on now."),
+    ] = False,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=0.1,
+            help="How long a dead worker's partition waits before another takes it over.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run a migration script over its primary collection."""
     from ishan_tools.migrate.api import run_migration
@@ -120,6 +136,9 @@ def run_command(
         backup=not no_backup,
         continue_on_error=continue_on_error,
         log_dir=log_dir,
+        workers=workers,
+        join=join,
+        lease_s=lease_seconds,
     )
     with progress_bar(enabled=not (quiet or json_output)) as progress:
         summary = run_migration(_connection(uri, db, timeout), config, progress)
@@ -153,8 +172,8 @@ def status_command(
     from ishan_tools.migrate.api import migration_status
     from ishan_tools.migrate.render import render_status
 
-    rows, holder = migration_status(_connection(uri, db, timeout), directory)
-    render_status(rows, holder, as_json=json_output)
+    rows, holder, run = migration_status(_connection(uri, db, timeout), directory)
+    render_status(rows, holder, run, as_json=json_output)
 
 
 @app.command("rollback")

@@ -23,7 +23,7 @@ class MigrationContext:
         self._runner = runner
         self.migration = runner.script.name
         self.run_id = runner.run_id
-        self.dry_run = runner.config.dry_run
+        self.dry_run = runner.dry_run
 
     def collection(self, name: str) -> BufferedCollection:
         return self._runner.collection(name)
