@@ -15,6 +15,7 @@ import pytest
 
 from ishan_tools.migrate.lock import MigrationLock
 
+from .server import database_uri
 from .helpers import (
     FIXTURES,
     contents,
@@ -56,7 +57,7 @@ def test_ctrl_c_records_interrupted_and_resume_finishes(
 ) -> None:
     seed(db, users=600)
     reference = copy_db(db)
-    per_reference = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    per_reference = database_uri(mongo_uri, reference.name)
     assert (
         run_script(per_reference, "inc_visits.py", tmp_path, "--batch-size", "20")[0].exit_code == 0
     )
@@ -90,7 +91,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     seed(db, users=users, orders_per_user=2)
     original = snapshot(db, "users", "orders")
     reference = copy_db(db)
-    reference_uri = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    reference_uri = database_uri(mongo_uri, reference.name)
     result = ishan(
         "migrate",
         "run",
