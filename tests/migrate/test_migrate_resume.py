@@ -15,7 +15,6 @@ import pytest
 
 from ishan_tools.migrate.lock import MigrationLock
 
-from .server import database_uri
 from .helpers import (
     FIXTURES,
     contents,
@@ -26,6 +25,7 @@ from .helpers import (
     snapshot,
     wait_for,
 )
+from .server import database_uri
 
 
 def done_batch(db: Any, name: str) -> int:

@@ -186,7 +186,7 @@ def test_one_migration_at_a_time_with_several_participants(
         table = ishan("migrate", "status", "--uri", mongo_uri).stdout
         assert process.poll() is None, "the run ended before the status was read"
     finally:
-        out, err = finish(process)
+        _out, err = finish(process)
     assert process.returncode == 0, err
     run = status["run"]
     assert run["migration"] == "slow_inc"

@@ -85,8 +85,15 @@ def id_range(
 ) -> dict[str, Any]:
     """The script's filter, restricted to `_id`s between `low` and `high`."""
     clauses = [dict(filter_doc)] if filter_doc else []
-    clauses += [after(low, inclusive=low_inclusive), before(high, inclusive=high_inclusive)]
-    return {"$and": clauses}
+    if type_rank(low) == type_rank(high):  # no other type sorts in between: one plain range
+        bounds = {
+            "$gte" if low_inclusive else "$gt": low,
+            "$lte" if high_inclusive else "$lt": high,
+        }
+        clauses.append({"_id": bounds})
+    else:
+        clauses += [after(low, inclusive=low_inclusive), before(high, inclusive=high_inclusive)]
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def primary_query(

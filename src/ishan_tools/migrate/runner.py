@@ -120,6 +120,12 @@ class Runner:
             finally:
                 batches.close()
 
+    def abandon(self) -> None:
+        """Forget the batch in progress (its lease was lost: its next worker redoes it)."""
+        self.buffer.take()
+        self.log.discard()
+        self._reset_unit()
+
     def _split(self, partition: Partition) -> bool:
         self._split_wanted = False
         assert self.board is not None

@@ -119,6 +119,7 @@ def _take_partitions(
         try:
             outcome = runner.run_partition(partition)
         except LeaseLost:
+            runner.abandon()
             log.event("lost lease", {"partition": partition.label})
             continue
         except BaseException:
