@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ishan_tools.migrate.report import DEFAULT_BATCH_SIZE, RunConfig, RunSetting
 from ishan_tools.migrate.runner import FAILED, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript, load_script
 from ishan_tools.migrate.supervisor import supervise
-from ishan_tools.migrate.worker import work
+from ishan_tools.migrate.worker import ServerLost, work
 
 DRY_RUN = "dry run"
 
@@ -75,7 +76,8 @@ def _start(
                 progress,
             )
     finally:
-        session.leave(database, script.name, settings, member, mine)
+        if not isinstance(sys.exc_info()[1], ServerLost):
+            session.leave(database, script.name, settings, member, mine)
     session.wait_until_closed(database, script.name, settings)
     summary = session.run_summary(database, script.name, settings, config.workers)
     summary.elapsed_s = time.perf_counter() - started
@@ -104,7 +106,7 @@ def _join(
         log = RunLog(config.log_dir, script.name, settings.run_id, worker)
     started = time.perf_counter()
     session.enlist(database, script.name, settings, member, None if log is None else str(log.path))
-    mine = None
+    mine, closed = None, None
     try:
         if log is not None:
             mine = work(database, script, settings, member, log, progress)
@@ -120,7 +122,8 @@ def _join(
                 progress,
             )
     finally:
-        closed = session.leave(database, script.name, settings, member, mine)
+        if not isinstance(sys.exc_info()[1], ServerLost):
+            closed = session.leave(database, script.name, settings, member, mine)
     summary = session.run_summary(database, script.name, settings, config.workers)
     if closed is None and summary.status == changelog.RUNNING:
         summary.stop_reason = "the run goes on in its other participants"

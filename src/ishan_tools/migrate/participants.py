@@ -81,6 +81,12 @@ def report(database: Any, member_id: str, summary: RunSummary, partition: str | 
     database[PARTICIPANTS].update_one({"_id": member_id}, {"$set": fields})
 
 
+def holding(database: Any, member_id: str, partition: str | None) -> None:
+    """The partition this participant works on now, for `status`."""
+    fields = {"partition": partition, "heartbeat_at": utcnow()}
+    database[PARTICIPANTS].update_one({"_id": member_id}, {"$set": fields})
+
+
 def leave(database: Any, member_id: str, summary: RunSummary | None) -> None:
     fields: dict[str, Any] = {"state": "left", "left_at": utcnow(), "partition": None}
     if summary is not None:
@@ -128,6 +134,7 @@ def add_up(docs: Iterable[dict[str, Any]], summary: RunSummary) -> RunSummary:
         if doc.get("log"):
             here = doc.get("host") == socket.gethostname()
             summary.logs.append(doc["log"] if here else f"{doc.get('host')}:{doc['log']}")
+    summary.logs.sort()
     return summary
 
 
@@ -160,10 +167,11 @@ class Heartbeat(threading.Thread):
             self._renewed = time.monotonic()
 
     def check(self) -> None:
-        """Before a write: raise LeaseLost if the lease is gone or may have run out."""
+        """Before a write: raise LeaseLost if the lease is gone, or was last renewed more than
+        half a lease ago (then a write could still land after another worker took over)."""
         with self._guard:
             lost = self._lost is not None and self._lost == self._holding
-            late = time.monotonic() - self._renewed > self.lease_s
+            late = time.monotonic() - self._renewed > self.lease_s / 2
         if self._holding is not None and (lost or late):
             raise LeaseLost(str(self._holding))
 

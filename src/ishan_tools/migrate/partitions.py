@@ -63,7 +63,7 @@ class Plan:
 def split_ids(ids: Iterable[Any], parts: int, limit: int | None = None) -> Plan:
     """Cut `_id`s (sorted, one pass) into up to `parts` spans of equal size over the first
     `limit`; memory stays bounded: every `step`-th `_id` is kept, `step` doubling as needed."""
-    cap = max(1024, 64 * parts)
+    cap = max(4096, 256 * parts)
     samples: list[Any] = []
     step, count, rest_count = 1, 0, 0
     last = rest_first = rest_last = None

@@ -27,6 +27,11 @@ from ishan_tools.migrate.report import (
 )
 from ishan_tools.migrate.script import MigrationScript
 
+
+class RunOver(MigrationError):
+    """The run to join ended before this process could take part."""
+
+
 JOIN_CONFLICTS = (
     ("resume", "--resume"),
     ("force", "--force"),
@@ -165,7 +170,7 @@ def enlist(
     participants.register(database, name, settings.run_id, member, log)
     if not lock.join(database, settings.run_id, member):
         participants.leave(database, member["id"], None)
-        raise MigrationError(f"nothing to join: run {settings.run_id} of {name} has just ended")
+        raise RunOver(f"nothing to join: run {settings.run_id} of {name} has just ended")
 
 
 def leave(

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from ishan_tools.errors import IshanError, MigrationError
 from ishan_tools.migrate import lock, participants, session
 from ishan_tools.migrate.changelog import FAILED, INTERRUPTED
@@ -27,6 +29,10 @@ from ishan_tools.migrate.runner import DONE, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript
 
 INTERRUPTED_REASON = "interrupted (Ctrl-C): continue with --resume"
+
+
+class ServerLost(MigrationError):
+    """The server stopped answering mid-run; leaving the run cleanly is not possible."""
 
 
 def work(
@@ -73,12 +79,19 @@ def work(
     started = time.perf_counter()
     heartbeat.start()
     try:
-        _take_partitions(database, settings, board, heartbeat, runner, log, holding)
+        _take_partitions(database, settings, board, heartbeat, runner, log, holding, member)
     except KeyboardInterrupt:
         summary.stop_reason = INTERRUPTED_REASON
         if stops_run:
             _stop_quietly(database, settings, INTERRUPTED, INTERRUPTED_REASON)
         raise
+    except PyMongoError as exc:
+        summary.stop_reason = f"{type(exc).__name__}: {exc}"
+        reason = str(exc).split(",")[0].split(" (configured")[0]
+        raise ServerLost(
+            f"lost the server mid-run ({reason}); {script.name} is left interrupted: "
+            "continue with --resume"
+        ) from exc
     except Exception as exc:
         summary.stop_reason = f"{type(exc).__name__}: {exc}"
         _stop_quietly(database, settings, FAILED, summary.stop_reason)
@@ -99,6 +112,7 @@ def _take_partitions(
     runner: Runner,
     log: RunLog,
     holding: list[str | None],
+    member: dict[str, Any],
 ) -> None:
     poll = min(0.5, settings.lease_s / 4)
     while not heartbeat.stop_requested.is_set():
@@ -116,6 +130,7 @@ def _take_partitions(
             )
         heartbeat.hold(partition.id)
         holding[0] = partition.label
+        participants.holding(database, member["id"], partition.label)
         try:
             outcome = runner.run_partition(partition)
         except LeaseLost:
@@ -162,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         connection = ConnectionConfig(spec["uri"], spec["db"], spec["timeout_s"])
         config = RunConfig(script=script.path, backup=spec["backup"], join=True)
         with connected(connection) as database:
+            if lock.run_holder(database, spec["run_id"]) is None:
+                return 0  # the other workers finished the run before this one started
             settings = session.joinable(database, script, config)
             if settings.run_id != spec["run_id"]:
-                raise MigrationError(f"run {spec['run_id']} of {script.name} has ended")
+                return 0
             member = participants.new_member(participants.WORKER)
             log = RunLog(Path(spec["log_dir"]), script.name, settings.run_id, f"w{index}")
             session.enlist(database, script.name, settings, member, str(log.path))
@@ -172,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 summary = work(database, script, settings, member, log)
             finally:
-                session.leave(database, script.name, settings, member, summary)
+                if not isinstance(sys.exc_info()[1], ServerLost):
+                    session.leave(database, script.name, settings, member, summary)
     except KeyboardInterrupt:
         return 130
+    except session.RunOver:
+        return 0
     except IshanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
