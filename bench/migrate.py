@@ -10,11 +10,11 @@ On one server, in one run, over the same N documents (default 50,000) and the sa
       (an external call);
   (e) `ishan migrate --workers 1, 2` with a callback that does about 1 ms of Python work per
       document first (calibrated at start).
-Each round runs (b)-(e) and (c) in rotating order; the table gives median docs/s and the
-median of each round's docs/s relative to that round's (c) (this machine is shared: rounds
-vary). Then the peak Python memory of (b) at N/10 and N documents (tracemalloc, untimed).
-Starts its own `secantusd-py` (from the `test` extra) unless --uri (or
-ISHAN_TEST_MONGODB_URI) names a server.
+Each round runs (b)-(e) in rotating order, each right after a run of (c): this machine is
+shared and its load drifts, so each row is compared with the (c) measured next to it. The
+table gives median docs/s and the median of those ratios. Then the peak Python memory of (b)
+at N/10 and N documents (tracemalloc, untimed). Starts its own `secantusd-py` (from the
+`test` extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a server.
 
     .venv/bin/python bench/migrate.py [--docs 50000] [--repeat 1] [--seed-sample 5000] [--uri mongodb://...]
 """
@@ -253,17 +253,23 @@ def main() -> None:
             )
         rates: dict[str, list[float]] = {name: [] for name in variants}
         ratios: dict[str, list[float]] = {name: [] for name in variants}
+        ratios[BASELINE] = [1.0]
         for round_no in range(args.repeat):
-            names = list(variants)
+            names = [name for name in variants if name != BASELINE]
             names = names[round_no % len(names) :] + names[: round_no % len(names)]  # rotate
-            for name in names:
-                rates[name].append(variants[name](database, base, args.docs))
-                print(f"  round {round_no + 1}: {name}: {rates[name][-1]:,.0f} docs/s", flush=True)
-            for name in variants:  # docs/s relative to (c) in the same round
-                ratios[name].append(rates[name][-1] / rates[BASELINE][-1])
             if round_no == 0:
-                rates[SEED] = [per_document(args.seed_sample)(database, base, args.docs)]
-                ratios[SEED] = [rates[SEED][0] / rates[BASELINE][-1]]
+                names.append(SEED)
+                variants[SEED] = per_document(args.seed_sample)
+                rates[SEED], ratios[SEED] = [], []
+            for name in names:
+                rates[BASELINE].append(hand_bulk(database, base, args.docs))
+                rates[name].append(variants[name](database, base, args.docs))
+                ratios[name].append(rates[name][-1] / rates[BASELINE][-1])
+                print(
+                    f"  round {round_no + 1}: (c) {rates[BASELINE][-1]:,.0f}, then {name}: "
+                    f"{rates[name][-1]:,.0f} docs/s ({os.getloadavg()[0]:.1f} load)",
+                    flush=True,
+                )
         median = {name: statistics.median(values) for name, values in rates.items()}
         ratio = {name: statistics.median(values) for name, values in ratios.items()}
         print()
@@ -273,7 +279,7 @@ def main() -> None:
                 f"{name:<42} {median[name]:>16,.0f} {ratio[name]:>13.2f}x {1 / ratio[name]:>11.2f}x"
             )
         sampled = min(args.seed_sample, args.docs)
-        print(f"(a) timed on the first {sampled:,} documents, in round 1, against round 1's (c)")
+        print(f"(a) timed on the first {sampled:,} documents, in round 1; (c): every run of it")
         print()
         best_wait = max((WAIT.format(w) for w in (4, 16)), key=lambda name: ratio[name])
         speedup = median[CPU.format(2)] / median[CPU.format(1)]
