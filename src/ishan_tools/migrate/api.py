@@ -120,6 +120,7 @@ def _join(
                 config.log_dir,
                 config.workers,
                 progress,
+                stops_run=False,
             )
     finally:
         if not isinstance(sys.exc_info()[1], ServerLost):

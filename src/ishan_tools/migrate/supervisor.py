@@ -3,9 +3,10 @@
 Each worker is `python -m ishan_tools.migrate.worker SPEC INDEX` in a session of its own (a
 terminal's Ctrl-C reaches only this process) that gets SIGTERM if this process dies (Linux).
 This process is a participant too (a supervisor: it works on no partition), so the run is not
-closed while it watches. Ctrl-C or SIGTERM here asks every participant to stop, sends SIGTERM
-to the workers (each gives its partition back at once) and waits for them: the run is left
-interrupted and resumable.
+closed while it watches. Ctrl-C or SIGTERM here sends SIGTERM to the workers (each gives its
+partition back at once) and waits for them; in the process that started the run it also asks
+every participant to stop, leaving the run interrupted and resumable (in one that joined,
+the run goes on elsewhere).
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ def supervise(
     log_dir: Path,
     workers: int,
     progress: Progress | None = None,
+    *,
+    stops_run: bool = True,
 ) -> list[str]:
-    """Run `workers` worker processes until they exit; what the ones that failed said."""
+    """Run `workers` worker processes until they exit; what the ones that failed said.
+    `stops_run`: a Ctrl-C here stops every participant (else only these workers)."""
     heartbeat = Heartbeat(
         database, settings.run_id, member["id"], None, settings.lease_s, settings.lock_ttl_s
     )
@@ -93,8 +97,9 @@ def supervise(
                     progress(*board.progress())
                 time.sleep(POLL_S)
         except KeyboardInterrupt:
-            with contextlib.suppress(Exception):
-                lock.request_stop(database, settings.run_id, INTERRUPTED, INTERRUPTED_REASON)
+            if stops_run:
+                with contextlib.suppress(Exception):
+                    lock.request_stop(database, settings.run_id, INTERRUPTED, INTERRUPTED_REASON)
             raise
         finally:
             _stop(processes)
