@@ -268,3 +268,11 @@ def test_limit_dry_run_and_errors_keep_their_meaning_with_workers(
     assert summary["status"] == "applied", result.output
     assert sorted(e["_id"] for e in summary["failed_documents"]) == list(range(1, 40, 5))
     assert db.users.count_documents({"seen": True}) == 32
+
+    plain = ("--workers", "2", "--no-backup")
+    result, summary = run_script(mongo_uri, "add_full_name.py", tmp_path, *plain)
+    assert summary["status"] == "applied" and summary["backup"] is False, result.output
+    assert db["_ishan_backup"].count_documents({"m": "add_full_name"}) == 0
+    assert db.users.count_documents({"full_name": {"$exists": True}}) == 40
+    refused = ishan("migrate", "rollback", "add_full_name", "--uri", mongo_uri, "--yes")
+    assert refused.exit_code == 1 and "used --no-backup" in refused.stderr
