@@ -292,7 +292,8 @@ def main() -> None:
                 f"{name:<42} {median[name]:>16,.0f} {ratio[name]:>13.2f}x {1 / ratio[name]:>11.2f}x"
             )
         sampled = min(args.seed_sample, args.docs)
-        print(f"(a) timed on the first {sampled:,} documents, in round 1; (c): every run of it")
+        if SEED in rates:
+            print(f"(a) timed on the first {sampled:,} documents, in round 1; (c): every run of it")
         print()
         targets: list[tuple[str, float, bool]] = []
         waits = [WAIT.format(w) for w in (4, 16) if WAIT.format(w) in ratio]
