@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from ishan_tools.cli import app
 
 from .helpers import FIXTURES, insert_users, ishan
+from .server import hosts_of
 
 SCRIPT = FIXTURES / "add_full_name.py"
 
@@ -44,8 +45,9 @@ def test_bad_uri_is_one_line_and_writes_nothing(
 def test_missing_database_and_bad_credentials(mongo_server: str, tmp_path: Path) -> None:
     no_db = ishan("migrate", "status", "--uri", mongo_server)
     assert no_db.exit_code == 2 and "no database given" in no_db.stderr
-    host = mongo_server.removeprefix("mongodb://")
-    bad_auth = ishan("migrate", "status", "--uri", f"mongodb://who:wrong@{host}/db")
+    bad_auth = ishan(
+        "migrate", "status", "--uri", f"mongodb://who:wrong@{hosts_of(mongo_server)}/db"
+    )
     assert bad_auth.exit_code == 1
     assert "authentication failed for mongodb://who:***@" in bad_auth.stderr
     with_db = ishan("migrate", "status", "--uri", mongo_server, "--db", "named")

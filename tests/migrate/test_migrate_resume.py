@@ -25,11 +25,12 @@ from .helpers import (
     snapshot,
     wait_for,
 )
+from .server import database_uri
 
 
 def done_batch(db: Any, name: str) -> int:
-    record = db["_ishan_migrations"].find_one({"_id": name}, {"done_batch": 1})
-    return 0 if record is None else int(record.get("done_batch", 0))
+    """Batches written so far, over the migration's partitions."""
+    return sum(int(p.get("done_batch", 0)) for p in db["_ishan_partitions"].find({"m": name}))
 
 
 def kill_mid_run(
@@ -56,7 +57,7 @@ def test_ctrl_c_records_interrupted_and_resume_finishes(
 ) -> None:
     insert_users(db, users=600)
     reference = copy_db(db)
-    per_reference = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    per_reference = database_uri(mongo_uri, reference.name)
     assert (
         run_script(per_reference, "inc_visits.py", tmp_path, "--batch-size", "20")[0].exit_code == 0
     )
@@ -90,7 +91,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     insert_users(db, users=users, orders_per_user=2)
     original = snapshot(db, "users", "orders")
     reference = copy_db(db)
-    reference_uri = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    reference_uri = database_uri(mongo_uri, reference.name)
     result = ishan(
         "migrate",
         "run",

@@ -127,8 +127,8 @@ def test_callback_error_stops_after_writing_what_succeeded(
     assert summary["status"] == "failed"
     assert summary["failed_documents"] == [{"_id": 1, "error": "ValueError: Bob is not allowed"}]
     assert [u["_id"] for u in db.users.find({"seen": True})] == [0]
-    record = db["_ishan_migrations"].find_one()
-    assert record["status"] == "failed" and record["checkpoint"] == {"after": 0}
+    assert db["_ishan_migrations"].find_one()["status"] == "failed"
+    assert db["_ishan_partitions"].find_one()["checkpoint"] == {"after": 0}
     again, _ = run_script(mongo_uri, "fails_on_bob.py", tmp_path)
     assert again.exit_code == 1 and "continue it with --resume" in again.stderr
 
@@ -173,7 +173,7 @@ def test_write_error_mid_batch(mongo_uri: str, db: Any, tmp_path: Path, mode: st
         # the batch holding document 5 (4..7) was undone as a whole; batch 0..3 stays
         assert done == [0, 1, 2, 3]
         assert new_orders == ["new0", "new1", "new2", "new3"]
-        assert db["_ishan_migrations"].find_one()["checkpoint"] == {"after": 3}
+        assert db["_ishan_partitions"].find_one()["checkpoint"] == {"after": 3}
     else:
         assert result.exit_code == 0, result.output
         assert [e["_id"] for e in summary["failed_documents"]] == [5]
