@@ -270,9 +270,11 @@ class Board:
         processed: int,
         errors: int,
         lease_s: float,
+        run_id: str,
     ) -> bool:
-        """Record a written batch (one update, so checkpoint and done_batch agree); returns
-        whether another worker asked for a split. Raises LeaseLost if the lease is gone."""
+        """Record a written batch (one update, so checkpoint, done_batch and the run's counts
+        agree even if the worker dies right after); returns whether another worker asked for
+        a split. Raises LeaseLost if the lease is gone."""
         fields: dict[str, Any] = {
             "done_batch": batch,
             "expires_at": utcnow() + timedelta(seconds=lease_s),
@@ -281,7 +283,16 @@ class Board:
             fields["checkpoint"] = {"after": after}
         doc = self.collection.find_one_and_update(
             {"_id": partition.id, "owner": self.owner},
-            {"$set": fields, "$inc": {"done": passed, "processed": processed, "errors": errors}},
+            {
+                "$set": fields,
+                "$inc": {
+                    "done": passed,
+                    "processed": processed,
+                    "errors": errors,
+                    f"by_run.{run_id}.processed": processed,
+                    f"by_run.{run_id}.errors": errors,
+                },
+            },
             projection={"split_wanted": 1, "done": 1},
             return_document=ReturnDocument.AFTER,
         )
@@ -381,6 +392,19 @@ class Board:
         for doc in self.collection.find(self._scope(state={"$ne": HELD}), {"count": 1, "done": 1}):
             done, total = done + int(doc.get("done", 0)), total + int(doc["count"])
         return done, total
+
+
+def counts_of_run(database: Any, migration: str, plan: str, run_id: str) -> tuple[int, int] | None:
+    """(processed, errors) the run checkpointed, summed over the plan's partitions: exact
+    even when a worker was killed before it reported its own counts; None without a plan."""
+    docs = list(database[PARTITIONS].find({"m": migration, "plan": plan}, {"by_run": 1}))
+    if not docs:
+        return None
+    counts = [doc.get("by_run", {}).get(run_id, {}) for doc in docs]
+    return (
+        sum(int(c.get("processed", 0)) for c in counts),
+        sum(int(c.get("errors", 0)) for c in counts),
+    )
 
 
 def documents(database: Any, migration: str, plan: str) -> list[dict[str, Any]]:

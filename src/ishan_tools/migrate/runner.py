@@ -352,6 +352,7 @@ class Runner:
                 processed=self._unit_processed,
                 errors=self._unit_errors,
                 lease_s=self.settings.lease_s,
+                run_id=self.run_id,
             )
         self.summary.processed += self._unit_processed
         self.summary.operations.merge(self._unit_ops)

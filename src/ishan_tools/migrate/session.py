@@ -242,7 +242,9 @@ def wait_until_closed(database: Any, name: str, settings: RunSettings) -> None:
 
 
 def add_up(database: Any, name: str, settings: RunSettings, status: str) -> RunSummary:
-    """The run's summary: its participants' counts added up."""
+    """The run's summary: its participants' counts added up, with the documents processed
+    and failed taken from the partitions' checkpoints (a killed worker's last report may lag
+    them by a batch)."""
     summary = RunSummary(
         name,
         settings.run_id,
@@ -251,7 +253,11 @@ def add_up(database: Any, name: str, settings: RunSettings, status: str) -> RunS
         resumed=settings.mode == "resume",
         backup=settings.backup,
     )
-    return participants.add_up(participants.of_run(database, settings.run_id), summary)
+    summary = participants.add_up(participants.of_run(database, settings.run_id), summary)
+    counted = partitions.counts_of_run(database, name, settings.plan, settings.run_id)
+    if counted is not None:
+        summary.processed, summary.error_count = counted
+    return summary
 
 
 def run_summary(database: Any, name: str, settings: RunSettings, workers: int) -> RunSummary:
