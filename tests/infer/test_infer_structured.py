@@ -163,6 +163,28 @@ def test_a_streamed_schema_request_ends_with_stop(served: Cluster) -> None:
     assert pieces[-1].choices[0].finish_reason == "stop"
 
 
+def test_greedy_schema_output_is_llama_cpp_pythons_own(served: Cluster, smollm2: Path) -> None:
+    from llama_cpp import Llama
+
+    llama = Llama(str(smollm2), n_ctx=512, n_batch=512, n_threads=2, n_threads_batch=2,
+                  verbose=False)  # fmt: skip
+    try:
+        for prompt, schema in SCHEMAS[:3]:
+            messages: Any = [{"role": "user", "content": prompt}]
+            direct: Any = llama.create_chat_completion(
+                messages,
+                max_tokens=100,
+                temperature=0,
+                response_format={"type": "json_object", "schema": schema},
+            )
+            payload = {"prompt": prompt, "model": "m", "max_tokens": 100, "temperature": 0,
+                       "json_schema": schema}  # fmt: skip
+            served_text = coordinator_stream(served.url, payload).text
+            assert served_text == direct["choices"][0]["message"]["content"]
+    finally:
+        llama.close()
+
+
 def test_json_object_completions_and_a_gbnf_grammar(served: Cluster) -> None:
     done = api(served).chat.completions.create(
         model="m",
