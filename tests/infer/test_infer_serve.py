@@ -127,6 +127,7 @@ def test_two_services_run_side_by_side_on_the_default_worker_ports(tiny_model: P
             [one], [two] = workers_of(first.url), workers_of(second.url)
             assert one["url"] != two["url"]
             assert "restarting" not in first.output + second.output
+            assert "taken (another service?): using free ports" in second.output
         finally:
             second.stop()
     finally:

@@ -192,6 +192,11 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         WorkerProcess(f"worker-{i + 1}", functools.partial(worker_argv, settings, i, url))
         for i in range(settings.workers)
     ]
+    if settings.worker_port is None:
+        defaults = range(DEFAULT_WORKER_PORT, DEFAULT_WORKER_PORT + settings.workers)
+        taken = [str(port) for port in defaults if not _port_is_free(WORKER_HOST, port)]
+        if taken:
+            say(f"worker port {', '.join(taken)} taken (another service?): using free ports")
     for worker in workers:
         worker.base_delay = worker.delay = settings.restart_delay
         worker.start(env)

@@ -7,8 +7,8 @@ sequences and advances them together: each step is one llama batch holding the n
 of every running session plus, within the batch size, a chunk of a newly admitted
 session's prompt (so running streams keep flowing while a long prompt is read). Each
 session samples through its own llama.cpp sampler chain (`sampling.Sampler`: penalties,
-grammar, its own seed); a finished or cancelled one leaves the batch and
-frees its KV cells at once. Cancellation is checked between steps.
+grammar, its own seed); a finished or cancelled one leaves the batch and frees its KV
+cells at once. Cancellation is checked between steps.
 
 A solo greedy session decodes exactly as llama-cpp-python does on its own; when several
 sessions share a batch the logits may differ in their last bits, so a greedy session can
