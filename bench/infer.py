@@ -6,9 +6,11 @@ Single client, three ways:
   (b) llama-cpp-python's own server, `python -m llama_cpp.server` (OpenAI streaming API);
   (c) `ishan infer serve` with one worker (coordinator API, `POST /coordinator/infer`).
 
-Same model, prompt, context, batch and threads everywhere; greedy sampling. The three run
-in turn within each round (so machine load hits them alike); a round's prompt differs from
-the last round's so that every request prefills. Prints medians and ratios to (a).
+Same model, prompt, context, batch and threads everywhere; greedy sampling; the prompt is
+read verbatim everywhere (`"raw": true` on the coordinator API, whose default is the chat
+template). The three run in turn within each round (so machine load hits them alike); a
+round's prompt differs from the last round's so that every request prefills. Prints
+medians and ratios to (a).
 
 Concurrent: `--clients` (4) clients start together against (b), run with
 `--interrupt_requests false` so it serves one request at a time without cutting any off,
@@ -202,7 +204,7 @@ def main() -> None:
 
     def ishan(prompt: str) -> StreamTimer:
         url = f"http://127.0.0.1:{ishan_port}/coordinator/infer"
-        body = {"model": "m", "prompt": prompt, **common}
+        body = {"model": "m", "prompt": prompt, "raw": True, **common}  # as (a) and (b) read it
         return sse_tokens(client, url, body, lambda e: e["token"])
 
     ways: dict[str, Measure] = {
@@ -232,7 +234,7 @@ def main() -> None:
             "(c) ishan infer serve": lambda client, prompt: sse_stream(
                 client,
                 f"http://127.0.0.1:{ishan_port}/coordinator/infer",
-                {"model": "m", "prompt": prompt, **common},
+                {"model": "m", "prompt": prompt, "raw": True, **common},
                 lambda e: e["token"],
             ),
         }

@@ -7,13 +7,11 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from conftest import Cluster, healthy_ids, wait_until, workers_of
-from llama_cpp import Llama
 
 LONG = 4000  # tokens: the tiny model streams for several seconds
 
@@ -69,20 +67,6 @@ def test_tokens_stream_in_the_coordinator_api_format(cluster: Any) -> None:
     assert listed["sessions"] == 0 and listed["kv_used_bytes"] == 0
     assert listed["kv_capacity_bytes"] > 0 and listed["last_heartbeat_s"] < 5
     assert worker_health(c, "w1")["completed"] == 1
-
-
-def test_a_solo_greedy_request_matches_llama_cpp_python_directly(
-    cluster: Any, smollm2: Path
-) -> None:
-    c: Cluster = cluster(model=smollm2)
-    c.add_worker("w1", ctx=512, threads=1)
-    prompt = "Once upon a time, there was a lighthouse keeper who"
-    with infer(c.url, {**body(max_tokens=32), "prompt": prompt}) as events:
-        served = "".join(e["token"] for e in events)
-    llama = Llama(str(smollm2), n_ctx=512, n_batch=512, n_threads=1, n_threads_batch=1,
-                  verbose=False)  # fmt: skip
-    direct = llama.create_completion(prompt, max_tokens=32, temperature=0.0)
-    assert served.strip() and served == direct["choices"][0]["text"]  # type: ignore[index]
 
 
 def test_bad_requests_get_400_with_a_json_error(cluster: Any) -> None:

@@ -3,11 +3,13 @@
 It never imports llama_cpp: workers own the model. Its state (`app.state.registry`) lives
 on the app built by `create_app(settings)`.
 
-Coordinator API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
-and ends with `{"token": "", "finished": true}` (plus `"error"` when the stream failed
-midway); 400 for bad fields, 502 when the worker failed before the first token, 503 at
-capacity. Workers report to `POST /coordinator/heartbeat`. The chat page is at `GET /`
-(public, like its assets; the API calls it makes need the key).
+Coordinator API: `POST /coordinator/infer` (a `prompt`, sent through the model's chat
+template unless `"raw": true`, with an optional `system` message) streams
+`data: {"token": ..., "finished": false}` events and ends with `{"token": "", "finished":
+true}` (plus `"error"` when the stream failed midway); 400 for bad fields (and, from the
+worker, for a schema or grammar it cannot use), 502 when the worker failed before the
+first token, 503 at capacity. Workers report to `POST /coordinator/heartbeat`. The chat
+page is at `GET /` (public, like its assets; the API calls it makes need the key).
 """
 
 from __future__ import annotations

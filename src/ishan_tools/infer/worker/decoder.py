@@ -15,8 +15,9 @@ from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.errors import PromptRejected
 from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.worker.batch import BatchContext
-from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
+from ishan_tools.infer.worker.sampling import Sampler, TextAssembler, end_tokens, grammar_for
 from ishan_tools.infer.worker.session import Prompt, Session
+from ishan_tools.infer.worker.template import ChatTemplate
 
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
 Ending = tuple[Session, str, Done | Failed]
@@ -27,9 +28,14 @@ class Run:
     """One session inside the decode loop."""
 
     def __init__(
-        self, session: Session, seq: int, prompt: list[int], max_tokens: int, stop: tuple[str, ...]
+        self,
+        session: Session,
+        seq: int,
+        prompt: list[int],
+        max_tokens: int,
+        stop: tuple[str, ...],
+        sampler: Sampler,
     ) -> None:
-        request = session.request
         self.session = session
         self.seq = seq
         self.prompt = prompt
@@ -39,57 +45,40 @@ class Run:
         self.generated = 0
         self.next_token: int | None = None
         self.logit_index: int | None = None
-        self.sampler = Sampler(request.temperature, request.top_p, request.seed)
+        self.sampler = sampler
         self.text = TextAssembler(stop)
 
 
 class Decoder:
-    def __init__(self, llama: Any, n_ctx: int, slots: int, kv_bytes_per_token: int) -> None:
+    def __init__(
+        self, llama: Any, n_ctx: int, slots: int, kv_bytes_per_token: int, name: str = "the model"
+    ) -> None:
         self.llama = llama
         self.n_ctx = n_ctx
         self.kv_bytes_per_token = kv_bytes_per_token
         self.ctx = BatchContext(llama, n_ctx, slots)
         self.free = list(range(slots - 1, -1, -1))
         self.runs: list[Run] = []
-        self._chat_formatter: Any = None
+        self.template = ChatTemplate(llama, name)
+        self._end_tokens: list[int] | None = None  # banned for ignore_eos; found on first use
 
     @property
     def cached_tokens(self) -> int:
         return sum(run.pos for run in self.runs)
 
-    def _chat_tokens(self, messages: tuple[tuple[str, str], ...]) -> tuple[list[int], list[str]]:
-        """The prompt tokens and extra stop strings of a chat, from the GGUF's template."""
-        from llama_cpp import llama_chat_format
-
-        if self._chat_formatter is None:
-            template = self.llama.metadata.get("tokenizer.chat_template")
-            if template:
-                model = self.llama._model
-                eos, bos = self.llama.token_eos(), self.llama.token_bos()
-                self._chat_formatter = llama_chat_format.Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=model.token_get_text(eos) if eos != -1 else "",
-                    bos_token=model.token_get_text(bos) if bos != -1 else "",
-                )
-            else:
-                self._chat_formatter = llama_chat_format.format_llama2
-        result = self._chat_formatter(messages=[{"role": r, "content": c} for r, c in messages])
-        tokens = self.llama.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
-        stop = result.stop if isinstance(result.stop, list) else [result.stop] * bool(result.stop)
-        return list(tokens), [s for s in stop if s]
-
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
-        if request.messages is not None:
-            tokens, extra = self._chat_tokens(request.messages)
+        chat = request.chat()
+        if chat is not None:
+            tokens, extra = self.template.tokens(chat)
             return tokens, request.stop + tuple(extra)
         text = request.prompt or ""
         tokens = list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
         return tokens or [int(self.llama.token_bos())], request.stop
 
     def prepare(self, request: GenerationRequest) -> Prompt:
-        """Tokenize `request` (read-only on the model: safe outside the decode thread)."""
+        """Tokenize `request` and compile its grammar (read-only on the model: safe outside
+        the decode thread); raises `PromptRejected` for what cannot be served."""
+        grammar = grammar_for(request, self.ctx.vocab)
         try:
             tokens, stop = self._prompt(request)
         except Exception as exc:
@@ -100,14 +89,25 @@ class Decoder:
             )
         max_tokens = min(request.max_tokens, self.n_ctx - len(tokens))
         kv_bytes = (len(tokens) + max_tokens) * self.kv_bytes_per_token
-        return Prompt(tokens, stop, max_tokens, kv_bytes)
+        return Prompt(tokens, stop, max_tokens, kv_bytes, grammar)
 
     def start(self, session: Session) -> None:
-        """Give `session` a slot; its prompt is read by the next steps."""
-        p = session.prompt
-        self.runs.append(Run(session, self.free.pop(), p.tokens, p.max_tokens, p.stop))
+        """Give `session` a slot and its own sampler chain; its prompt is read by the next
+        steps."""
+        p, request = session.prompt, session.request
+        if request.ignore_eos and self._end_tokens is None:
+            self._end_tokens = end_tokens(self.ctx.vocab, self.ctx.n_vocab)
+        sampler = Sampler(
+            request,
+            vocab=self.ctx.vocab,
+            n_vocab=self.ctx.n_vocab,
+            grammar=p.grammar,
+            banned=self._end_tokens,
+        )
+        self.runs.append(Run(session, self.free.pop(), p.tokens, p.max_tokens, p.stop, sampler))
 
     def _leave(self, run: Run, event: Done | Failed, outcome: str) -> Ending:
+        run.sampler.close()
         self.ctx.free(run.seq)
         self.free.append(run.seq)
         self.runs.remove(run)
@@ -156,7 +156,7 @@ class Decoder:
         ended: Ended = []
         for run in list(self.runs):
             if run.logit_index is not None:
-                token = run.sampler.sample(ctx.logits_of(run.logit_index))
+                token = run.sampler.sample(ctx.ctx, run.logit_index)
                 run.logit_index = None
                 if (outcome := self._accept(run, token)) is not None:
                     ended.append(outcome)
