@@ -11,9 +11,11 @@ Servers, all with the same model, threads and greedy sampling:
                       request at a time, none cut off);
   direct              llama-cpp-python called in this process, one request at a time.
 
-Single client: 128 tokens, prompts new every round. Concurrent: `--clients` (4) clients start
-together, 128 tokens each with `ignore_eos` (llama-cpp-python: a -inf logit bias on the
-end-of-generation tokens) so every stream is exactly 128 tokens, in three workloads:
+The prompt is read verbatim everywhere (`"raw": true` on the coordinator API, whose
+default is the chat template). Single client: 128 tokens, prompts new every round.
+Concurrent: `--clients` (4) clients start together, 128 tokens each with `ignore_eos`
+(llama-cpp-python: a -inf logit bias on the end-of-generation tokens) so every stream is
+exactly 128 tokens, in three workloads:
 
   1. different short prompts;
   2. a shared ~240-token system prefix, warm (each server saw it before), plus a short

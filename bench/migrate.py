@@ -1,21 +1,28 @@
-"""Benchmark: `ishan migrate` against per-document writes and a hand-written bulk loop.
+"""Benchmark: `ishan migrate` against per-document writes and a hand-written bulk loop, and
+with several workers on slow callbacks.
 
-On one server, in one run, over the same N documents (default 50,000) and the same callback:
+On one server, in one run, over the same N documents (default 50,000) and the same update:
   (a) the seed's way: one `update_one` round trip per document (timed on the first
       --seed-sample documents: its rate is per document, and a full pass takes minutes);
   (b) `ishan migrate` with that callback, with before-images (default) and with --no-backup;
-  (c) hand-written pymongo: one `bulk_write` per 1,000 documents (the practical limit).
-Each round runs (c) and both (b)s in rotating order; the table gives median docs/s and the
-median of each round's time ratio to that round's (c) (this machine is shared: rounds vary).
-Then the peak Python memory of (b) at N/10 and N documents (tracemalloc, untimed). Starts
-its own `secantusd-py` (from the `test` extra) unless --uri names a server.
+  (c) hand-written pymongo: one `bulk_write` per 1,000 documents, no wait (the baseline);
+  (d) `ishan migrate --workers 1, 4, 16` with a callback that waits 2 ms per document first
+      (an external call);
+  (e) `ishan migrate --workers 1, 2` with a callback that does about 1 ms of Python work per
+      document first (calibrated at start).
+Each round runs (b)-(e) in rotating order, each right after a run of (c): this machine is
+shared and its load drifts, so each row is compared with the (c) measured next to it. The
+table gives median docs/s and the median of those ratios. Then the peak Python memory of (b)
+at N/10 and N documents (tracemalloc, untimed). Starts its own `secantusd-py` (from the
+`test` extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a server.
 
-    .venv/bin/python bench/migrate.py [--docs 50000] [--repeat 3] [--seed-sample 5000] [--uri mongodb://...]
+    .venv/bin/python bench/migrate.py [--docs 50000] [--repeat 1] [--seed-sample 5000] [--uri mongodb://...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -47,6 +54,52 @@ def migrate(doc, users, write_log):
 """
 
 
+WAITING = """
+import time
+
+primary = "users"
+collections = ["users"]
+
+
+def migrate(doc, users, write_log):
+    time.sleep(0.002)  # an external call
+    users.update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"full_name": doc["first"] + " " + doc["last"]}, "$inc": {"visits": 1}},
+    )
+"""
+
+BUSY = """
+primary = "users"
+collections = ["users"]
+
+
+def migrate(doc, users, write_log):
+    total = 0
+    for i in range(ROUNDS):  # about 1 ms of Python work
+        total += i * i % 7
+    users.update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"full_name": doc["first"] + " " + doc["last"], "work": total}},
+    )
+"""
+
+
+def busy_rounds(target_s: float = 0.001) -> int:
+    """Loop rounds that take about `target_s` here (the fastest of a few tries)."""
+    rounds = 20_000
+    best = min(_timed(rounds) for _ in range(5))
+    return max(int(rounds * target_s / best), 1)
+
+
+def _timed(rounds: int) -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(rounds):
+        total += i * i % 7
+    return time.perf_counter() - started
+
+
 def migrate(doc: dict[str, Any], users: Any, write_log: Callable[..., None]) -> None:
     """The same callback as CALLBACK, for the non-ishan variants."""
     users.update_one(
@@ -74,7 +127,13 @@ def seed(database: Any, count: int) -> None:
 
 
 def reset_ishan(database: Any) -> None:
-    for name in ("_ishan_migrations", "_ishan_backup", "_ishan_locks"):
+    for name in (
+        "_ishan_migrations",
+        "_ishan_backup",
+        "_ishan_locks",
+        "_ishan_partitions",
+        "_ishan_participants",
+    ):
         database[name].drop()
 
 
@@ -111,14 +170,21 @@ def hand_bulk(database: Any, uri: str, count: int) -> float:
 
 
 def ishan_variant(
-    backup: bool, workdir: Path, limit: int | None = None
+    backup: bool,
+    workdir: Path,
+    limit: int | None = None,
+    workers: int = 1,
+    source: str = CALLBACK,
+    name: str = "bench_full_name",
 ) -> Callable[[Any, str, int], float]:
-    script = workdir / "bench_full_name.py"
-    script.write_text(CALLBACK)
+    script = workdir / f"{name}.py"
+    script.write_text(source)
 
     def run(database: Any, uri: str, count: int) -> float:
         reset_ishan(database)
-        config = RunConfig(script=script, backup=backup, log_dir=workdir / "logs", limit=limit)
+        config = RunConfig(
+            script=script, backup=backup, log_dir=workdir / "logs", limit=limit, workers=workers
+        )
         started = time.perf_counter()
         summary = run_migration(ConnectionConfig(uri=uri, db=database.name), config)
         elapsed = time.perf_counter() - started
@@ -139,16 +205,31 @@ def peak_memory_mib(database: Any, uri: str, count: int, workdir: Path) -> float
 
 
 BASELINE = "(c) hand-written bulk_write per 1,000"
+BACKUP = "(b) ishan migrate (backups, default)"
+WAIT = "(d) 2 ms wait, --workers {}"
+CPU = "(e) ~1 ms CPU, --workers {}"
+SEED = "(a) per-document update_one (seed)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=50_000, help="documents (default 50,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of (b) and (c) (median)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of (b)-(e) (median)")
     parser.add_argument(
         "--seed-sample", type=int, default=5_000, help="documents (a) updates (default 5,000)"
     )
-    parser.add_argument("--uri", help="use this server instead of starting secantusd-py")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the rows whose name contains TEXT (repeatable; (c) always runs)",
+    )
+    parser.add_argument(
+        "--uri",
+        default=os.environ.get("ISHAN_TEST_MONGODB_URI"),
+        help="use this server instead of starting secantusd-py (default: ISHAN_TEST_MONGODB_URI)",
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -157,36 +238,79 @@ def main() -> None:
         workdir = Path(tmp)
         client: pymongo.MongoClient[Any] = pymongo.MongoClient(base)
         database = client["ishan_bench"]
-        print(f"server: {base.split('@')[-1]}  documents: {args.docs:,}  rounds: {args.repeat}")
+        rounds = busy_rounds()
+        print(
+            f"server: {base.split('@')[-1]}  documents: {args.docs:,}  rounds: {args.repeat}  "
+            f"cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.1f}  busy loop: {rounds:,}"
+        )
         seed(database, args.docs)
+        busy = BUSY.replace("ROUNDS", str(rounds))
         variants: dict[str, Callable[[Any, str, int], float]] = {
             BASELINE: hand_bulk,
-            "(b) ishan migrate (backups, default)": ishan_variant(True, workdir),
+            BACKUP: ishan_variant(True, workdir),
             "(b) ishan migrate --no-backup": ishan_variant(False, workdir),
         }
+        for workers in (1, 4, 16):
+            variants[WAIT.format(workers)] = ishan_variant(
+                True, workdir, workers=workers, source=WAITING, name="bench_wait"
+            )
+        for workers in (1, 2):
+            variants[CPU.format(workers)] = ishan_variant(
+                True, workdir, workers=workers, source=busy, name="bench_busy"
+            )
+        if args.only:
+            variants = {
+                name: run
+                for name, run in variants.items()
+                if name == BASELINE or any(text in name for text in args.only)
+            }
         rates: dict[str, list[float]] = {name: [] for name in variants}
         ratios: dict[str, list[float]] = {name: [] for name in variants}
-        seed_name = "(a) per-document update_one (seed)"
+        ratios[BASELINE] = [1.0]
         for round_no in range(args.repeat):
-            names = list(variants)
+            names = [name for name in variants if name != BASELINE]
             names = names[round_no % len(names) :] + names[: round_no % len(names)]  # rotate
+            if round_no == 0 and (not args.only or any(t in SEED for t in args.only)):
+                names.append(SEED)
+                variants[SEED] = per_document(args.seed_sample)
+                rates[SEED], ratios[SEED] = [], []
             for name in names:
+                rates[BASELINE].append(hand_bulk(database, base, args.docs))
                 rates[name].append(variants[name](database, base, args.docs))
-            for name in variants:  # time relative to (c) in the same round
-                ratios[name].append(rates[BASELINE][-1] / rates[name][-1])
-            short = {BASELINE: "(c)", "(b) ishan migrate --no-backup": "(b) no-backup"}
-            line = ", ".join(f"{short.get(n, '(b)')} {rates[n][-1]:,.0f}" for n in variants)
-            print(f"  round {round_no + 1} docs/s: {line}", flush=True)
-            if round_no == 0:
-                rates[seed_name] = [per_document(args.seed_sample)(database, base, args.docs)]
-                ratios[seed_name] = [rates[BASELINE][-1] / rates[seed_name][0]]
+                ratios[name].append(rates[name][-1] / rates[BASELINE][-1])
+                print(
+                    f"  round {round_no + 1}: (c) {rates[BASELINE][-1]:,.0f}, then {name}: "
+                    f"{rates[name][-1]:,.0f} docs/s ({os.getloadavg()[0]:.1f} load)",
+                    flush=True,
+                )
+        median = {name: statistics.median(values) for name, values in rates.items()}
+        ratio = {name: statistics.median(values) for name, values in ratios.items()}
         print()
-        print(f"{'variant':<42} {'docs/s (median)':>16} {'time vs (c), median':>20}")
+        print(f"{'variant':<42} {'docs/s (median)':>16} {'docs/s vs (c)':>14} {'time vs (c)':>12}")
         for name in rates:
-            rate, ratio = statistics.median(rates[name]), statistics.median(ratios[name])
-            print(f"{name:<42} {rate:>16,.0f} {ratio:>19.2f}x")
+            print(
+                f"{name:<42} {median[name]:>16,.0f} {ratio[name]:>13.2f}x {1 / ratio[name]:>11.2f}x"
+            )
         sampled = min(args.seed_sample, args.docs)
-        print(f"(a) timed on the first {sampled:,} documents, in round 1, against round 1's (c)")
+        if SEED in rates:
+            print(f"(a) timed on the first {sampled:,} documents, in round 1; (c): every run of it")
+        print()
+        targets: list[tuple[str, float, bool]] = []
+        waits = [WAIT.format(w) for w in (4, 16) if WAIT.format(w) in ratio]
+        if waits:
+            best = max(waits, key=lambda name: ratio[name])
+            text = f"best parallel 2 ms row ({best.rsplit(' ', 1)[1]} workers) >= 0.60 of (c)"
+            targets.append((text, ratio[best], ratio[best] >= 0.60))
+        if CPU.format(1) in ratio and CPU.format(2) in ratio:
+            speedup = median[CPU.format(2)] / median[CPU.format(1)]
+            against = ratio[CPU.format(2)] / ratio[CPU.format(1)]
+            text = f"CPU-bound, 2 workers vs 1 >= 1.25x (each against its own (c): {against:.2f})"
+            targets.append((text, speedup, speedup >= 1.25))
+        if BACKUP in ratio:
+            slower = 1 / ratio[BACKUP]
+            targets.append(("1-worker row (b) time <= 1.35x of (c)", slower, slower <= 1.35))
+        for text, value, met in targets:
+            print(f"target: {text}: {value:.2f} -> {'MET' if met else 'MISSED'}")
         small = max(args.docs // 10, 1)
         memory_small = peak_memory_mib(database, base, small, workdir)
         memory_full = peak_memory_mib(database, base, args.docs, workdir)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError, CircuitState
+from ishan_tools.breaker.store import MemoryStore, StoreFactory
+
+from .test_breaker_store import AskedStore
 
 
 class Failure(Exception):
@@ -72,6 +76,8 @@ class Model:
 
 
 class BreakerMachine(RuleBasedStateMachine):
+    store: ClassVar[StoreFactory] = MemoryStore
+
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
@@ -93,6 +99,7 @@ class BreakerMachine(RuleBasedStateMachine):
             success_threshold=successes_to_close,
             excluded_exceptions=(Ignored,),
             clock=lambda: self.now,
+            store=self.store,
         )
 
     @rule(outcome=st.sampled_from(["success", "failure", "ignored"]))
@@ -136,5 +143,13 @@ class BreakerMachine(RuleBasedStateMachine):
         assert self.breaker.state is CircuitState(self.model.state)
 
 
+class AskedStoreMachine(BreakerMachine):
+    """The same model with a store that is asked at every call, as a shared one is."""
+
+    store = AskedStore
+
+
 TestBreakerMachine = BreakerMachine.TestCase
 TestBreakerMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestAskedStoreMachine = AskedStoreMachine.TestCase
+TestAskedStoreMachine.settings = TestBreakerMachine.settings

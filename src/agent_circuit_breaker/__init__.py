@@ -1,4 +1,4 @@
-"""The seed's import path: `from agent_circuit_breaker import circuit_breaker` and friends.
+"""The original library's import path: `from agent_circuit_breaker import circuit_breaker`, ...
 
 Everything here is `ishan_tools.breaker`; see its docstring.
 """

@@ -133,3 +133,29 @@ def test_the_readme_documents_every_option() -> None:
             for flag in param.opts:
                 if flag.startswith("--") and flag != "--help":
                     assert f"`{flag}`" in section, f"{name} {flag} missing from the README"
+
+
+def test_run_applies_the_chat_template_unless_raw(tiny_model: Path) -> None:
+    args = [
+        "infer",
+        "run",
+        "hello",
+        "--model",
+        str(tiny_model),
+        "--max-tokens",
+        "2",
+        "--ctx",
+        "128",
+    ]
+
+    def prompt_tokens(*extra: str) -> int:
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return int(result.stderr.split("(")[1].split(" prompt tokens")[0])
+
+    templated = prompt_tokens()
+    assert prompt_tokens("--chat") == templated  # the old flag, now the default
+    assert prompt_tokens("--raw") < templated
+    assert prompt_tokens("--system", "Be brief.") > templated
+    refused = runner.invoke(app, [*args, "--raw", "--system", "Be brief."])
+    assert refused.exit_code == 2 and "--system needs the chat template" in refused.stderr

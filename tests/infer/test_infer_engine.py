@@ -112,7 +112,7 @@ def test_solo_greedy_output_matches_llama_cpp_python_directly(smollm2: Path) -> 
     del llama
     result = run(
         EngineSettings(ModelSettings(smollm2, n_ctx=512, n_batch=512, n_threads=2)),
-        GenerationRequest(prompt=prompt, max_tokens=24, temperature=0.0),
+        GenerationRequest(prompt=prompt, raw=True, max_tokens=24, temperature=0.0),
     )
     assert expected.strip()
     assert result.text == expected

@@ -46,10 +46,10 @@ def test_a_session_reserves_its_prompt_plus_max_tokens_not_a_full_context(
 ) -> None:
     eng = engine(tiny_model)
     try:
-        short = eng.submit(GenerationRequest(prompt="hello", max_tokens=200))
+        short = eng.submit(GenerationRequest(prompt="hello", raw=True, max_tokens=200))
         expected_short = need(probe, "hello", 200, CTX)
         assert eng.stats().kv_used_bytes == expected_short < eng.shape.session_kv_bytes
-        capped = eng.submit(GenerationRequest(prompt="hello there", max_tokens=10_000))
+        capped = eng.submit(GenerationRequest(prompt="hello there", raw=True, max_tokens=10_000))
         assert eng.stats().kv_used_bytes == expected_short + eng.shape.session_kv_bytes
         eng.cancel(short)
         eng.cancel(capped)
@@ -68,7 +68,7 @@ def test_the_worker_admits_by_real_need_against_its_kv_budget(
     assert 3 * per_session <= full < 4 * per_session
     eng = engine(tiny_model, kv_capacity_bytes=full)
     try:
-        request = GenerationRequest(prompt="hello", max_tokens=60)
+        request = GenerationRequest(prompt="hello", raw=True, max_tokens=60)
         sessions = [eng.submit(request) for _ in range(3)]
         with pytest.raises(EngineBusy, match="KV cache"):
             eng.submit(request)
@@ -100,7 +100,13 @@ def test_the_coordinator_shows_the_real_figure_and_its_counters_return_to_zero(
 ) -> None:
     c: Cluster = cluster()
     c.add_worker("w1", ctx=8192)
-    payload = {"prompt": "hello world", "model": "tiny", "max_tokens": 6000, "temperature": 0}
+    payload = {
+        "prompt": "hello world",
+        "raw": True,  # as `need` tokenizes it
+        "model": "tiny",
+        "max_tokens": 6000,
+        "temperature": 0,
+    }
     lines: list[str] = []
 
     def read() -> None:  # keep reading, so the coordinator never drops us as a slow client

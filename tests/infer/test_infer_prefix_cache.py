@@ -84,7 +84,7 @@ def uncached(smollm2: Path) -> Iterator[Engine]:
 
 
 def greedy(prompt: str, max_tokens: int = 24) -> GenerationRequest:
-    return GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=0.0)
+    return GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=0.0, raw=True)
 
 
 def test_greedy_output_is_the_same_with_and_without_the_cache(
@@ -169,6 +169,24 @@ def test_ignore_eos_yields_exactly_max_tokens(cached: Engine) -> None:
         "length",
         64,
     )
+
+
+def test_a_grammar_session_reuses_a_cached_prefix_and_still_follows_its_grammar(
+    cached: Engine, uncached: Engine
+) -> None:
+    # the grammar lives in the session's sampler chain; the prompt's KV cells are shared
+    assert text_of(list(cached.stream(greedy(SYSTEM + "Question: hello? Answer:", 4))))
+    request = dataclasses.replace(
+        greedy(SYSTEM + "Question: are you open on Monday? Yes or no? Answer:", 8),
+        grammar='root ::= ("yes" | "no") "."',
+    )
+    before = cached.stats()
+    with_cache = text_of(list(cached.stream(request)))
+    after = cached.stats()
+    assert after.prefix_cache_hits == before.prefix_cache_hits + 1
+    assert after.prefix_cache_reused_tokens - before.prefix_cache_reused_tokens > 40
+    assert with_cache in ("yes.", "no.")
+    assert text_of(list(uncached.stream(request))) == with_cache
 
 
 def test_serve_passes_no_prefix_cache_to_its_workers(smollm2: Path) -> None:

@@ -108,3 +108,49 @@ def test_ask_without_a_coordinator_says_how_to_start_one() -> None:
     assert done.returncode == 1
     assert "cannot reach the coordinator" in done.stderr
     assert "ishan infer serve" in done.stderr
+
+
+def test_two_services_run_side_by_side_on_the_default_worker_ports(tiny_model: Path) -> None:
+    def start() -> Proc:
+        return Proc(["serve", "--port", "0", "--model", str(tiny_model), "--ctx", "512",
+                     "--heartbeat-interval", "0.2", "--threads", "1"])  # fmt: skip
+
+    first = start()
+    try:
+        wait_until(lambda: healthy_ids(first.url) == {"worker-1"}, timeout=60)
+        second = start()  # the default worker port is the first service's now
+        try:
+            wait_until(lambda: healthy_ids(second.url) == {"worker-1"}, timeout=60)
+            for proc in (first, second):
+                with infer(proc.url, body(max_tokens=3)) as events:
+                    assert list(events)[-1] == {"token": "", "finished": True}
+            [one], [two] = workers_of(first.url), workers_of(second.url)
+            assert one["url"] != two["url"]
+            assert "restarting" not in first.output + second.output
+            assert "taken (another service?): using free ports" in second.output
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def test_a_taken_worker_port_that_was_asked_for_fails_fast_naming_the_option(
+    tiny_model: Path,
+) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from ishan_tools.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(
+            app,
+            ["infer", "serve", "--port", "0", "--worker-port", port, "--model", str(tiny_model)],
+        )
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--worker-port" in result.stderr and "worker-1" in result.stderr

@@ -40,7 +40,7 @@ def vocabulary() -> tuple[list[str], list[int]]:
     return tokens, [int(t) for t in types]
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
+def write_tiny_gguf(path: Path, seed: int = 0, *, chat_template: bool = True) -> Path:
     rng = np.random.default_rng(seed)
     tokens, types = vocabulary()
     n_vocab = len(tokens)
@@ -64,7 +64,8 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
-    writer.add_chat_template(CHATML)
+    if chat_template:
+        writer.add_chat_template(CHATML)
 
     def weight(*shape: int, scale: float = 0.1) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)

@@ -24,7 +24,7 @@ def ishan(*args: Any, input: str | None = None) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args], input=input, env={"COLUMNS": "200"})
 
 
-def seed(database: Any, users: int = 40, orders_per_user: int = 2) -> None:
+def insert_users(database: Any, users: int = 40, orders_per_user: int = 2) -> None:
     """Users with first/last names and a few orders each (deterministic)."""
     names = ["Ada", "Bob", "Cy", "Dee", "Eve"]
     database.users.insert_many(

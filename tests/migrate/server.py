@@ -25,6 +25,19 @@ from tests.processes import stop_process
 LISTENING = re.compile(r"secantus listening on 127\.0\.0\.1:(\d+)")
 
 
+def database_uri(base: str, name: str) -> str:
+    """`base` (a MongoDB URI, with or without a database and options) naming database `name`."""
+    scheme, _, rest = base.partition("://")
+    hosts, _, path = rest.partition("/")
+    options = path.partition("?")[2]
+    return f"{scheme}://{hosts}/{name}" + (f"?{options}" if options else "")
+
+
+def hosts_of(base: str) -> str:
+    """The host list of a MongoDB URI, without credentials."""
+    return base.partition("://")[2].partition("/")[0].rpartition("@")[2]
+
+
 class ServerError(RuntimeError):
     """The server could not be found or did not start."""
 

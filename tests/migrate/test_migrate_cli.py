@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from ishan_tools.cli import app
 
-from .helpers import FIXTURES, ishan, seed
+from .helpers import FIXTURES, insert_users, ishan
+from .server import hosts_of
 
 SCRIPT = FIXTURES / "add_full_name.py"
 
@@ -44,8 +45,9 @@ def test_bad_uri_is_one_line_and_writes_nothing(
 def test_missing_database_and_bad_credentials(mongo_server: str, tmp_path: Path) -> None:
     no_db = ishan("migrate", "status", "--uri", mongo_server)
     assert no_db.exit_code == 2 and "no database given" in no_db.stderr
-    host = mongo_server.removeprefix("mongodb://")
-    bad_auth = ishan("migrate", "status", "--uri", f"mongodb://who:wrong@{host}/db")
+    bad_auth = ishan(
+        "migrate", "status", "--uri", f"mongodb://who:wrong@{hosts_of(mongo_server)}/db"
+    )
     assert bad_auth.exit_code == 1
     assert "authentication failed for mongodb://who:***@" in bad_auth.stderr
     with_db = ishan("migrate", "status", "--uri", mongo_server, "--db", "named")
@@ -55,7 +57,7 @@ def test_missing_database_and_bad_credentials(mongo_server: str, tmp_path: Path)
 def test_wrong_primary_collection_is_refused_before_writing(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=2)
+    insert_users(db, users=2)
     result = ishan("migrate", "run", FIXTURES / "wrong_collection.py", "--uri", mongo_uri)
     assert result.exit_code == 1
     assert "primary collection 'userz' does not exist" in result.stderr
@@ -71,7 +73,7 @@ def test_bad_script_errors_reach_the_user(mongo_uri: str) -> None:
 
 
 def test_option_conflicts_are_usage_errors(mongo_uri: str, db: Any) -> None:
-    seed(db, users=2)
+    insert_users(db, users=2)
     both = ishan("migrate", "run", SCRIPT, "--uri", mongo_uri, "--resume", "--force")
     assert both.exit_code == 2 and "pick one" in both.stderr
     dry = ishan("migrate", "run", SCRIPT, "--uri", mongo_uri, "--dry-run", "--resume")
@@ -83,7 +85,7 @@ def test_option_conflicts_are_usage_errors(mongo_uri: str, db: Any) -> None:
 def test_status_flags_changed_scripts_and_lists_pending(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     scripts = tmp_path / "migrations"
     scripts.mkdir()
     shutil.copy(SCRIPT, scripts / "add_full_name.py")
@@ -119,7 +121,7 @@ def test_status_flags_changed_scripts_and_lists_pending(
 def test_settings_come_from_the_environment_below_flags(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=5)
+    insert_users(db, users=5)
     env = {
         "MONGODB_URI": mongo_uri,
         "ISHAN_MIGRATE_BATCH_SIZE": "2",
@@ -139,7 +141,7 @@ def test_settings_come_from_the_environment_below_flags(
 
 
 def test_installed_command_short_form_and_progress(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=6)
+    insert_users(db, users=6)
     exe = Path(sys.executable).with_name("ishan")
     env = {**os.environ, "MONGODB_URI": mongo_uri}
     script = tmp_path / "add_names.py"

@@ -18,18 +18,19 @@ from ishan_tools.migrate.lock import MigrationLock
 from .helpers import (
     FIXTURES,
     contents,
+    insert_users,
     ishan,
     ishan_process,
     run_script,
-    seed,
     snapshot,
     wait_for,
 )
+from .server import database_uri
 
 
 def done_batch(db: Any, name: str) -> int:
-    record = db["_ishan_migrations"].find_one({"_id": name}, {"done_batch": 1})
-    return 0 if record is None else int(record.get("done_batch", 0))
+    """Batches written so far, over the migration's partitions."""
+    return sum(int(p.get("done_batch", 0)) for p in db["_ishan_partitions"].find({"m": name}))
 
 
 def kill_mid_run(
@@ -54,9 +55,9 @@ def kill_mid_run(
 def test_ctrl_c_records_interrupted_and_resume_finishes(
     mongo_uri: str, db: Any, copy_db: Callable[[Any], Any], tmp_path: Path
 ) -> None:
-    seed(db, users=600)
+    insert_users(db, users=600)
     reference = copy_db(db)
-    per_reference = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    per_reference = database_uri(mongo_uri, reference.name)
     assert (
         run_script(per_reference, "inc_visits.py", tmp_path, "--batch-size", "20")[0].exit_code == 0
     )
@@ -87,10 +88,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     users: int,
     batch: str,
 ) -> None:
-    seed(db, users=users, orders_per_user=2)
+    insert_users(db, users=users, orders_per_user=2)
     original = snapshot(db, "users", "orders")
     reference = copy_db(db)
-    reference_uri = mongo_uri.rsplit("/", 1)[0] + "/" + reference.name
+    reference_uri = database_uri(mongo_uri, reference.name)
     result = ishan(
         "migrate",
         "run",
@@ -135,7 +136,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
 
 
 def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=150)
+    insert_users(db, users=150)
     process = ishan_process(
         "migrate",
         "run",
@@ -163,7 +164,7 @@ def test_a_second_run_waits_for_the_lock(mongo_uri: str, db: Any, tmp_path: Path
 
 
 def test_unlock_removes_a_lock_held_elsewhere(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     MigrationLock(db, "someone_else", "r1").acquire()
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
     refused = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
@@ -178,7 +179,7 @@ def test_unlock_removes_a_lock_held_elsewhere(mongo_uri: str, db: Any, tmp_path:
 
 
 def test_an_expired_lock_is_taken_over(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     MigrationLock(db, "ghost", "r0", ttl_s=-1).acquire()  # expired at once
     db["_ishan_locks"].update_one({}, {"$set": {"host": "other-host"}})
     ran = run_script(mongo_uri, "add_full_name.py", tmp_path)[0]
@@ -188,7 +189,7 @@ def test_an_expired_lock_is_taken_over(mongo_uri: str, db: Any, tmp_path: Path) 
 def test_rollback_asks_first_and_refuses_without_backups(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=8)
+    insert_users(db, users=8)
     original = snapshot(db, "users", "orders")
     run_script(mongo_uri, "bump_order_totals.py", tmp_path)
     changed = snapshot(db, "users", "orders")

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from .helpers import FIXTURES, contents, ishan, run_script, seed, snapshot
+from .helpers import FIXTURES, contents, insert_users, ishan, run_script, snapshot
 
 
-def test_seed_callback_shape_works_as_written(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=25)
+def test_original_callback_shape_works_as_written(mongo_uri: str, db: Any, tmp_path: Path) -> None:
+    insert_users(db, users=25)
     result, summary = run_script(mongo_uri, "add_full_name.py", tmp_path)
     assert result.exit_code == 0, result.output
     assert summary["status"] == "applied"
@@ -33,7 +33,7 @@ def test_seed_callback_shape_works_as_written(mongo_uri: str, db: Any, tmp_path:
 
 
 def per_document_reference(database: Any, script_name: str) -> None:
-    """The seed's way: call the script's migrate() with plain pymongo collections."""
+    """The original library's way: call the script's migrate() with plain pymongo collections."""
     namespace: dict[str, Any] = {}
     exec((FIXTURES / script_name).read_text(), namespace)
     colls = [database[name] for name in namespace["collections"]]
@@ -45,7 +45,7 @@ def per_document_reference(database: Any, script_name: str) -> None:
 def test_buffered_writes_equal_per_document_writes(
     mongo_uri: str, db: Any, copy_db: Callable[[Any], Any], tmp_path: Path, batch_size: str
 ) -> None:
-    seed(db, users=30, orders_per_user=3)
+    insert_users(db, users=30, orders_per_user=3)
     reference = copy_db(db)
     per_document_reference(reference, "bump_order_totals.py")
     result, _summary = run_script(
@@ -61,7 +61,7 @@ def test_buffered_writes_equal_per_document_writes(
 
 
 def test_dry_run_writes_nothing_and_reports(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=12)
+    insert_users(db, users=12)
     before = snapshot(db, "users", "orders")
     names_before = set(db.list_collection_names())
     result = ishan(
@@ -88,7 +88,7 @@ def test_dry_run_writes_nothing_and_reports(mongo_uri: str, db: Any, tmp_path: P
 def test_context_form_with_filter_projection_and_new_collection(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=15)
+    insert_users(db, users=15)
     result, summary = run_script(mongo_uri, "tag_with_context.py", tmp_path)
     assert result.exit_code == 0, result.output
     active = {u["_id"] for u in db.users.find({"active": True})}
@@ -103,7 +103,7 @@ def test_context_form_with_filter_projection_and_new_collection(
 def test_applied_migration_is_refused_unless_forced(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=5)
+    insert_users(db, users=5)
     run_script(mongo_uri, "inc_visits.py", tmp_path)
     result, _ = run_script(mongo_uri, "inc_visits.py", tmp_path)
     assert result.exit_code == 1
@@ -119,7 +119,7 @@ def test_applied_migration_is_refused_unless_forced(
 def test_callback_error_stops_after_writing_what_succeeded(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=10)  # Bob is _id 1 and 6
+    insert_users(db, users=10)  # Bob is _id 1 and 6
     result, summary = run_script(mongo_uri, "fails_on_bob.py", tmp_path, "--batch-size", "4")
     assert result.exit_code == 1
     assert "migrate() failed for document 1: ValueError: Bob is not allowed" in result.stderr
@@ -127,14 +127,14 @@ def test_callback_error_stops_after_writing_what_succeeded(
     assert summary["status"] == "failed"
     assert summary["failed_documents"] == [{"_id": 1, "error": "ValueError: Bob is not allowed"}]
     assert [u["_id"] for u in db.users.find({"seen": True})] == [0]
-    record = db["_ishan_migrations"].find_one()
-    assert record["status"] == "failed" and record["checkpoint"] == {"after": 0}
+    assert db["_ishan_migrations"].find_one()["status"] == "failed"
+    assert db["_ishan_partitions"].find_one()["checkpoint"] == {"after": 0}
     again, _ = run_script(mongo_uri, "fails_on_bob.py", tmp_path)
     assert again.exit_code == 1 and "continue it with --resume" in again.stderr
 
 
 def test_continue_on_error_skips_failing_documents(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=10)
+    insert_users(db, users=10)
     result, summary = run_script(
         mongo_uri, "fails_on_bob.py", tmp_path, "--batch-size", "4", "--continue-on-error"
     )
@@ -160,7 +160,7 @@ def migrate(doc, users, orders, write_log):
 
 @pytest.mark.parametrize("mode", ["stop", "continue"])
 def test_write_error_mid_batch(mongo_uri: str, db: Any, tmp_path: Path, mode: str) -> None:
-    seed(db, users=12)
+    insert_users(db, users=12)
     script = tmp_path / "dup_insert.py"
     script.write_text(DUPLICATE_INSERT)
     extra = ["--continue-on-error"] if mode == "continue" else []
@@ -173,7 +173,7 @@ def test_write_error_mid_batch(mongo_uri: str, db: Any, tmp_path: Path, mode: st
         # the batch holding document 5 (4..7) was undone as a whole; batch 0..3 stays
         assert done == [0, 1, 2, 3]
         assert new_orders == ["new0", "new1", "new2", "new3"]
-        assert db["_ishan_migrations"].find_one()["checkpoint"] == {"after": 3}
+        assert db["_ishan_partitions"].find_one()["checkpoint"] == {"after": 3}
     else:
         assert result.exit_code == 0, result.output
         assert [e["_id"] for e in summary["failed_documents"]] == [5]
@@ -184,7 +184,7 @@ def test_write_error_mid_batch(mongo_uri: str, db: Any, tmp_path: Path, mode: st
 def test_limit_then_resume_processes_each_document_once(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=20)
+    insert_users(db, users=20)
     result, summary = run_script(
         mongo_uri, "inc_visits.py", tmp_path, "--limit", "7", "--batch-size", "3"
     )
@@ -217,7 +217,7 @@ def migrate(doc, stats, write_log):
 
 
 def test_upserts_and_their_rollback(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=10)
+    insert_users(db, users=10)
     script = tmp_path / "upserts.py"
     script.write_text(UPSERTS)
     result, _ = run_script(mongo_uri, script, tmp_path, "--batch-size", "3")
@@ -233,7 +233,7 @@ def test_upserts_and_their_rollback(mongo_uri: str, db: Any, tmp_path: Path) -> 
 def test_unbuffered_writes_are_refused_per_document(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=3)
+    insert_users(db, users=3)
     script = tmp_path / "bulk.py"
     script.write_text(
         'primary = "users"\ncollections = ["users"]\n'
@@ -246,7 +246,7 @@ def test_unbuffered_writes_are_refused_per_document(
 
 
 def test_write_results_explain_buffering(mongo_uri: str, db: Any, tmp_path: Path) -> None:
-    seed(db, users=2)
+    insert_users(db, users=2)
     script = tmp_path / "counts.py"
     script.write_text(
         'primary = "users"\ncollections = ["users"]\n'
@@ -276,7 +276,7 @@ def migrate(doc, users, write_log):
 def test_documents_inserted_into_the_primary_are_not_migrated_again(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=9)
+    insert_users(db, users=9)
     script = tmp_path / "split.py"
     script.write_text(SPLIT)
     run_script(mongo_uri, script, tmp_path, "--batch-size", "4", "--limit", "5")
@@ -303,7 +303,7 @@ def migrate(doc, users, write_log):
 def test_failed_callback_drops_writes_queued_after_its_last_read(
     mongo_uri: str, db: Any, tmp_path: Path
 ) -> None:
-    seed(db, users=10)
+    insert_users(db, users=10)
     script = tmp_path / "read_then_fail.py"
     script.write_text(READ_THEN_FAIL)
     result, _ = run_script(mongo_uri, script, tmp_path, "--continue-on-error")

@@ -12,7 +12,7 @@ from ishan_tools.migrate.script import load_script, write_template
 from .helpers import FIXTURES, ishan
 
 
-def test_seed_shape_keeps_collections_in_the_order_written() -> None:
+def test_original_callback_shape_keeps_collections_in_order_written() -> None:
     script = load_script(FIXTURES / "add_full_name.py")
     assert script.name == "add_full_name"
     assert script.primary == "users"

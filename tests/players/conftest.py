@@ -19,7 +19,17 @@ from ishan_tools.players import Index
 from ishan_tools.players.api import create_app
 from ishan_tools.players.data import EMBEDDED_DATA
 
-SEED_BODY = {
+# The original project's example: a midfielder's six ratings, as the library, the CLI and the
+# find_similar_players body take them.
+EXAMPLE_RATINGS = {
+    "pace": 75,
+    "shooting": 72,
+    "passing": 85,
+    "dribbling": 80,
+    "defending": 65,
+    "physic": 70,
+}
+FIND_SIMILAR_BODY = {
     "player_positions": "midfielder",
     "speed": 75,
     "physic": 70,
@@ -28,7 +38,7 @@ SEED_BODY = {
     "shooting": 72,
     "passing": 85,
 }
-SEED_ARGS = [
+EXAMPLE_ARGS = [
     "--position",
     "midfielder",
     "--pace",

@@ -17,10 +17,9 @@ from typer.testing import CliRunner
 from ishan_tools.cli import app
 from ishan_tools.players import Index, Profile
 
-from .conftest import SEED_ARGS, embedded_rows, write_csv
+from .conftest import EXAMPLE_ARGS, EXAMPLE_RATINGS, embedded_rows, write_csv
 
 ISHAN = Path(sys.executable).with_name("ishan")
-SEED = {"pace": 75, "shooting": 72, "passing": 85, "dribbling": 80, "defending": 65, "physic": 70}
 runner = CliRunner()
 
 
@@ -36,10 +35,10 @@ def json_of(*args: str) -> list[dict[str, object]]:
     return parsed
 
 
-def test_seed_profile_prints_a_table_of_the_top_three(index: Index) -> None:
-    code, out, _ = run(*SEED_ARGS)
+def test_example_profile_prints_a_table_of_the_top_three(index: Index) -> None:
+    code, out, _ = run(*EXAMPLE_ARGS)
     assert code == 0
-    expected = index.similar(Profile("midfielder", SEED), top=4)
+    expected = index.similar(Profile("midfielder", EXAMPLE_RATINGS), top=4)
     for match in expected[:3]:
         player = match.player
         line = next(line for line in out.splitlines() if str(player["short_name"]) in line)
@@ -49,42 +48,45 @@ def test_seed_profile_prints_a_table_of_the_top_three(index: Index) -> None:
     assert "PAC" in out and "score" in out
 
 
-def test_seed_field_names_and_position_codes_are_accepted() -> None:
-    plain = json_of(*SEED_ARGS)
-    seed_named = json_of(
+def test_original_field_names_and_position_codes_are_accepted() -> None:
+    plain = json_of(*EXAMPLE_ARGS)
+    original_named = json_of(
         "--position", "CM", "--speed", "75", "--shooting", "72", "--passing", "85",
         "--dribbling", "80", "--defense", "65", "--physic", "70",
     )  # fmt: skip
-    assert seed_named == plain
+    assert original_named == plain
 
 
 def test_json_has_the_documented_fields_best_first() -> None:
-    matches = json_of(*SEED_ARGS, "--top", "6")
+    matches = json_of(*EXAMPLE_ARGS, "--top", "6")
     assert len(matches) == 6
-    for key in ("sofifa_id", "short_name", "long_name", "club_name", "role", *SEED, "score"):
+    keys = ("sofifa_id", "short_name", "long_name", "club_name", "role", *EXAMPLE_RATINGS)
+    for key in (*keys, "score"):
         assert all(key in match for match in matches)
     scores = [float(str(m["score"])) for m in matches]
     assert scores == sorted(scores, reverse=True)
 
 
 def test_csv_output_parses_with_ranks() -> None:
-    code, out, _ = run(*SEED_ARGS, "--csv", "--explain")
+    code, out, _ = run(*EXAMPLE_ARGS, "--csv", "--explain")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [row["rank"] for row in rows] == ["1", "2", "3"]
-    assert rows[0]["short_name"] == json_of(*SEED_ARGS)[0]["short_name"]
+    assert rows[0]["short_name"] == json_of(*EXAMPLE_ARGS)[0]["short_name"]
     assert rows[0]["differences"].count(":") == 6
 
 
 def test_json_and_csv_together_is_a_usage_error() -> None:
-    code, _, err = run(*SEED_ARGS, "--json", "--csv")
+    code, _, err = run(*EXAMPLE_ARGS, "--json", "--csv")
     assert code == 2 and "choose one of --json and --csv" in err
 
 
 def test_explain_shows_largest_differences(index: Index) -> None:
-    code, out, _ = run(*SEED_ARGS, "--explain")
+    code, out, _ = run(*EXAMPLE_ARGS, "--explain")
     assert code == 0 and "Differs most from the profile" in out
-    for rank, match in enumerate(index.similar(Profile("midfielder", SEED), top=3), start=1):
+    for rank, match in enumerate(
+        index.similar(Profile("midfielder", EXAMPLE_RATINGS), top=3), start=1
+    ):
         (first, gap), (second, gap2) = list(match.differences.items())[:2]
         line = f"{rank}. {match.player['short_name']}: {first} {gap:+g}, {second} {gap2:+g}"
         assert line in out
@@ -92,7 +94,7 @@ def test_explain_shows_largest_differences(index: Index) -> None:
 
 def test_filters_and_weights_from_the_command_line() -> None:
     matches = json_of(
-        *SEED_ARGS, "--max-age", "21", "--league", "Premier League", "--foot", "LEFT",
+        *EXAMPLE_ARGS, "--max-age", "21", "--league", "Premier League", "--foot", "LEFT",
         "--max-value", "40M", "--min-overall", "70", "--weight", "pace=3", "-n", "5",
     )  # fmt: skip
     assert len(matches) == 5
@@ -100,20 +102,20 @@ def test_filters_and_weights_from_the_command_line() -> None:
         assert int(str(match["age"])) <= 21 and int(str(match["overall"])) >= 70
         assert "Premier League" in str(match["league_name"]) and match["preferred_foot"] == "Left"
         assert float(str(match["value_eur"])) <= 40e6
-    assert matches != json_of(*SEED_ARGS, "--max-age", "21", "--league", "Premier League",
+    assert matches != json_of(*EXAMPLE_ARGS, "--max-age", "21", "--league", "Premier League",
         "--foot", "LEFT", "--max-value", "40M", "--min-overall", "70", "-n", "5")  # fmt: skip
 
 
 def test_plot_writes_a_radar_png(tmp_path: Path) -> None:
     target = tmp_path / "radar.png"
-    code, out, err = run(*SEED_ARGS, "--plot", str(target))
+    code, out, err = run(*EXAMPLE_ARGS, "--plot", str(target))
     assert code == 0 and f"wrote {target}" in err and "score" in out
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
 def test_plot_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
-    code, _, err = run(*SEED_ARGS, "--plot", str(tmp_path / "no" / "radar.png"))
+    code, _, err = run(*EXAMPLE_ARGS, "--plot", str(tmp_path / "no" / "radar.png"))
     assert code == 1 and err.startswith("error: cannot write the radar chart")
 
 
@@ -124,9 +126,9 @@ def test_plot_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
         (["--position", "wingback", "--pace", "50"], 2, "unknown position 'wingback'"),
         (["--pace", "50"], 2, "--position is required"),
         (["--position", "ST", "--pace", "120"], 2, "less than or equal to 99"),
-        ([*SEED_ARGS, "--weight", "height=2"], 2, "unknown attribute 'height'"),
-        ([*SEED_ARGS, "--max-value", "lots"], 2, "as an amount in euros"),
-        ([*SEED_ARGS, "--club", "Nowhere FC"], 1, "no club"),
+        ([*EXAMPLE_ARGS, "--weight", "height=2"], 2, "unknown attribute 'height'"),
+        ([*EXAMPLE_ARGS, "--max-value", "lots"], 2, "as an amount in euros"),
+        ([*EXAMPLE_ARGS, "--club", "Nowhere FC"], 1, "no club"),
         (["--top", "5", "like", "Pedri"], 2, "put options after the command"),
     ],
 )
@@ -141,7 +143,7 @@ def test_role_from_majority_changes_the_role_used() -> None:
     first = json_of("like", "206517", "--include-self", "-n", "1")
     majority = json_of("like", "206517", "--include-self", "-n", "1", "--role-from", "majority")
     assert first[0]["role"] == "attacker" and majority[0]["role"] == "midfielder"
-    code, _, err = run(*SEED_ARGS, "--role-from", "most")
+    code, _, err = run(*EXAMPLE_ARGS, "--role-from", "most")
     assert code == 2 and "most" in err
 
 
@@ -190,37 +192,39 @@ def test_data_from_env_and_flag_overrides_env(tmp_path: Path) -> None:
     rows = embedded_rows()
     small = write_csv(tmp_path / "top200.csv", rows[:201])
     tail = write_csv(tmp_path / "tail.csv", [rows[0], *rows[-2000:]])
-    from_env = json.loads(run(*SEED_ARGS, "--json", env={"ISHAN_PLAYERS_DATA": str(small)})[1])
+    from_env = json.loads(run(*EXAMPLE_ARGS, "--json", env={"ISHAN_PLAYERS_DATA": str(small)})[1])
     assert all(int(str(m["overall"])) >= int(rows[200][4]) for m in from_env)
-    flag = run(*SEED_ARGS, "--json", "--data", str(tail), env={"ISHAN_PLAYERS_DATA": str(small)})
+    flag = run(*EXAMPLE_ARGS, "--json", "--data", str(tail), env={"ISHAN_PLAYERS_DATA": str(small)})
     assert all(int(str(m["overall"])) <= int(rows[-2000][4]) for m in json.loads(flag[1]))
     code, out, _ = run("--data", str(small), "show", str(rows[200][0]))
     assert code == 0 and rows[200][2] in out
 
 
 def test_data_problems_are_one_line_errors(tmp_path: Path) -> None:
-    code, _, err = run(*SEED_ARGS, "--data", str(tmp_path / "missing.csv"))
+    code, _, err = run(*EXAMPLE_ARGS, "--data", str(tmp_path / "missing.csv"))
     assert code == 1 and err.count("\n") == 1 and "no such file" in err
     rows = embedded_rows()[:10]
     keep = [i for i, name in enumerate(rows[0]) if name not in ("pace", "nationality_name")]
     bad = write_csv(tmp_path / "bad.csv", [[r[i] for i in keep] for r in rows])
-    code, _, err = run(*SEED_ARGS, "--data", str(bad))
+    code, _, err = run(*EXAMPLE_ARGS, "--data", str(bad))
     assert code == 1 and "lacks required column(s) nationality_name, pace" in err
 
 
-def test_installed_command_answers_the_seed_profile(index: Index) -> None:
+def test_installed_command_answers_the_example_profile(index: Index) -> None:
     done = subprocess.run(
-        [str(ISHAN), "players", *SEED_ARGS, "--json"], capture_output=True, text=True, timeout=60
+        [str(ISHAN), "players", *EXAMPLE_ARGS, "--json"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    expected = [m.player["short_name"] for m in index.similar(Profile("midfielder", SEED))]
+    expected = [
+        m.player["short_name"] for m in index.similar(Profile("midfielder", EXAMPLE_RATINGS))
+    ]
     assert [m["short_name"] for m in json.loads(done.stdout)] == expected
 
 
 def test_installed_command_reports_errors_in_one_red_line() -> None:
     env = {**os.environ, "ISHAN_PLAYERS_DATA": "/nonexistent/players.csv"}
     done = subprocess.run(
-        [str(ISHAN), "players", *SEED_ARGS], capture_output=True, text=True, timeout=60, env=env
+        [str(ISHAN), "players", *EXAMPLE_ARGS], capture_output=True, text=True, timeout=60, env=env
     )
     assert done.returncode == 1
     assert (
@@ -275,3 +279,29 @@ def test_at_a_terminal_an_ambiguous_name_asks_which_one() -> None:
 def test_at_a_terminal_an_empty_answer_keeps_the_error() -> None:
     code, out, screen = _ask_at_terminal(b"")
     assert code == 1 and out == "" and "matches 3 players" in screen
+
+
+def test_min_age_and_plays_filters() -> None:
+    matches = json_of(
+        *EXAMPLE_ARGS, "--min-age", "30", "--plays", "cdm", "--plays", "CB", "-n", "8"
+    )
+    assert len(matches) == 8
+    for match in matches:
+        assert int(str(match["age"])) >= 30
+        assert {"CDM", "CB"} & set(str(match["player_positions"]).split(", "))
+    liked = json_of("like", "Pedri", "--min-age", "31", "--max-age", "31", "-n", "4")
+    assert [m["age"] for m in liked] == [31] * 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-age", "30", "--max-age", "20"], "min age 30 is above max age 20"),
+        (["--plays", "GK"], "goalkeepers are not compared"),
+        (["--plays", "winger"], "unknown position code 'winger'"),
+        (["--min-age", "-1"], "greater than or equal to 0"),
+    ],
+)
+def test_bad_min_age_and_plays_are_usage_errors(args: list[str], message: str) -> None:
+    code, _, err = run(*EXAMPLE_ARGS, *args)
+    assert code == 2 and message in err

@@ -11,9 +11,7 @@ from ishan_tools.errors import PlayersError
 from ishan_tools.players import Index, Profile, load_players, role_of_positions
 from ishan_tools.players.data import ATTRIBUTES, REQUIRED_COLUMNS
 
-from .conftest import embedded_rows, write_csv
-
-SEED = {"pace": 75, "shooting": 72, "passing": 85, "dribbling": 80, "defending": 65, "physic": 70}
+from .conftest import EXAMPLE_RATINGS, embedded_rows, write_csv
 
 
 def test_embedded_data_has_every_player_and_indexes_the_outfield(index: Index) -> None:
@@ -22,7 +20,7 @@ def test_embedded_data_has_every_player_and_indexes_the_outfield(index: Index) -
     goalkeepers = [row for row, cell in enumerate(table.text["player_positions"]) if cell == "GK"]
     assert len(goalkeepers) == 2132
     assert len(index) == 19239 - 2132
-    assert all(index.position[row] == -1 for row in goalkeepers)
+    assert all(index.feature_row[row] == -1 for row in goalkeepers)
 
 
 @pytest.mark.parametrize(
@@ -83,7 +81,7 @@ def test_only_rows_missing_an_attribute_or_an_outfield_role_are_dropped(tmp_path
         and all(cells[header.index(name)] for name in ATTRIBUTES)
     ]
     assert index.rows.tolist() == outfield
-    assert index.position[4] == -1 and index.position[5] == -1 and index.position[6] >= 0
+    assert index.feature_row[4] == -1 and index.feature_row[5] == -1 and index.feature_row[6] >= 0
 
 
 def kaggle_shaped(rows: list[list[str]]) -> list[list[str]]:
@@ -106,7 +104,7 @@ def kaggle_shaped(rows: list[list[str]]) -> list[list[str]]:
 def test_kaggle_shaped_file_gives_the_same_ranking(tmp_path: Path, index: Index) -> None:
     path = write_csv(tmp_path / "players_22.csv", kaggle_shaped(embedded_rows()))
     other = Index.from_file(path)
-    profile = Profile("midfielder", SEED)
+    profile = Profile("midfielder", EXAMPLE_RATINGS)
     assert [m.player for m in other.similar(profile, top=10)] == [
         m.player for m in index.similar(profile, top=10)
     ]
@@ -166,6 +164,20 @@ def test_optional_columns_may_be_absent_but_not_filtered_on(tmp_path: Path) -> N
     drop = rows[0].index("league_name")
     path = write_csv(tmp_path / "p.csv", [[c for i, c in enumerate(r) if i != drop] for r in rows])
     index = Index.from_file(path)
-    assert index.similar(Profile("attacker", SEED), top=1)[0].player["league_name"] is None
+    assert (
+        index.similar(Profile("attacker", EXAMPLE_RATINGS), top=1)[0].player["league_name"] is None
+    )
     with pytest.raises(PlayersError, match="no league_name column"):
-        index.similar(Profile("attacker", SEED), filters=Filters(leagues=("liga",)))
+        index.similar(Profile("attacker", EXAMPLE_RATINGS), filters=Filters(leagues=("liga",)))
+
+
+def test_the_wheel_carries_the_data_and_every_file_of_the_page() -> None:
+    """What `pip install` gets: the embedded CSV and the scouting page's static files."""
+    from hatchling.builders.wheel import WheelBuilder
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = {f.distribution_path for f in WheelBuilder(str(root)).recurse_included_files()}
+    package = root / "src" / "ishan_tools" / "players"
+    page = {f"ishan_tools/players/static/{p.name}" for p in (package / "static").iterdir()}
+    assert {"ishan_tools/players/static/index.html", "ishan_tools/players/static/app.js"} <= page
+    assert page | {"ishan_tools/players/players_22.csv.gz"} <= shipped

@@ -1,5 +1,5 @@
-"""The default ranking equals a straightforward scikit-learn implementation of the seed's
-method (one-hot role + MinMax + cosine over all outfield players), on the real data."""
+"""The default ranking equals a straightforward scikit-learn implementation of the original
+project's method (one-hot role + MinMax + cosine over all outfield players), on the real data."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from ishan_tools.players import Index, Profile
 from ishan_tools.players.data import EMBEDDED_DATA
 
 SIX = ["pace", "shooting", "passing", "dribbling", "defending", "physic"]
-# The seed's mapping, written out again independently of the package.
-SEED_ROLES = {
+# The original project's mapping, written out again independently of the package.
+ROLES = {
     "ST": "attacker",
     "CF": "attacker",
     "LW": "attacker",
@@ -32,12 +32,12 @@ SEED_ROLES = {
 }
 
 
-class SeedOracle:
-    """The seed's pipeline in pandas + scikit-learn, ranking ties in dataset order."""
+class SklearnOracle:
+    """The original project's pipeline in pandas + scikit-learn, ranking ties in dataset order."""
 
     def __init__(self) -> None:
         frame = pd.read_csv(EMBEDDED_DATA).dropna(subset=SIX)
-        frame["role"] = frame["player_positions"].str.split(",").str[0].str.strip().map(SEED_ROLES)
+        frame["role"] = frame["player_positions"].str.split(",").str[0].str.strip().map(ROLES)
         self.frame = frame.dropna(subset=["role"]).reset_index(drop=True)
         self.encoder = OneHotEncoder(sparse_output=False).fit(self.frame[["role"]])
         self.scaler = MinMaxScaler().fit(self.frame[SIX])
@@ -58,23 +58,23 @@ class SeedOracle:
 
 
 @pytest.fixture(scope="module")
-def oracle() -> SeedOracle:
-    return SeedOracle()
+def oracle() -> SklearnOracle:
+    return SklearnOracle()
 
 
-def test_same_players_are_indexed(oracle: SeedOracle, index: Index) -> None:
+def test_same_players_are_indexed(oracle: SklearnOracle, index: Index) -> None:
     assert len(index) == len(oracle.frame) == 17107
     assert index.table.ids[index.rows].tolist() == oracle.frame["sofifa_id"].tolist()
 
 
-def test_seed_example_matches_oracle(oracle: SeedOracle, index: Index) -> None:
+def test_original_example_matches_oracle(oracle: SklearnOracle, index: Index) -> None:
     ratings = {"pace": 75, "shooting": 72, "passing": 85, "dribbling": 80, "defending": 65}
     ratings["physic"] = 70
     ours = [m.player["sofifa_id"] for m in index.similar(Profile("midfielder", ratings), top=3)]
     assert ours == oracle.ranking("midfielder", ratings, 3)
 
 
-def test_random_profiles_rank_like_oracle(oracle: SeedOracle, index: Index) -> None:
+def test_random_profiles_rank_like_oracle(oracle: SklearnOracle, index: Index) -> None:
     rng = np.random.default_rng(2022)
     for _ in range(300):
         role = str(rng.choice(["attacker", "midfielder", "defender"]))
@@ -84,7 +84,7 @@ def test_random_profiles_rank_like_oracle(oracle: SeedOracle, index: Index) -> N
         assert ours == oracle.ranking(role, ratings, top), (role, ratings, top)
 
 
-def test_players_own_ratings_profile_ranks_them_first(oracle: SeedOracle, index: Index) -> None:
+def test_players_own_ratings_profile_ranks_them_first(oracle: SklearnOracle, index: Index) -> None:
     frame = oracle.frame.set_index("short_name")
     for name in ("L. Messi", "K. De Bruyne", "V. van Dijk", "N. Kanté", "Pedri", "K. Mbappé"):
         player = frame.loc[name]

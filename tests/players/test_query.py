@@ -1,4 +1,5 @@
-"""Queries beyond the seed: filters, weights, partial profiles, explanations, `like`, lookup."""
+"""Queries beyond the original project's: filters, weights, partial profiles, explanations,
+`like`, lookup."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from ishan_tools.players import (
 )
 from ishan_tools.players.data import ATTRIBUTES
 
-SEED = {"pace": 75, "shooting": 72, "passing": 85, "dribbling": 80, "defending": 65, "physic": 70}
-MIDFIELDER = Profile("midfielder", SEED)
+from .conftest import EXAMPLE_RATINGS
+
+MIDFIELDER = Profile("midfielder", EXAMPLE_RATINGS)
 
 
 def ids(matches: list) -> list[object]:  # type: ignore[type-arg]
@@ -88,7 +90,7 @@ def test_heavy_pace_weight_brings_pace_closer(index: Index) -> None:
 
 def test_left_out_ratings_equal_zero_weight(index: Index) -> None:
     partial = Profile("attacker", {"pace": 95, "shooting": 90})
-    full = Profile("attacker", {**SEED, "pace": 95, "shooting": 90})
+    full = Profile("attacker", {**EXAMPLE_RATINGS, "pace": 95, "shooting": 90})
     zeroed = {name: 0.0 for name in ATTRIBUTES if name not in ("pace", "shooting")}
     assert ids(index.similar(partial, top=8)) == ids(index.similar(full, top=8, weights=zeroed))
     assert set(index.similar(partial, top=1)[0].differences) == {"pace", "shooting"}
@@ -97,7 +99,7 @@ def test_left_out_ratings_equal_zero_weight(index: Index) -> None:
 def test_differences_are_match_minus_profile_largest_first(index: Index) -> None:
     for match in index.similar(MIDFIELDER, top=5):
         diffs = match.differences
-        assert diffs == {name: match.player[name] - SEED[name] for name in diffs}  # type: ignore[operator]
+        assert diffs == {name: match.player[name] - EXAMPLE_RATINGS[name] for name in diffs}  # type: ignore[operator]
         sizes = [abs(v) for v in diffs.values()]
         assert sizes == sorted(sizes, reverse=True) and len(diffs) == 6
 

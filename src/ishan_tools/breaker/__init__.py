@@ -1,6 +1,6 @@
 """Circuit breaker: stop calling something that keeps failing, try again after a while.
 
-The API is the seed library's (`agent_circuit_breaker`): the `circuit_breaker` decorator,
+The API is the original library's (`agent_circuit_breaker`): the `circuit_breaker` decorator,
 `CircuitBreaker` as context manager (sync and async) or through `call`, `CircuitState` and
 `CircuitBreakerOpenError`. Beyond it: a failure-rate mode, several half-open trials, manual
 control, `stats()` and an injectable clock.
@@ -14,19 +14,26 @@ Counting modes (one per breaker):
 An exception counts as a failure unless it is one of `excluded_exceptions` (checked first) or
 `failure_predicate(exc)` returns False; such an exception counts as neither failure nor
 success. Exceptions that are not `Exception` subclasses (cancellation, KeyboardInterrupt)
-never count. Callbacks run outside the lock, in this order for a call that trips the
+never count. Callbacks run outside any lock, in this order for a call that trips the
 circuit: `on_failure`, `on_state_change(old, new)`, then `on_open`/`on_close`/`on_half_open`.
 A callback that raises is logged and ignored.
 
-Thread and asyncio safety: state changes happen under one `threading.Lock` held for a few
-attribute updates, never across a call or an await. The closed-state success path takes no
-lock: it relies on the GIL making `next()` on an `itertools.count` and `deque.append` atomic.
+Two steps, one state store: every entry point (`call`, `call_async`, the context managers,
+both decorators) is a shell around the breaker's two steps, `_acquire()` before the call and
+`_record(permit, exc)` after it. They ask the breaker's `StateStore`
+(`ishan_tools.breaker.store`) for a `Permit` and hand it back with the outcome; the store
+holds the state, the counted failures and the half-open trials, the breaker keeps callbacks,
+fallback, classification and its own call totals. The default `MemoryStore` keeps one
+process's state under one `threading.Lock` held for a few attribute updates, never across a
+call or an await; while it is `quiet` (closed, successes change nothing) a successful call
+takes no lock and no step at all, only `next()` on an `itertools.count` (atomic under the
+GIL). `CircuitBreaker(store=...)` takes another store's factory, such as one shared across
+processes, which is never quiet and so is asked at both steps of every call.
 """
 
 from __future__ import annotations
 
-from ishan_tools.breaker.circuit import CircuitBreaker
-from ishan_tools.breaker.decorate import circuit_breaker
+from ishan_tools.breaker.circuit import CircuitBreaker, circuit_breaker
 from ishan_tools.breaker.state import BreakerStats, CircuitBreakerOpenError, CircuitState
 
 __all__ = [

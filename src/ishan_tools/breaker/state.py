@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +60,3 @@ class BreakerStats:
     last_failure_at: float | None
     opened_at: float | None
     retry_after: float
-
-
-def counter_value(counter: itertools.count[int]) -> int:
-    """Read an `itertools.count` without advancing it (its repr is `count(N)`)."""
-    return int(repr(counter)[6:-1])

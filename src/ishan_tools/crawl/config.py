@@ -17,7 +17,8 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 @dataclass
 class CrawlConfig:
-    """Settings of one crawl. Defaults follow the seed crawler (depth 1) and Scrapy's politeness.
+    """Settings of one crawl. Defaults follow the original crawler (depth 1) and Scrapy's
+    politeness.
 
     `max_depth` -1 means unlimited; `max_pages`, `max_bytes` and `max_time` 0 mean no limit.
     `content_types` is the allow list of media types saved (prefix match, e.g. 'image/');

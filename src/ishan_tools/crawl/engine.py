@@ -96,21 +96,31 @@ class Crawler:
             return "excluded"
         return None
 
-    def _check_redirect(self, source: str, url: str) -> str | None:
-        """Why a redirect target must not be followed, or None (it is then claimed as seen)."""
+    def _claim_redirect(self, source: str, url: str) -> str | None:
+        """Claim a redirect target of a fetch of `source` (mark it seen) and return None, or
+        return why it is refused. A first redirect of the seed to another host moves the crawl
+        there first."""
         if self.frontier.seen(url):
             return "duplicate"
         if source == self.seed and self.stats.fetched == 0 and self.scope(url) == "other_host":
-            # The seed moved (example.com -> www.example.com): the site is where it landed.
-            self._set_root_host(self.frontier.host_of(url))
-            self.storage.write_state({"seed": self.seed, "root_host": self.root_host})
-            self.emit("seed_moved", url=url, host=self.root_host)
-        reason = self.scope(url)
-        if reason is None and not self._host(url).allowed(url):
-            reason = "robots"
+            self._move_root_host(url)
+        reason = self._redirect_refusal(url)
         if reason is None:
             self.frontier.mark_seen(url)
         return reason
+
+    def _redirect_refusal(self, url: str) -> str | None:
+        """Why a redirect target must not be followed ('other_host', 'excluded', 'robots')."""
+        reason = self.scope(url)
+        if reason is None and not self._host(url).allowed(url):
+            reason = "robots"
+        return reason
+
+    def _move_root_host(self, url: str) -> None:
+        """The seed moved (example.com -> www.example.com): the site is where it landed."""
+        self._set_root_host(self.frontier.host_of(url))
+        self.storage.write_state({"seed": self.seed, "root_host": self.root_host})
+        self.emit("seed_moved", url=url, host=self.root_host)
 
     def _set_root_host(self, key: str) -> None:
         self.root_host = key
@@ -157,10 +167,10 @@ class Crawler:
             ),
             follow_redirects=False,
         )
-        self.fetcher = Fetcher(self.client, config, self._check_redirect, self._on_event)
+        self.fetcher = Fetcher(self.client, config, self._claim_redirect, self._on_event)
         stop_reason = "error"
         try:
-            await self._crawl(previous, resuming)
+            await self._crawl(previous, resuming=resuming)
             stop_reason = self._stop_reason or "complete"
         except asyncio.CancelledError:
             stop_reason = "interrupted"
@@ -199,12 +209,12 @@ class Crawler:
         self.storage.open(fresh_run=not resuming)
         return previous, resuming
 
-    async def _crawl(self, previous: dict[str, dict[str, Any]], resuming: bool) -> None:
+    async def _crawl(self, previous: dict[str, dict[str, Any]], *, resuming: bool) -> None:
         """Seed or restore the frontier, then run the workers, all within --max-time."""
         workers: list[asyncio.Task[None]] = []
         try:
             async with asyncio.timeout(self.config.max_time or None):
-                await self._start(previous, resuming)
+                await self._start(previous, resuming=resuming)
                 workers = [
                     asyncio.create_task(self._worker()) for _ in range(self.config.concurrency)
                 ]
@@ -216,7 +226,7 @@ class Crawler:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _start(self, previous: dict[str, dict[str, Any]], resuming: bool) -> None:
+    async def _start(self, previous: dict[str, dict[str, Any]], *, resuming: bool) -> None:
         """Queue the seed (and sitemap URLs), or restore the frontier of a stopped crawl."""
         seed_host = self._host(self.seed)
         await self._load_robots(seed_host)
@@ -297,7 +307,7 @@ class Crawler:
         while True:
             self._changed.clear()
             if self._stop_reason is None:
-                self._check_limits()
+                self._stop_reason = self._limit_reached()
             if self._stop_reason is not None:
                 self._changed.set()
                 return None
@@ -327,12 +337,14 @@ class Crawler:
             except TimeoutError:
                 pass
 
-    def _check_limits(self) -> None:
+    def _limit_reached(self) -> str | None:
+        """The limit that stops the crawl now ('max_pages', 'max_bytes'), or None."""
         config = self.config
         if config.max_pages and self._dispatched >= config.max_pages:
-            self._stop_reason = "max_pages"
-        elif config.max_bytes and self.stats.bytes >= config.max_bytes:
-            self._stop_reason = "max_bytes"
+            return "max_pages"
+        if config.max_bytes and self.stats.bytes >= config.max_bytes:
+            return "max_bytes"
+        return None
 
     async def _crawl_one(self, item: QueuedURL, host: HostState) -> None:
         if not host.robots_ready:

@@ -1,6 +1,6 @@
 """The crawl's one stream of typed events, and the running statistics derived from it.
 
-Event names keep the seed crawler's (`seed, response, fetch, save, skip_links, link_skip,
+Event names keep the original crawler's (`seed, response, fetch, save, skip_links, link_skip,
 fetch_err, save_err`) and add `redirect, retry, robots, robots_skip, robots_err, not_modified,
 skip, sitemap, seed_moved, breaker_open, breaker_half_open, breaker_closed, resume, summary`.
 A sink is any callable taking an `Event`; the library never writes to the terminal itself.

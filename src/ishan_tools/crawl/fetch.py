@@ -90,19 +90,19 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Fetcher:
-    """Fetch URLs for the crawler; `check_redirect(url, target)` says why the redirect of a
-    fetch of `url` to `target` is refused, or None."""
+    """Fetch URLs for the crawler; `claim_redirect(url, target)` claims the target of a
+    redirect of a fetch of `url` for this crawl (None), or says why it is refused."""
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         config: CrawlConfig,
-        check_redirect: Callable[[str, str], str | None],
+        claim_redirect: Callable[[str, str], str | None],
         on_event: Callable[[str, dict[str, object]], None],
     ) -> None:
         self.client = client
         self.config = config
-        self.check_redirect = check_redirect
+        self.claim_redirect = claim_redirect
         self._event = on_event
         base = {"User-Agent": config.user_agent}
         base.update(config.headers)
@@ -190,7 +190,7 @@ class Fetcher:
     async def _follow(self, url: str, headers: dict[str, str], followed: set[str]) -> FetchResult:
         """Request `url`, following redirects that pass the crawl's rules.
 
-        `check_redirect` claims a target it accepts (marks it seen); `followed` remembers
+        `claim_redirect` claims a target it accepts (marks it seen); `followed` remembers
         those claims so that a retry may follow the same redirect again.
         """
         hops = [url]
@@ -225,7 +225,7 @@ class Fetcher:
                     retryable=False,
                 )
             self._event("redirect", {"url": current, "status": status, "location": target})
-            refused = None if target in followed else self.check_redirect(url, target)
+            refused = None if target in followed else self.claim_redirect(url, target)
             if refused == "duplicate":
                 # Already queued or fetched under its own name: not fetched twice.
                 return FetchResult(url=url, final_url=target, status=status)

@@ -70,7 +70,7 @@ def _encode_host(host: str) -> str:
         return host
 
 
-def _already_normal(url: str, sort_query: bool) -> bool:
+def _already_normal(url: str, *, sort_query: bool) -> bool:
     """The fast path of `normalize`: True when `url` is already in normal form."""
     match = _CLEAN_URL.fullmatch(url)
     if match is None or "/." in url or (sort_query and "?" in url):
@@ -91,7 +91,7 @@ def normalize(url: str, *, sort_query: bool = False) -> str | None:
     segments, percent-encodes unsafe characters (and decodes escaped unreserved ones), gives an
     empty path '/', and sorts the query parameters when `sort_query` is set.
     """
-    if _already_normal(url, sort_query):
+    if _already_normal(url, sort_query=sort_query):
         return url
     try:
         parts = urlsplit(url.strip())

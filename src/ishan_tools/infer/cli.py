@@ -16,6 +16,7 @@ from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.options import host_option, port_option
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import (
+    DEFAULT_WORKER_PORT,
     CoordinatorSettings,
     EngineSettings,
     GenerationRequest,
@@ -51,6 +52,25 @@ ThreadsOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Prompt tokens per llama batch.")]
+GpuLayersOpt = Annotated[
+    int,
+    typer.Option(
+        "--gpu-layers",
+        envvar="ISHAN_INFER_GPU_LAYERS",
+        min=-1,
+        help="Model layers offloaded to the GPU (-1: all); no effect on a CPU-only build.",
+    ),
+]
+SystemOpt = Annotated[
+    str | None, typer.Option("--system", help="System message before the prompt.")
+]
+RawOpt = Annotated[
+    bool, typer.Option("--raw", help="Send the prompt verbatim, without the chat template.")
+]
+ChatOpt = Annotated[
+    bool,
+    typer.Option("--chat", help="The chat template (the default now; kept for old scripts)."),
+]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens to generate.")]
 ApiKeyOpt = Annotated[
     str | None,
@@ -93,10 +113,34 @@ RoutingMarginOpt = Annotated[
 ]
 
 
-def _model(model: Path | None, ctx: int, threads: int | None, batch: int) -> ModelSettings:
+def _model(
+    model: Path | None, ctx: int, threads: int | None, batch: int, gpu_layers: int
+) -> ModelSettings:
     return ModelSettings(
-        path=resolve_model_path(model), n_ctx=ctx, n_threads=threads or cpu_count(), n_batch=batch
+        path=resolve_model_path(model),
+        n_ctx=ctx,
+        n_threads=threads or cpu_count(),
+        n_batch=batch,
+        n_gpu_layers=gpu_layers,
     )
+
+
+def _check_raw(raw: bool, system: str | None) -> None:
+    if raw and system is not None:
+        raise UsageError("--system needs the chat template: leave out --raw or --system")
+
+
+def _show_notices() -> None:
+    """The library's notices (no chat template in the model, no GPU in llama.cpp) as plain
+    lines on stderr; at most one handler however often a command runs in this process."""
+    import logging
+
+    logger = logging.getLogger("ishan_tools.infer")
+    logger.handlers = [h for h in logger.handlers if h.get_name() != "ishan-notices"]
+    handler = logging.StreamHandler()  # the stderr of this command
+    handler.set_name("ishan-notices")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
 
 
 def _say(line: str) -> None:
@@ -107,9 +151,13 @@ def _say(line: str) -> None:
 
 @app.command()
 def run(
-    prompt: Annotated[str, typer.Argument(help="The prompt (with --chat: the user message).")],
+    prompt: Annotated[
+        str, typer.Argument(help="The user message (with --raw: the prompt, verbatim).")
+    ],
     model: ModelOpt = None,
-    chat: Annotated[bool, typer.Option("--chat", help="Use the model's chat template.")] = False,
+    system: SystemOpt = None,
+    raw: RawOpt = G.raw,
+    chat: ChatOpt = False,
     max_tokens: MaxTokensOpt = G.max_tokens,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = G.temperature,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = G.top_p,
@@ -117,15 +165,20 @@ def run(
     ctx: CtxOpt = M.n_ctx,
     threads: ThreadsOpt = None,
     batch: BatchOpt = M.n_batch,
+    gpu_layers: GpuLayersOpt = M.n_gpu_layers,
 ) -> None:
-    """Stream a completion from a local GGUF model, then print tokens/s."""
+    """Stream an answer from a local GGUF model (through its chat template), then tok/s."""
     require_extra("ishan infer run", "infer", ("llama_cpp",))
     from ishan_tools.infer.worker.runner import run as run_model
 
-    settings = _model(model, ctx, threads, batch)
+    del chat  # the chat template is the default
+    _check_raw(raw, system)
+    _show_notices()
+    settings = _model(model, ctx, threads, batch, gpu_layers)
     request = GenerationRequest(
-        prompt=None if chat else prompt,
-        messages=(("user", prompt),) if chat else None,
+        prompt=prompt,
+        system=system,
+        raw=raw,
         max_tokens=max_tokens,
         temperature=temperature,
         top_p=top_p,
@@ -166,7 +219,12 @@ def _check_url(url: str, option: str) -> str:
 
 @app.command()
 def ask(
-    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    prompt: Annotated[
+        str, typer.Argument(help="The user message (with --raw: the prompt, verbatim).")
+    ],
+    system: SystemOpt = None,
+    raw: RawOpt = G.raw,
+    chat: ChatOpt = False,
     url: Annotated[
         str, typer.Option("--url", envvar="ISHAN_INFER_URL", help="Coordinator URL.")
     ] = f"http://127.0.0.1:{C.port}",
@@ -176,12 +234,19 @@ def ask(
     model: Annotated[str, typer.Option("--model-name", help="Model name sent.")] = "default",
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Stream a completion from a running coordinator; print time to first token and tok/s."""
+    """Stream an answer from a running coordinator; print time to first token and tok/s."""
     require_extra("ishan infer ask", "infer", ("httpx",))
     from ishan_tools.infer.client import ask as ask_coordinator
 
+    del chat  # the chat template is the default
+    _check_raw(raw, system)
     request = GenerationRequest(
-        prompt=prompt, max_tokens=max_tokens, temperature=temperature, seed=seed
+        prompt=prompt,
+        system=system,
+        raw=raw,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
     )
     result = ask_coordinator(_check_url(url, "--url"), request, _show, model=model, api_key=api_key)
     typer.echo()
@@ -245,7 +310,15 @@ def serve(
         int, typer.Option("--workers", envvar="ISHAN_INFER_WORKERS", min=1, help="Local workers.")
     ] = S.workers,
     worker_port: Annotated[
-        int, typer.Option("--worker-port", min=0, max=65535, help="First worker's port (0: any).")
+        int | None,
+        typer.Option(
+            "--worker-port",
+            min=0,
+            max=65535,
+            show_default=False,
+            help="First worker's port, the next ones counting up (0: any free ones) "
+            f"[default: {DEFAULT_WORKER_PORT} and up, a free port where one is taken]",
+        ),
     ] = S.worker_port,
     model: ModelOpt = None,
     ctx: CtxOpt = M.n_ctx,
@@ -259,6 +332,7 @@ def serve(
         ),
     ] = None,
     batch: BatchOpt = M.n_batch,
+    gpu_layers: GpuLayersOpt = M.n_gpu_layers,
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
     prefix_cache: PrefixCacheOpt = S.prefix_cache,
@@ -288,7 +362,7 @@ def serve(
             limit,
             routing_margin,
         ),
-        model=_model(model, ctx, threads, batch),
+        model=_model(model, ctx, threads, batch, gpu_layers),
         workers=workers,
         threads=threads,
         worker_port=worker_port,
@@ -343,6 +417,7 @@ def worker(
     ctx: CtxOpt = M.n_ctx,
     threads: ThreadsOpt = None,
     batch: BatchOpt = M.n_batch,
+    gpu_layers: GpuLayersOpt = M.n_gpu_layers,
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
     prefix_cache: PrefixCacheOpt = E.prefix_cache,
@@ -355,9 +430,10 @@ def worker(
     require_extra("ishan infer worker", "infer")
     from ishan_tools.infer.worker.app import run_worker
 
+    _show_notices()
     settings = WorkerSettings(
         engine=EngineSettings(
-            model=_model(model, ctx, threads, batch),
+            model=_model(model, ctx, threads, batch, gpu_layers),
             max_sessions=max_sessions,
             slots=slots,
             prefix_cache=prefix_cache,

@@ -9,6 +9,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ishan_tools.errors import InferenceError, UsageError
 
@@ -62,6 +63,7 @@ class ModelSettings:
     n_threads: int = field(default_factory=cpu_count)
     n_threads_batch: int | None = None  # None: same as n_threads
     n_batch: int = DEFAULT_BATCH
+    n_gpu_layers: int = 0  # layers offloaded to the GPU (-1: all); none on a CPU-only build
 
     @property
     def threads_batch(self) -> int:
@@ -166,7 +168,9 @@ class ServeSettings:
     model: ModelSettings
     workers: int = 1
     threads: int | None = None  # per worker; None: the cores split between the workers
-    worker_port: int = DEFAULT_WORKER_PORT  # first worker's port; 0 picks free ports
+    # first worker's port, the next ones counting up; 0 picks free ports; None: from
+    # DEFAULT_WORKER_PORT up, with a free port instead of any that is taken
+    worker_port: int | None = None
     heartbeat_interval: float = 10.0
     max_sessions: int = 100
     slots: int | None = None  # per worker; None: the worker's default
@@ -181,27 +185,55 @@ class ServeSettings:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: a raw prompt or chat messages, and its sampling settings."""
+    """One generation: a prompt or chat messages, its sampling settings and its constraint.
+
+    A `prompt` is sent through the model's chat template as one user message (after
+    `system`, when given) unless `raw` is set; `messages` always go through the template.
+    """
 
     prompt: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None  # (role, content) pairs
+    system: str | None = None  # the system message before `prompt` (not with `raw`)
+    raw: bool = False  # `prompt` verbatim, without the chat template
     max_tokens: int = 256
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    ignore_eos: bool = False  # llama-server's: never end at an end-of-generation token
+    repeat_penalty: float = 1.0  # 1.0: off (llama.cpp's penalties over the last 64 tokens)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    ignore_eos: bool = False  # never end on the model's end-of-generation token
+    json_schema: dict[str, Any] | None = None  # constrain the output to this JSON schema
+    grammar: str | None = None  # or to this llama.cpp GBNF grammar
+
+    def chat(self) -> tuple[tuple[str, str], ...] | None:
+        """The messages the chat template formats; None for a raw prompt."""
+        if self.messages is not None:
+            return self.messages
+        if self.raw:
+            return None
+        system = (("system", self.system),) if self.system else ()
+        return (*system, ("user", self.prompt or ""))
 
     def to_json(self) -> dict[str, object]:
+        """The worker's request body (the coordinator API's fields)."""
         return {
             "prompt": self.prompt,
             "messages": [{"role": r, "content": c} for r, c in self.messages]
             if self.messages is not None
             else None,
+            "system": self.system,
+            "raw": self.raw,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "seed": self.seed,
             "stop": list(self.stop),
+            "repeat_penalty": self.repeat_penalty,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
             "ignore_eos": self.ignore_eos,
+            "json_schema": self.json_schema,
+            "grammar": self.grammar,
         }

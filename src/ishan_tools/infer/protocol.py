@@ -18,6 +18,7 @@ from ishan_tools.infer.events import Done, Event, Failed, Token
 
 MAX_STOP_SEQUENCES = 4
 KV_HEADER = "x-ishan-kv-bytes"  # the worker's real KV figure for the session
+WORKER_HEADER = "x-ishan-worker"  # on a coordinator's stream: the worker that serves it
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -68,13 +69,6 @@ def _seed(body: dict[str, Any]) -> int | None:
     return seed
 
 
-def _flag(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise BadRequest(f"'{key}' must be true or false")
-    return value
-
-
 def _messages(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list) or not value:
         raise BadRequest("'messages' must be a non-empty list of {role, content} objects")
@@ -89,21 +83,80 @@ def _messages(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{key}' must be true or false")
+    return value
+
+
+def _text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise BadRequest(f"'{key}' must be a non-empty string")
+    return value
+
+
+def _schema(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{name}' must be a JSON schema (an object)")
+    return value
+
+
+def _constraint(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON schema or GBNF grammar the output must follow, from whichever field set it.
+
+    `response_format` is OpenAI's: `{"type": "json_object"}` (any JSON object) or
+    `{"type": "json_schema", "json_schema": {"schema": {...}}}`; `json_schema` and `grammar`
+    are llama-server's. The worker converts and compiles them (it has llama.cpp).
+    """
+    given = [k for k in ("response_format", "json_schema", "grammar") if body.get(k) is not None]
+    if len(given) > 1:
+        raise BadRequest(f"give one of 'response_format', 'json_schema', 'grammar', not {given}")
+    if body.get("grammar") is not None:
+        return None, _text(body, "grammar")
+    if body.get("json_schema") is not None:
+        return _schema(body["json_schema"], "json_schema"), None
+    response_format = body.get("response_format")
+    if response_format is None:
+        return None, None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return {"type": "object"}, None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or spec.get("schema") is None:
+            raise BadRequest("'response_format.json_schema.schema' is required")
+        return _schema(spec["schema"], "response_format.json_schema.schema"), None
+    raise BadRequest("'response_format.type' must be 'text', 'json_object' or 'json_schema'")
+
+
 def parse_request(
     body: Any,
     *,
     chat: bool = False,
+    raw: bool | None = None,
     require_model: bool = False,
     default_max_tokens: int = 256,
     n_ctx: int | None = None,
 ) -> GenerationRequest:
-    """Validate a JSON body (coordinator API, OpenAI API or worker) into a `GenerationRequest`."""
+    """Validate a JSON body (coordinator API, OpenAI API or worker) into a `GenerationRequest`.
+
+    `chat`: the body carries `messages` (OpenAI chat). `raw`: the prompt is always verbatim
+    (OpenAI completions); None reads the body's own `raw` flag (coordinator API, worker).
+    """
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     if require_model and (not isinstance(body.get("model"), str) or not body["model"]):
         raise BadRequest("'model' is required (any name is accepted while one model is served)")
     prompt: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None
+    system: str | None = None
+    verbatim = False
     if chat or body.get("messages") is not None:
         messages = _messages(body.get("messages"))
     else:
@@ -112,15 +165,34 @@ def parse_request(
             prompt = prompt[0]  # OpenAI clients may send a one-element list
         if not isinstance(prompt, str) or not prompt:
             raise BadRequest("'prompt' is required and must be a non-empty string")
+        verbatim = _flag(body, "raw") if raw is None else raw
+        if raw is None:
+            system = _text(body, "system")
+            if verbatim and system is not None:
+                raise BadRequest("'system' needs the chat template: leave out 'raw' or 'system'")
+    json_schema, grammar = _constraint(body)
+    ignore_eos = _flag(body, "ignore_eos")
+    if ignore_eos and (json_schema is not None or grammar is not None):
+        raise BadRequest("'ignore_eos' cannot be combined with a schema or grammar: it ends them")
+    repeat_penalty = _number(body, "repeat_penalty", 1.0, 0.0, 10.0)
+    if repeat_penalty == 0.0:
+        raise BadRequest("'repeat_penalty' must be above 0 (1.0 turns it off)")
     return GenerationRequest(
         prompt=prompt,
         messages=messages,
+        system=system,
+        raw=verbatim,
         max_tokens=_max_tokens(body, default_max_tokens, n_ctx),
         temperature=_number(body, "temperature", 0.8, 0.0, 2.0),
         top_p=_number(body, "top_p", 0.95, 0.0, 1.0),
         seed=_seed(body),
         stop=_stop(body),
-        ignore_eos=_flag(body, "ignore_eos"),
+        repeat_penalty=repeat_penalty,
+        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
+        ignore_eos=ignore_eos,
+        json_schema=json_schema,
+        grammar=grammar,
     )
 
 

@@ -2,31 +2,181 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bson import MaxKey, MinKey
+
 from ishan_tools.errors import MigrationError
-from ishan_tools.migrate import backup, changelog
+from ishan_tools.migrate import backup, changelog, participants, partitions, session
 from ishan_tools.migrate.connection import ConnectionConfig, connected
 from ishan_tools.migrate.context import new_run_id
 from ishan_tools.migrate.lock import MigrationLock, current_holder, force_unlock, utcnow
-from ishan_tools.migrate.report import RunConfig, RunSummary
-from ishan_tools.migrate.runner import Progress, Runner
-from ishan_tools.migrate.script import load_script
+from ishan_tools.migrate.logs import RunLog
+from ishan_tools.migrate.report import DEFAULT_BATCH_SIZE, RunConfig, RunSettings, RunSummary
+from ishan_tools.migrate.runner import FAILED, Progress, Runner
+from ishan_tools.migrate.script import MigrationScript, load_script
+from ishan_tools.migrate.supervisor import supervise
+from ishan_tools.migrate.worker import ServerLost, work
+
+DRY_RUN = "dry run"
 
 
 def run_migration(
     connection: ConnectionConfig, config: RunConfig, progress: Progress | None = None
 ) -> RunSummary:
-    """Load the script, connect, run it (or dry-run it) and return the summary.
+    """Load the script, connect, run it (or dry-run it, or join its run) and return the summary.
 
     A run that stops at a failing document returns with `status == "failed"`; errors that
     prevent the run (bad script, unreachable server, lock held, refused re-run) raise.
     """
+    session.check_config(config)
     script = load_script(config.script)
     with connected(connection) as database:
-        return Runner(database, script, config, progress).run()
+        if config.dry_run:
+            return _dry_run(database, script, config)
+        if config.join:
+            return _join(database, script, config, connection, progress)
+        return _start(database, script, config, connection, progress)
+
+
+def _start(
+    database: Any,
+    script: MigrationScript,
+    config: RunConfig,
+    connection: ConnectionConfig,
+    progress: Progress | None,
+) -> RunSummary:
+    """Open a run; work in it here (one worker) or watch N worker processes do it."""
+    run_id = new_run_id()
+    alone = config.workers == 1
+    member = participants.new_member(participants.WORKER if alone else participants.SUPERVISOR)
+    log = RunLog(config.log_dir, script.name, run_id) if alone else None
+    started = time.perf_counter()
+    settings = session.start(
+        database, script, config, run_id, member, None if log is None else str(log.path)
+    )
+    mine = None
+    failures: list[str] = []
+    try:
+        if log is not None:
+            mine = work(database, script, settings, member, log, progress, stops_run=True)
+        else:
+            failures = supervise(
+                database,
+                script,
+                settings,
+                member,
+                connection,
+                config.log_dir,
+                config.workers,
+                progress,
+            )
+    finally:
+        if not isinstance(sys.exc_info()[1], ServerLost):
+            session.leave(database, script.name, settings, member, mine)
+    session.wait_until_closed(database, script.name, settings)
+    summary = session.run_summary(database, script.name, settings, config.workers)
+    summary.elapsed_s = time.perf_counter() - started
+    summary.log_path = Path(summary.logs[0]) if len(summary.logs) == 1 else None
+    if failures and summary.status != changelog.APPLIED:
+        raise MigrationError(
+            f"{'; '.join(failures)}; {script.name} is {summary.status}: continue with --resume"
+        )
+    return summary
+
+
+def _join(
+    database: Any,
+    script: MigrationScript,
+    config: RunConfig,
+    connection: ConnectionConfig,
+    progress: Progress | None,
+) -> RunSummary:
+    """Take part in the run of this script going on now, with its settings."""
+    settings = session.joinable(database, script, config)
+    alone = config.workers == 1
+    member = participants.new_member(participants.WORKER if alone else participants.SUPERVISOR)
+    log = None
+    if alone:
+        worker = f"{member['host']}-{member['pid']}"
+        log = RunLog(config.log_dir, script.name, settings.run_id, worker)
+    started = time.perf_counter()
+    session.enlist(database, script.name, settings, member, None if log is None else str(log.path))
+    mine, closed = None, None
+    try:
+        if log is not None:
+            mine = work(database, script, settings, member, log, progress)
+        else:
+            supervise(
+                database,
+                script,
+                settings,
+                member,
+                connection,
+                config.log_dir,
+                config.workers,
+                progress,
+                stops_run=False,
+            )
+    finally:
+        if not isinstance(sys.exc_info()[1], ServerLost):
+            closed = session.leave(database, script.name, settings, member, mine)
+    summary = session.run_summary(database, script.name, settings, config.workers)
+    if closed is None and summary.status == changelog.RUNNING:
+        summary.stop_reason = "the run goes on in its other participants"
+    if mine is not None:  # this process's own counts
+        mine.status, mine.joined, mine.stop_reason = summary.status, True, summary.stop_reason
+        mine.elapsed_s = time.perf_counter() - started
+        return mine
+    summary.joined = True
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _dry_run(database: Any, script: MigrationScript, config: RunConfig) -> RunSummary:
+    """Every callback, nothing written (in this process, whatever `--workers` says)."""
+    session.check_primary(database, script)
+    run_id = new_run_id()
+    settings = RunSettings(
+        run_id=run_id,
+        run_index=-1,
+        plan=run_id,
+        mode=DRY_RUN,
+        batch_size=config.batch_size or script.batch_size or DEFAULT_BATCH_SIZE,
+        backup=config.backup,
+        continue_on_error=config.continue_on_error,
+        lease_s=config.lease_s,
+        lock_ttl_s=config.lock_ttl_s,
+        limit=config.limit,
+    )
+    log = RunLog(config.log_dir, script.name, run_id)
+    summary = RunSummary(
+        script.name, run_id, DRY_RUN, dry_run=True, resumed=False, backup=config.backup
+    )
+    summary.log_path = log.path
+    runner = Runner(database, script, settings, log, summary)
+    started = time.perf_counter()
+    try:
+        if config.limit is None:
+            spans = [partitions.Span(MinKey(), MaxKey(), True, 0)]
+            rest = None
+        else:
+            plan = partitions.scan_plan(database, script.primary, script.filter, 1, config.limit)
+            spans, rest = plan.spans, plan.rest
+        for number, span in enumerate(spans, 1):
+            if runner.run_partition(partitions.Partition.in_memory(number, span)) == FAILED:
+                break
+        if rest is not None and summary.stop_reason is None:
+            summary.stop_reason = f"stopped after --limit {config.limit}: more remain"
+    finally:
+        summary.elapsed_s = time.perf_counter() - started
+        log.event("summary", summary.as_dict())
+        log.close()
+    return summary
 
 
 @dataclass(frozen=True)
@@ -75,6 +225,7 @@ def rollback_migration(connection: ConnectionConfig, name: str) -> RollbackPlan:
             record = _rollbackable(database, name)
             changelog.set_status(database, name, changelog.ROLLING_BACK)
             counts = backup.rollback(database, name)
+            database[partitions.PARTITIONS].delete_many({"m": name})
             changelog.set_status(
                 database,
                 name,
@@ -93,10 +244,14 @@ def rollback_migration(connection: ConnectionConfig, name: str) -> RollbackPlan:
 
 def migration_status(
     connection: ConnectionConfig, script_dir: Path | None
-) -> tuple[list[changelog.StatusRow], dict[str, Any] | None]:
-    """The changelog as rows (plus never-run scripts found in `script_dir`) and the lock holder."""
+) -> tuple[list[changelog.StatusRow], dict[str, Any] | None, dict[str, Any] | None]:
+    """The changelog as rows (plus never-run scripts found in `script_dir`), the lock holder,
+    and the run holding the lock (its participants and partitions), if any."""
     with connected(connection) as database:
-        return changelog.status_rows(database, script_dir), current_holder(database)
+        holder = current_holder(database)
+        processed = participants.processed_by_migration(database)
+        rows = changelog.status_rows(database, script_dir, processed)
+        return rows, holder, session.run_view(database, holder)
 
 
 def lock_holder(connection: ConnectionConfig) -> dict[str, Any] | None:

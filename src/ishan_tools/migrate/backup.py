@@ -2,10 +2,12 @@
 
 An image is `{c: collection, d: _id, img: document | None}` (`None`: the document did not
 exist, so undoing means deleting it). A flush's images are saved before its writes, packed
-into as few backup documents as fit (`{m, b: batch, f: flush, images: [...]}`, up to about
-4 MiB each): one insert of a large document costs a server far less than a thousand small
-ones. Resume restores the images of a batch cut short (its number is above the changelog's
-`done_batch`); rollback restores, per document, the earliest image of all runs.
+into as few backup documents as fit (`{m, p: partition, b: batch, f: flush, s: seq, images:
+[...]}`, up to about 4 MiB each): one insert of a large document costs a server far less than
+a thousand small ones. `s` comes from a counter of the migration taken after the images were
+read and before the writes, so it orders the flushes of all workers in time. Taking over a
+partition restores the images of its batch cut short (numbered above the partition's
+`done_batch`); rollback restores, per document, the earliest image (lowest `s`) of all runs.
 """
 
 from __future__ import annotations
@@ -108,8 +110,20 @@ def _merge_equalities(filters: list[Mapping[str, Any]]) -> list[Mapping[str, Any
     return clauses
 
 
-def save(database: Any, migration: str, batch: int, flush: int, images: list[Image]) -> None:
+@dataclass(frozen=True)
+class FlushKey:
+    """Where a flush's images are filed: migration, partition, batch, flush, and their order."""
+
+    migration: str
+    partition: Any
+    batch: int
+    flush: int
+    seq: int
+
+
+def save(database: Any, key: FlushKey, images: list[Image]) -> None:
     """Store a flush's images (raw BSON where the caller has it, so nothing is re-encoded)."""
+    head = {"m": key.migration, "p": key.partition, "b": key.batch, "f": key.flush, "s": key.seq}
     packs: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     size = 0
@@ -118,22 +132,23 @@ def save(database: Any, migration: str, batch: int, flush: int, images: list[Ima
         entries.append({"c": image.collection, "d": image.doc_id, "img": document})
         size += 64 + (len(document.raw) if isinstance(document, RawBSONDocument) else 512)
         if size >= PACK_BYTES:
-            packs.append({"m": migration, "b": batch, "f": flush, "images": entries})
+            packs.append({**head, "images": entries})
             entries, size = [], 0
     if entries:
-        packs.append({"m": migration, "b": batch, "f": flush, "images": entries})
+        packs.append({**head, "images": entries})
     if packs:
         database[BACKUP].insert_many(packs, ordered=True)
 
 
 def ensure_index(database: Any) -> None:
-    database[BACKUP].create_index([("m", 1), ("b", 1), ("f", 1)])
+    database[BACKUP].create_index([("m", 1), ("p", 1), ("b", 1), ("f", 1)])
 
 
 def _earliest(database: Any, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Images matching `query`, the earliest one per document only."""
     seen: set[tuple[str, Any]] = set()
-    for pack in database[BACKUP].find(query).sort([("b", 1), ("f", 1), ("_id", 1)]):
+    order = [("s", 1), ("b", 1), ("f", 1), ("_id", 1)]
+    for pack in database[BACKUP].find(query).sort(order):
         for entry in pack["images"]:
             key = (entry["c"], id_key(entry["d"]))
             if key not in seen:
@@ -168,17 +183,19 @@ def _apply(database: Any, entries: Iterable[dict[str, Any]]) -> dict[str, dict[s
     return counts
 
 
-def restore_after(database: Any, migration: str, done_batch: int) -> int:
-    """Undo a batch cut short (images above `done_batch`) and forget its images."""
-    query = {"m": migration, "b": {"$gt": done_batch}}
+def restore_after(database: Any, migration: str, partition: Any, done_batch: int) -> int:
+    """Undo the partition's batch cut short (images above `done_batch`) and forget its images."""
+    query = {"m": migration, "p": partition, "b": {"$gt": done_batch}}
     counts = _apply(database, _earliest(database, query))
     database[BACKUP].delete_many(query)
     return sum(sum(tally.values()) for tally in counts.values())
 
 
-def restore_flushes(database: Any, migration: str, batch: int, first_flush: int) -> None:
-    """Undo the flushes of `batch` from `first_flush` on and forget their images."""
-    query = {"m": migration, "b": batch, "f": {"$gte": first_flush}}
+def restore_flushes(
+    database: Any, migration: str, partition: Any, batch: int, first_flush: int
+) -> None:
+    """Undo the flushes of the partition's `batch` from `first_flush` on; forget their images."""
+    query = {"m": migration, "p": partition, "b": batch, "f": {"$gte": first_flush}}
     _apply(database, _earliest(database, query))
     database[BACKUP].delete_many(query)
 

@@ -180,7 +180,7 @@ class BufferedCollection:
         return BufferedResult("insert_many", ids)
 
     def _update(
-        self, kind: str, filter_doc: Mapping[str, Any], update: Any, upsert: bool, **kw: Any
+        self, kind: str, filter_doc: Mapping[str, Any], update: Any, *, upsert: bool, **kw: Any
     ) -> BufferedResult:
         new_ids: list[Any] = []
         if upsert:
@@ -195,12 +195,12 @@ class BufferedCollection:
     def update_one(
         self, filter: Mapping[str, Any], update: Any, upsert: bool = False, **kw: Any
     ) -> BufferedResult:
-        return self._update("update_one", filter, update, upsert, **kw)
+        return self._update("update_one", filter, update, upsert=upsert, **kw)
 
     def update_many(
         self, filter: Mapping[str, Any], update: Any, upsert: bool = False, **kw: Any
     ) -> BufferedResult:
-        return self._update("update_many", filter, update, upsert, **kw)
+        return self._update("update_many", filter, update, upsert=upsert, **kw)
 
     def replace_one(
         self,

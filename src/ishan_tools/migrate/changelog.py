@@ -1,9 +1,9 @@
 """The changelog: one record per migration in `_ishan_migrations`.
 
-A record holds the migration's status, its script checksum, its checkpoint (the last primary
-`_id` done, reset when a run starts over), `done_batch` (the number of the last batch whose
-writes completed, never reset: before-images of a higher batch belong to a batch cut short)
-and the list of its runs with their counts.
+A record holds the migration's status, its script checksum, `plan` (the run that split the
+primary collection into the partitions now in use: each partition keeps its own checkpoint),
+`image_seq` (the counter that orders before-images) and the list of its runs with their
+counts (a run's counts are the sum of its participants', written when it ends).
 """
 
 from __future__ import annotations
@@ -80,11 +80,11 @@ def begin_run(
     script: MigrationScript,
     run: dict[str, Any],
     *,
-    restart: bool,
+    plan: str | None,
 ) -> int:
     """Mark the migration running and append `run`; returns the run's index in `runs`.
 
-    `restart` clears the checkpoint, so the run starts from the first document.
+    `plan` (a run starting over) names the new plan of partitions.
     """
     now = utcnow()
     fields: dict[str, Any] = {
@@ -94,13 +94,13 @@ def begin_run(
         "primary": script.primary,
         "updated_at": now,
     }
-    if restart:
-        fields["checkpoint"] = None
+    if plan is not None:
+        fields["plan"] = plan
     record = database[CHANGELOG].find_one_and_update(
         {"_id": script.name},
         {
             "$set": fields,
-            "$setOnInsert": {"created_at": now, "done_batch": 0},
+            "$setOnInsert": {"created_at": now},
             "$push": {"runs": run},
         },
         upsert=True,
@@ -109,33 +109,41 @@ def begin_run(
     return len(record["runs"]) - 1
 
 
-def save_checkpoint(
-    database: Any,
-    name: str,
-    run_index: int,
-    *,
-    checkpoint: Mapping[str, Any] | None,
-    batch: int,
-    increments: Mapping[str, int],
-) -> None:
-    """Record batch `batch` as written and `checkpoint["after"]` as the last `_id` done.
+def next_image_seq(database: Any, name: str) -> int:
+    """The next number of the migration's before-image order (atomic across workers)."""
+    record = database[CHANGELOG].find_one_and_update(
+        {"_id": name},
+        {"$inc": {"image_seq": 1}},
+        projection={"image_seq": 1},
+        return_document=True,
+    )
+    return int(record["image_seq"])
 
-    One update, so the checkpoint and `done_batch` can never disagree.
-    """
-    fields: dict[str, Any] = {"done_batch": batch, "updated_at": utcnow()}
-    if checkpoint is not None:
-        fields["checkpoint"] = dict(checkpoint)
-    update: dict[str, Any] = {"$set": fields}
-    incs = {f"runs.{run_index}.{key}": value for key, value in increments.items() if value}
-    if incs:
-        update["$inc"] = incs
-    database[CHANGELOG].update_one({"_id": name}, update)
+
+def close_runs(database: Any, name: str, totals: Mapping[str, Mapping[str, int]]) -> None:
+    """Give runs that never ended (killed) their counts, from their participants'."""
+    record = get(database, name)
+    fields: dict[str, Any] = {}
+    for index, run in enumerate((record or {}).get("runs", [])):
+        if "status" not in run:
+            counts = totals.get(run["run_id"], {})
+            fields[f"runs.{index}.status"] = INTERRUPTED
+            fields[f"runs.{index}.processed"] = int(counts.get("processed", 0))
+            fields[f"runs.{index}.errors"] = int(counts.get("errors", 0))
+    if fields:
+        database[CHANGELOG].update_one({"_id": name}, {"$set": fields})
 
 
 def finish_run(
-    database: Any, name: str, run_index: int, status: str, run_fields: Mapping[str, Any]
-) -> None:
-    """Close the run: final status on the record and on the run, end time, error list."""
+    database: Any,
+    name: str,
+    run_index: int,
+    run_id: str,
+    status: str,
+    run_fields: Mapping[str, Any],
+) -> bool:
+    """Close the run: final status on the record and on the run, end time, counts, error
+    list. Only once: False when another participant closed it first."""
     now = utcnow()
     fields: dict[str, Any] = {"status": status, "updated_at": now}
     if status == APPLIED:
@@ -144,7 +152,12 @@ def finish_run(
         fields[f"runs.{run_index}.{key}"] = value
     fields[f"runs.{run_index}.status"] = status
     fields[f"runs.{run_index}.ended_at"] = now
-    database[CHANGELOG].update_one({"_id": name}, {"$set": fields})
+    query = {
+        "_id": name,
+        f"runs.{run_index}.run_id": run_id,
+        f"runs.{run_index}.ended_at": {"$exists": False},
+    }
+    return bool(database[CHANGELOG].update_one(query, {"$set": fields}).matched_count)
 
 
 def set_status(database: Any, name: str, status: str, **extra: Any) -> None:
@@ -179,8 +192,13 @@ class StatusRow:
         }
 
 
-def status_rows(database: Any, script_dir: Path | None) -> list[StatusRow]:
-    """Every recorded migration, plus scripts in `script_dir` that have never run (pending)."""
+def status_rows(
+    database: Any, script_dir: Path | None, processed: Mapping[str, int] | None = None
+) -> list[StatusRow]:
+    """Every recorded migration, plus scripts in `script_dir` that have never run (pending).
+
+    `processed`: documents per migration as its participants counted them (live runs too).
+    """
     rows = []
     seen = set()
     for record in database[CHANGELOG].find().sort("_id", 1):
@@ -194,7 +212,9 @@ def status_rows(database: Any, script_dir: Path | None) -> list[StatusRow]:
                 name=name,
                 status=effective_status(database, record),
                 runs=len(runs),
-                processed=sum(int(run.get("processed", 0)) for run in runs),
+                processed=(processed or {}).get(
+                    name, sum(int(run.get("processed", 0)) for run in runs)
+                ),
                 last_run=runs[-1].get("run_id") if runs else None,
                 updated_at=record.get("updated_at"),
                 script_changed=changed,
@@ -204,7 +224,18 @@ def status_rows(database: Any, script_dir: Path | None) -> list[StatusRow]:
     if script_dir is not None and script_dir.is_dir():
         for path in sorted(script_dir.glob("*.py")):
             if path.stem not in seen and _looks_like_migration(path):
-                rows.append(StatusRow(path.stem, "pending", 0, 0, None, None, None, False))
+                rows.append(
+                    StatusRow(
+                        name=path.stem,
+                        status="pending",
+                        runs=0,
+                        processed=0,
+                        last_run=None,
+                        updated_at=None,
+                        script_changed=None,
+                        no_backup=False,
+                    )
+                )
     return rows
 
 

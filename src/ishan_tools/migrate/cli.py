@@ -102,6 +102,22 @@ def run_command(
     quiet: Annotated[bool, quiet_option("No progress bar.")] = False,
     json_output: Json = False,
     timeout: Timeout = C.timeout_s,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="Worker processes sharing the run (by _id ranges)."),
+    ] = R.workers,
+    join: Annotated[
+        bool,
+        typer.Option("--join", help="Take part in the run of this script going on now."),
+    ] = R.join,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=0.1,
+            help="How long a dead worker's partition waits before another takes it over.",
+        ),
+    ] = R.lease_s,
 ) -> None:
     """Run a migration script over its primary collection."""
     if resume and force:
@@ -121,6 +137,9 @@ def run_command(
         backup=not no_backup,
         continue_on_error=continue_on_error,
         log_dir=log_dir,
+        workers=workers,
+        join=join,
+        lease_s=lease_seconds,
     )
     connection = _connection(uri, db, timeout)
     with progress_bar(enabled=not (quiet or json_output)) as progress:
@@ -155,8 +174,8 @@ def status_command(
     from ishan_tools.migrate.api import migration_status
     from ishan_tools.migrate.render import render_status
 
-    rows, holder = migration_status(_connection(uri, db, timeout), directory)
-    render_status(rows, holder, as_json=json_output)
+    rows, holder, run = migration_status(_connection(uri, db, timeout), directory)
+    render_status(rows, holder, run, as_json=json_output)
 
 
 @app.command("rollback")

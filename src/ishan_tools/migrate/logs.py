@@ -1,4 +1,5 @@
-"""The run log: JSON lines in `migrationLogs/<migration>-<run id>.jsonl`.
+"""The run log: JSON lines in `migrationLogs/<migration>-<run id>.jsonl`, one file per worker
+(`...-<run id>-w2.jsonl` for a local worker, `...-<run id>-<host>-<pid>.jsonl` for one that joined).
 
 Lines are held per batch and written when the batch's writes are done, so a batch that is
 retried after a write error does not log twice. Each line has a timestamp, the action, the
@@ -20,15 +21,18 @@ def _now() -> str:
 class RunLog:
     """Collects `write_log(action, content)` calls and appends them to the run's file."""
 
-    def __init__(self, directory: Path, migration: str, run_id: str) -> None:
-        self.path = directory / f"{migration}-{run_id}.jsonl"
+    def __init__(
+        self, directory: Path, migration: str, run_id: str, worker: str | None = None
+    ) -> None:
+        name = f"{migration}-{run_id}" + (f"-{worker}" if worker else "")
+        self.path = directory / f"{name}.jsonl"
         self.doc_id: Any = None
         self._held: list[str] = []
         self._file: IO[str] | None = None
         self._directory = directory
 
     def write_log(self, action: Any, content: Any = None) -> None:
-        """The callback's logger (the seed's `writeLog(action, content)`)."""
+        """The callback's logger (the original library's `writeLog(action, content)`)."""
         self._held.append(self._line(str(action), content, self.doc_id))
 
     def _line(self, action: str, content: Any, doc_id: Any) -> str:

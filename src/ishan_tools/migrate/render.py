@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich import box
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,7 +35,7 @@ class _RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+def progress_bar(*, enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
     """A progress callback drawing on stderr (documents/s, ETA), or None when disabled or
     when stderr is not a terminal."""
     stderr = console(stderr=True)
@@ -64,10 +65,14 @@ def render_summary(summary: RunSummary, *, as_json: bool, quiet: bool) -> None:
     out = console()
     style = {"applied": "green", "dry run": "cyan", "failed": "red"}.get(summary.status, "yellow")
     resumed = f", resumed (restored {summary.restored} documents first)" if summary.resumed else ""
+    if summary.restored and not summary.resumed:
+        resumed = f", restored {summary.restored} documents of partitions taken over"
+    workers = f" with {summary.workers} workers" if summary.workers > 1 else ""
+    joined = " (joined: this process's share)" if summary.joined else ""
     out.print(
         f"[bold]{summary.migration}[/bold] run {summary.run_id}: [{style}]{summary.status}"
-        f"[/{style}]{resumed} - {summary.processed:,} documents in {summary.elapsed_s:.1f}s "
-        f"({summary.docs_per_s:,.0f} docs/s)"
+        f"[/{style}]{resumed} - {summary.processed:,} documents{workers} in "
+        f"{summary.elapsed_s:.1f}s ({summary.docs_per_s:,.0f} docs/s){joined}"
         + ("" if summary.backup or summary.dry_run else " [yellow]without backups[/yellow]")
     )
     if not quiet or summary.dry_run:
@@ -90,12 +95,21 @@ def render_summary(summary: RunSummary, *, as_json: bool, quiet: bool) -> None:
             out.print(f"  _id {error.doc_id!r}: {error.error}")
     if summary.stop_reason and summary.status != "failed":
         out.print(f"[yellow]{summary.stop_reason}[/yellow]")
-    out.print(f"[dim]log: {summary.log_path}[/dim]")
+    if summary.log_path is not None or not summary.logs:
+        out.print(f"[dim]log: {summary.log_path}[/dim]")
+    else:
+        out.print(f"[dim]logs: {', '.join(summary.logs)}[/dim]")
 
 
-def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_json: bool) -> None:
+def render_status(
+    rows: list[StatusRow],
+    holder: dict[str, Any] | None,
+    run: dict[str, Any] | None,
+    *,
+    as_json: bool,
+) -> None:
     if as_json:
-        print_json({"migrations": [row.as_dict() for row in rows], "lock": holder})
+        print_json({"migrations": [row.as_dict() for row in rows], "lock": holder, "run": run})
         return
     out = console()
     if not rows:
@@ -124,6 +138,49 @@ def render_status(rows: list[StatusRow], holder: dict[str, Any] | None, *, as_js
         out.print(f"[dim]stale lock (its process is gone) left by {describe(holder)}[/dim]")
     elif holder is not None:
         out.print(f"[yellow]locked by {describe(holder)}[/yellow]")
+    if run is not None:
+        _render_run(out, run)
+
+
+def _render_run(out: Console, run: dict[str, Any]) -> None:
+    """The participants of the run holding the lock, and its partitions."""
+    stop = run.get("stop")
+    asked = f" (asked to stop: {stop['reason']})" if stop else ""
+    out.print(f"run {run['run_id']} of [bold]{run['migration']}[/bold] ({run['mode']}){asked}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("participant", "role", "state", "partition", "docs", "errors"):
+        table.add_column(
+            header, no_wrap=True, justify="right" if header in ("docs", "errors") else "left"
+        )
+    colours = {"working": "cyan", "gone": "red", "left": "dim"}
+    for member in run["participants"]:
+        colour = colours.get(member["state"], "white")
+        table.add_row(
+            f"{member['host']}:{member['pid']}",
+            str(member["role"]),
+            f"[{colour}]{member['state']}[/{colour}]",
+            member["partition"] or "-",
+            "-" if member["role"] == "supervisor" else f"{member['processed']:,}",
+            "-" if member["role"] == "supervisor" else f"{member['errors']:,}",
+        )
+    out.print(table)
+    parts = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("partition", "_id range", "state", "worker", "done", "progress"):
+        parts.add_column(header, no_wrap=True, justify="right" if header == "done" else "left")
+    for part in run["partitions"]:
+        end = "]" if part["hi_inclusive"] else ")"
+        owner = f"{part['host']}:{part['pid']}" if part["state"] != "pending" else "-"
+        count = max(part["count"], 1)
+        share = min(part["done"] / count, 1.0)
+        parts.add_row(
+            part["partition"],
+            f"[{part['lo']!r}, {part['hi']!r}{end}",
+            part["state"],
+            owner if part.get("host") else "-",
+            f"{part['done']:,}/{part['count']:,}",
+            f"{'#' * round(share * 20):<20} {share:4.0%}",
+        )
+    out.print(parts)
 
 
 def render_rollback(plan: RollbackPlan, *, done: bool, as_json: bool) -> None:

@@ -11,9 +11,17 @@ MAX_ERRORS_KEPT = 100
 SAMPLE_SIZE = 5
 
 
+DEFAULT_LEASE_S = 30.0
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """How to run one migration script. `batch_size=None`: the script's, else 1,000."""
+    """How to run one migration script. `batch_size=None`: the script's, else 1,000.
+
+    `workers` processes share the run (1: this process does the work); `join` takes part in
+    the run of this script already going on (another machine's, say), with its settings;
+    `lease_s` is how long a partition stays leased to a worker that stopped renewing it.
+    """
 
     script: Path
     batch_size: int | None = None
@@ -25,6 +33,32 @@ class RunConfig:
     continue_on_error: bool = False
     log_dir: Path = Path("migrationLogs")
     lock_ttl_s: float = 300.0
+    workers: int = 1
+    join: bool = False
+    lease_s: float = DEFAULT_LEASE_S
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every participant of one run shares; published in the lock document."""
+
+    run_id: str
+    run_index: int
+    plan: str
+    mode: str
+    batch_size: int
+    backup: bool
+    continue_on_error: bool
+    lease_s: float
+    lock_ttl_s: float
+    limit: int | None
+
+    def as_document(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> RunSettings:
+        return cls(**{name: doc[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -53,6 +87,13 @@ class Tally:
 
     def total(self) -> int:
         return sum(sum(per.values()) for per in self.counts.values())
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]]) -> Tally:
+        tally = cls()
+        for row in rows:
+            tally.add(row["collection"], row["name"], int(row["count"]))
+        return tally
 
     def as_rows(self) -> list[dict[str, Any]]:
         """As a list (collection names may contain dots, which field names should not)."""
@@ -83,6 +124,11 @@ class RunSummary:
     elapsed_s: float = 0.0
     log_path: Path | None = None
     stop_reason: str | None = None
+    workers: int = 1
+    logs: list[str] = field(default_factory=list)
+    """Every participant's log, as `host:path` for the ones of other hosts."""
+    joined: bool = False
+    """This process joined a run started elsewhere; the counts are its own."""
 
     @property
     def docs_per_s(self) -> float:
@@ -111,5 +157,8 @@ class RunSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "docs_per_s": round(self.docs_per_s, 1),
             "log": None if self.log_path is None else str(self.log_path),
+            "logs": self.logs,
+            "workers": self.workers,
+            "joined": self.joined,
             "stop_reason": self.stop_reason,
         }

@@ -1,16 +1,17 @@
-"""Running a migration: one `_id`-sorted cursor, a callback per document, a bulk write per batch.
+"""Running a migration over one partition: an `_id`-sorted cursor, a callback per document,
+a bulk write per batch.
 
 Exactly once: before a flush's writes, the before-images of everything it can touch are saved
-under the batch's number; after the batch, the checkpoint (last `_id` done) and `done_batch`
-are recorded in one update. A resumed run first restores the images of a batch numbered above
-`done_batch` (one cut short), then redoes that batch. With `--no-backup` nothing is restored,
-so a batch cut short is written twice (at least once).
+under the partition and the batch's number; after the batch, the partition's checkpoint (last
+`_id` done) and `done_batch` are recorded in one update. Whoever takes the partition next
+(a resumed run, or another worker after this one died) first restores the images of a batch
+numbered above `done_batch` (one cut short), then redoes that batch. With `--no-backup`
+nothing is restored, so a batch cut short is written twice (at least once).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import bson
@@ -18,20 +19,20 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo.errors import BulkWriteError, CursorNotFound
 
-from ishan_tools.errors import MigrationError
 from ishan_tools.migrate import backup, changelog
 from ishan_tools.migrate.buffer import BufferedCollection, PendingOp, WriteBuffer, id_equality
-from ishan_tools.migrate.changelog import APPLIED, FAILED, INTERRUPTED
-from ishan_tools.migrate.context import MigrationContext, new_run_id
-from ishan_tools.migrate.lock import MigrationLock, utcnow
+from ishan_tools.migrate.context import MigrationContext
 from ishan_tools.migrate.logs import RunLog
+from ishan_tools.migrate.participants import Heartbeat
+from ishan_tools.migrate.partitions import Board, Partition
 from ishan_tools.migrate.query import primary_query
-from ishan_tools.migrate.report import DEFAULT_BATCH_SIZE, SAMPLE_SIZE, RunConfig, RunSummary, Tally
+from ishan_tools.migrate.report import SAMPLE_SIZE, RunSettings, RunSummary, Tally
 from ishan_tools.migrate.script import MigrationScript, check_collection_name
 
 Progress = Callable[[int, int | None], None]
 RAW = CodecOptions(document_class=RawBSONDocument)
-DRY_RUN = "dry run"
+DONE, FAILED, STOPPED = "done", "failed", "stopped"
+"""How `run_partition` ended: all written; a document failed; the run asked to stop."""
 
 
 class _WriteFailure(BaseException):
@@ -44,40 +45,49 @@ class _WriteFailure(BaseException):
 
 
 class Runner:
-    """One run of one script; `run()` returns its summary (the status it left included)."""
+    """One participant's engine: runs partitions one after another, counting into `summary`.
+
+    `board` and `heartbeat` are None in a dry run, which records nothing.
+    """
 
     def __init__(
-        self, database: Any, script: MigrationScript, config: RunConfig, progress: Progress | None
+        self,
+        database: Any,
+        script: MigrationScript,
+        settings: RunSettings,
+        log: RunLog,
+        summary: RunSummary,
+        *,
+        board: Board | None = None,
+        heartbeat: Heartbeat | None = None,
+        after_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.database, self.script, self.config = database, script, config
-        self.progress = progress
-        self.run_id = new_run_id()
-        self.batch_size = config.batch_size or script.batch_size or DEFAULT_BATCH_SIZE
-        self.log = RunLog(config.log_dir, script.name, self.run_id)
-        self.summary = RunSummary(
-            script.name, self.run_id, DRY_RUN, config.dry_run, False, config.backup
-        )
-        self.summary.log_path = self.log.path
+        self.database, self.script, self.settings = database, script, settings
+        self.log, self.summary = log, summary
+        self.board, self.heartbeat, self.after_batch = board, heartbeat, after_batch
+        self.dry_run = board is None
+        self.run_id = settings.run_id
+        self.batch_size = settings.batch_size
         self.buffer = WriteBuffer(self._flush)
         self._collections: dict[str, BufferedCollection] = {}
-        self._seed_args: list[Any] | None = None
+        self._callback_collections: list[Any] | None = None
         self.context = MigrationContext(
-            migration=self.script.name,
+            migration=script.name,
             run_id=self.run_id,
-            dry_run=self.config.dry_run,
+            dry_run=self.dry_run,
             collection=self.collection,
             log=self.log.write_log,
         )
+        self.partition: Partition | None = None
         self.batch_no = self.flush_no = 0
-        self.run_index = -1
-        self.lock: MigrationLock | None = None
         self.last_done: Any = None
-        self.has_done = self.stopped = False
-        self.done_before = 0
+        self.has_done = self.stopped = self._split_wanted = False
         self._known: dict[Any, RawBSONDocument] | None = None
         self._batch_keys: set[Any] = set()
         self._primary_clean = script.projection is None
         self._inserted_primary: set[Any] = set()
+        if not self.dry_run and settings.mode == "resume":
+            self._inserted_primary = backup.inserted_ids(database, script.name, script.primary)
         self._reset_unit()
 
     def collection(self, name: str) -> BufferedCollection:
@@ -86,112 +96,50 @@ class Runner:
             self._collections[name] = BufferedCollection(self.database[name], self.buffer)
         return self._collections[name]
 
-    # -- the run ---------------------------------------------------------------------------
+    # -- one partition ---------------------------------------------------------------------
 
-    def run(self) -> RunSummary:
-        names = self.database.list_collection_names()
-        if self.script.primary not in names:
-            existing = ", ".join(sorted(n for n in names if not n.startswith("_ishan_"))) or "none"
-            raise MigrationError(
-                f"{self.script.path.name}: primary collection {self.script.primary!r} does not "
-                f"exist in database {self.database.name!r} (collections: {existing})"
+    def run_partition(self, partition: Partition) -> str:
+        """Restore the partition's batch cut short, then migrate the rest of it (DONE, FAILED
+        or STOPPED); answers a split request at a batch boundary by cutting the partition."""
+        self.partition, self.stopped = partition, False
+        if self.board is not None and self.settings.backup:
+            self.summary.restored += backup.restore_after(
+                self.database, self.script.name, partition.id, partition.done_batch
             )
-        started = time.perf_counter()
-        try:
-            if self.config.dry_run:
-                self._process_all(primary_query(self.script.filter))
-            else:
-                self._real_run()
-        finally:
-            self.summary.elapsed_s = time.perf_counter() - started
-            if self.config.dry_run or self.run_index >= 0:  # not for a refused run
-                self.log.event("summary", self.summary.as_dict())
-            self.log.close()
-        return self.summary
+        self.batch_no = partition.done_batch
+        self.has_done = partition.checkpoint is not None
+        self.last_done = partition.checkpoint["after"] if partition.checkpoint else None
+        while True:
+            batches = self._batches(partition.query(self.script.filter))
+            try:
+                for batch in batches:
+                    if not self._process(batch):
+                        return FAILED
+                    if self.after_batch is not None:
+                        self.after_batch(len(batch))
+                    if self.heartbeat is not None and self.heartbeat.stop_requested.is_set():
+                        return STOPPED
+                    if self._split_wanted and self._split(partition):
+                        break  # reopen the cursor over the shrunk range
+                else:
+                    return DONE
+            finally:
+                batches.close()
 
-    def _real_run(self) -> None:
-        self.lock = MigrationLock(
-            self.database, self.script.name, self.run_id, ttl_s=self.config.lock_ttl_s
-        ).acquire()
-        try:
-            record = changelog.get(self.database, self.script.name)
-            restart = changelog.starts_over(
-                record, self.script.name, resume=self.config.resume, force=self.config.force
-            )
-            query = self._prepare(record, restart)
-            self._process_all(query)
-        except KeyboardInterrupt:
-            self._finish_quietly(INTERRUPTED, "interrupted (Ctrl-C): continue with --resume")
-            raise
-        except Exception as exc:
-            self._finish_quietly(FAILED, f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            self.lock.release()
+    def abandon(self) -> None:
+        """Forget the batch in progress (its lease was lost: its next worker redoes it)."""
+        self.buffer.take()
+        self.log.discard()
+        self._reset_unit()
 
-    def _prepare(self, record: dict[str, Any] | None, restart: bool) -> dict[str, Any]:
-        """Restore a batch cut short (resume), open the run in the changelog; the cursor query."""
-        if self.config.backup:
-            backup.ensure_index(self.database)
-        self.batch_no = int(record.get("done_batch", 0)) if record else 0
-        start: dict[str, Any] | None = None
-        if not restart:
-            assert record is not None
-            self.summary.resumed = True
-            self.summary.restored = backup.restore_after(
-                self.database, self.script.name, self.batch_no
-            )
-            self.done_before = sum(int(run.get("processed", 0)) for run in record["runs"])
-            start = record.get("checkpoint")
-            self._inserted_primary = backup.inserted_ids(
-                self.database, self.script.name, self.script.primary
-            )
-        run = {
-            "run_id": self.run_id,
-            "mode": "resume" if not restart else "force" if self.config.force else "run",
-            "started_at": utcnow(),
-            "processed": 0,
-            "errors": 0,
-            "no_backup": not self.config.backup,
-            "batch_size": self.batch_size,
-            "log": str(self.log.path),
-        }
-        self.run_index = changelog.begin_run(self.database, self.script, run, restart=restart)
-        if start is None:
-            return primary_query(self.script.filter)
-        return primary_query(self.script.filter, start_after=start["after"], has_start=True)
+    def _split(self, partition: Partition) -> bool:
+        self._split_wanted = False
+        assert self.board is not None
+        return self.board.split(partition, self.database, self.script.primary, self.script.filter)
 
-    def _process_all(self, query: dict[str, Any]) -> None:
-        total = None if self.progress is None else self._estimate_total()
-        for batch in self._batches(query):
-            if not self._process(batch):
-                break
-            if self.progress is not None:
-                self.progress(self.done_before + self.summary.processed, total)
-        if self.config.dry_run:
-            return
-        if self.stopped:
-            self._finish(FAILED, self.summary.stop_reason)
-        elif self.summary.stop_reason is not None:
-            self._finish(INTERRUPTED, self.summary.stop_reason)
-        else:
-            self._finish(APPLIED, None)
-
-    def _estimate_total(self) -> int:
-        primary = self.database[self.script.primary]
-        if self.script.filter:
-            total: int = primary.count_documents(self.script.filter)
-        else:
-            total = primary.estimated_document_count()
-        if self.config.limit is not None:
-            total = min(total, self.done_before + self.config.limit)
-        return total
-
-    def _batches(self, query: dict[str, Any]) -> Iterator[list[RawBSONDocument]]:
+    def _batches(self, query: dict[str, Any]) -> Generator[list[RawBSONDocument], None, None]:
         """Batches from one long-lived `_id`-sorted cursor (reopened if the server drops it)."""
         primary = self.database[self.script.primary].with_options(codec_options=RAW)
-        limit = self.config.limit
-        seen = 0
         batch: list[RawBSONDocument] = []
         last_seen: list[Any] = []
         cursor = primary.find(query, self.script.projection).sort("_id", 1)
@@ -210,12 +158,8 @@ class Runner:
                     cursor = primary.find(reopened, self.script.projection).sort("_id", 1)
                     cursor = cursor.batch_size(self.batch_size)
                     continue
-                if limit is not None and seen >= limit:
-                    self.summary.stop_reason = f"stopped after --limit {limit}: more remain"
-                    break
                 batch.append(document)
                 last_seen[:] = [document["_id"]]
-                seen += 1
                 if len(batch) >= self.batch_size:
                     yield batch
                     batch = []
@@ -230,21 +174,19 @@ class Runner:
         """Run the callbacks of one batch, write it, checkpoint it; False: stop the run."""
         self.batch_no += 1
         self.flush_no = 0
+        passed = len(raw_batch)
         codec = self.database.codec_options
         docs = [bson.decode(raw.raw, codec_options=codec) for raw in raw_batch]
         if self._inserted_primary:  # documents this migration added to its own collection
             kept = [(d, r) for d, r in zip(docs, raw_batch, strict=True) if not self._ours(d)]
             docs, raw_batch = [d for d, _ in kept], [r for _, r in kept]
         self._batch_keys = {backup.id_key(doc["_id"]) for doc in docs}
-        real = not self.config.dry_run
-        use_known = real and self.config.backup and self._primary_clean
+        use_known = not self.dry_run and self.settings.backup and self._primary_clean
         self._known = None
         if use_known:
             self._known = {
                 backup.id_key(doc["_id"]): raw for doc, raw in zip(docs, raw_batch, strict=True)
             }
-        if self.lock is not None:
-            self.lock.renew()
         try:
             self._run_callbacks(docs)
             self._flush(None)
@@ -252,18 +194,19 @@ class Runner:
             self.buffer.take()
             self.log.discard()
             self._reset_unit()
-            if self.config.backup:
-                backup.restore_flushes(self.database, self.script.name, self.batch_no, 0)
-            if not (self.config.backup and self.config.continue_on_error):
+            if self.settings.backup:
+                self._restore_flushes(0)
+            if not (self.settings.backup and self.settings.continue_on_error):
                 return self._stop_on_write_failure(failure)
             self._retry_one_by_one(docs)
+        self._unit_passed = passed
         self._commit_unit()
         return not self.stopped
 
     def _stop_on_write_failure(self, failure: _WriteFailure) -> bool:
         self.summary.add_error(failure.doc_id, failure.message)
         self.log.event("error", failure.message, failure.doc_id)
-        undone = "undone" if self.config.backup else "possibly partly written (--no-backup)"
+        undone = "undone" if self.settings.backup else "possibly partly written (--no-backup)"
         self.summary.stop_reason = (
             f"write failed for document {failure.doc_id!r}: {failure.message}; "
             f"batch {self.batch_no} was {undone}"
@@ -273,7 +216,7 @@ class Runner:
 
     def _run_callbacks(self, docs: list[dict[str, Any]]) -> None:
         for doc in docs:
-            if not self._call(doc) and not self.config.continue_on_error:
+            if not self._call(doc) and not self.settings.continue_on_error:
                 self.stopped = True
                 self.summary.stop_reason = (
                     f"migrate() failed for document {doc['_id']!r}: {self.summary.errors[-1].error}"
@@ -291,9 +234,11 @@ class Runner:
             if self.script.collections is None:
                 self.script.migrate(doc, self.context)
             else:
-                if self._seed_args is None:
-                    self._seed_args = [self.collection(n) for n in self.script.collections]
-                self.script.migrate(doc, *self._seed_args, self.log.write_log)
+                if self._callback_collections is None:
+                    self._callback_collections = [
+                        self.collection(n) for n in self.script.collections
+                    ]
+                self.script.migrate(doc, *self._callback_collections, self.log.write_log)
         except Exception as exc:
             self.buffer.discard_since(mark)
             message = f"{type(exc).__name__}: {exc}"
@@ -315,7 +260,7 @@ class Runner:
                 self._flush(None)
             except _WriteFailure as failure:
                 self.buffer.take()
-                backup.restore_flushes(self.database, self.script.name, self.batch_no, first_flush)
+                self._restore_flushes(first_flush)
                 self._unit_processed -= int(succeeded)
                 self._unit_errors += 1
                 self.summary.add_error(doc["_id"], failure.message)
@@ -330,15 +275,22 @@ class Runner:
         for name, ops in taken.items():
             for op in ops:
                 self._unit_ops.add(name, op.kind)
-        if self.config.dry_run:
+        if self.dry_run:
             self._sample(taken)
             return
+        assert self.partition is not None
+        if self.heartbeat is not None:
+            self.heartbeat.check()  # never write under a lease that may have run out
         images = []
-        if self.config.backup:  # before _track_primary: it retires the cursor's copies
+        if self.settings.backup:  # before _track_primary: it retires the cursor's copies
             images = backup.capture(self.database, taken, self._known, self.script.primary)
         self._track_primary(taken.get(self.script.primary, []))
-        if images:
-            backup.save(self.database, self.script.name, self.batch_no, self.flush_no, images)
+        if images:  # the sequence number is taken after reading the images, before writing
+            seq = changelog.next_image_seq(self.database, self.script.name)
+            key = backup.FlushKey(
+                self.script.name, self.partition.id, self.batch_no, self.flush_no, seq
+            )
+            backup.save(self.database, key, images)
         self.flush_no += 1
         for name, ops in taken.items():
             try:
@@ -380,17 +332,27 @@ class Runner:
                 self.summary.samples.append(sample)
                 self.log.write_log("would write", sample)
 
+    def _restore_flushes(self, first_flush: int) -> None:
+        assert self.partition is not None
+        backup.restore_flushes(
+            self.database, self.script.name, self.partition.id, self.batch_no, first_flush
+        )
+
     def _commit_unit(self) -> None:
         """The batch is written: log it, then checkpoint it (dry run: just count it)."""
         self.log.commit()
-        if not self.config.dry_run:
-            changelog.save_checkpoint(
-                self.database,
-                self.script.name,
-                self.run_index,
-                checkpoint={"after": self.last_done} if self.has_done else None,
+        if self.board is not None:
+            assert self.partition is not None
+            self._split_wanted = self.board.checkpoint(
+                self.partition,
+                after=self.last_done,
+                has_after=self.has_done,
                 batch=self.batch_no,
-                increments={"processed": self._unit_processed, "errors": self._unit_errors},
+                passed=self._unit_passed,
+                processed=self._unit_processed,
+                errors=self._unit_errors,
+                lease_s=self.settings.lease_s,
+                run_id=self.run_id,
             )
         self.summary.processed += self._unit_processed
         self.summary.operations.merge(self._unit_ops)
@@ -398,25 +360,5 @@ class Runner:
         self._reset_unit()
 
     def _reset_unit(self) -> None:
-        self._unit_processed = self._unit_errors = 0
+        self._unit_processed = self._unit_errors = self._unit_passed = 0
         self._unit_ops, self._unit_results = Tally(), Tally()
-
-    def _finish_quietly(self, status: str, reason: str) -> None:
-        """Record how a run that raised ended, if it got as far as starting (best effort)."""
-        if self.run_index < 0:
-            return
-        try:
-            self._finish(status, reason)
-        except Exception:  # the server may be what failed; `status` then shows it interrupted
-            self.summary.status = status
-
-    def _finish(self, status: str, reason: str | None) -> None:
-        self.summary.status = status
-        self.summary.stop_reason = self.summary.stop_reason or reason
-        fields = {
-            "operations": self.summary.operations.as_rows(),
-            "results": self.summary.results.as_rows(),
-            "failed_documents": [{"_id": e.doc_id, "error": e.error} for e in self.summary.errors],
-            "stop_reason": self.summary.stop_reason,
-        }
-        changelog.finish_run(self.database, self.script.name, self.run_index, status, fields)

@@ -1,4 +1,4 @@
-"""Loading a migration script: a plain Python file in the seed's shape.
+"""Loading a migration script: a plain Python file in the original library's callback shape.
 
 A script defines `primary` (the collection iterated) and `migrate`. With `collections`,
 `migrate(doc, *collections, write_log)` receives the named collections in that order; without

@@ -59,6 +59,10 @@ RoleFrom = Annotated[
 ]
 Rating = Annotated[float | None, typer.Option(min=0, max=99, show_default=False)]
 Top = Annotated[int, typer.Option("--top", "-n", min=1, help="How many matches to show.")]
+MinAge = Annotated[
+    int | None,
+    typer.Option(min=0, help="Youngest age to include.", rich_help_panel=_FILTERS),
+]
 MaxAge = Annotated[
     int | None,
     typer.Option(min=0, help="Oldest age to include.", rich_help_panel=_FILTERS),
@@ -72,6 +76,13 @@ MaxValue = Annotated[
     typer.Option(help="Market value in euros: 20000000, 20M, 500k.", rich_help_panel=_FILTERS),
 ]
 Foot = Annotated[str | None, typer.Option(help="left or right.", rich_help_panel=_FILTERS)]
+Plays = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="A position code he lists (CB, LW, ...); repeat for any of several.",
+        rich_help_panel=_FILTERS,
+    ),
+]
 League = Annotated[
     list[str] | None,
     typer.Option(
@@ -129,10 +140,13 @@ def _load(data: Path | None, role_from: str = "first") -> Index:
 
 
 def _filters(
+    *,
+    min_age: int | None,
     max_age: int | None,
     min_overall: int | None,
     max_value: str | None,
     foot: str | None,
+    plays: list[str] | None,
     league: list[str] | None,
     club: list[str] | None,
     nationality: list[str] | None,
@@ -140,6 +154,7 @@ def _filters(
     from ishan_tools.players.filters import Filters, parse_money
 
     return Filters(
+        min_age=min_age,
         max_age=max_age,
         min_overall=min_overall,
         max_value=None if max_value is None else parse_money(max_value),
@@ -147,6 +162,7 @@ def _filters(
         leagues=tuple(league or ()),
         clubs=tuple(club or ()),
         nationalities=tuple(nationality or ()),
+        plays=tuple(plays or ()),
     )
 
 
@@ -159,7 +175,7 @@ def _weights(weight: list[str] | None) -> dict[str, float]:
 def _show(matches: list[Match], profile: Profile, output: Output, *, title: str) -> None:
     from rich.console import Console
 
-    from ishan_tools.players import render
+    from ishan_tools.players import export, render
 
     if output.plot is not None:
         from ishan_tools.players.plot import write_radar
@@ -169,7 +185,7 @@ def _show(matches: list[Match], profile: Profile, output: Output, *, title: str)
     if output.json:
         print_json([match.record(explain=output.explain) for match in matches])
     elif output.csv:
-        typer.echo(render.to_csv(matches, explain=output.explain), nl=False)
+        typer.echo(export.to_csv(matches, explain=output.explain), nl=False)
     elif not matches:
         typer.secho("no player matches these filters", fg="yellow", err=True)
     else:
@@ -209,10 +225,12 @@ def find(
     ] = None,
     physic: Rating = None,
     top: Top = 3,
+    min_age: MinAge = None,
     max_age: MaxAge = None,
     min_overall: MinOverall = None,
     max_value: MaxValue = None,
     foot: Foot = None,
+    plays: Plays = None,
     league: League = None,
     club: Club = None,
     nationality: Nationality = None,
@@ -241,7 +259,17 @@ def find(
 
     output = Output(explain=explain, json=as_json, csv=as_csv, plot=plot)
     profile = Profile.of(position, ratings)
-    filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
+    filters = _filters(
+        min_age=min_age,
+        max_age=max_age,
+        min_overall=min_overall,
+        max_value=max_value,
+        foot=foot,
+        plays=plays,
+        league=league,
+        club=club,
+        nationality=nationality,
+    )
     index = _load(data or ctx.obj, role_from.value)
     matches = index.similar(profile, top=top, filters=filters, weights=_weights(weight))
     _show(matches, profile, output, title=f"Most similar to {describe(profile)}")
@@ -255,10 +283,12 @@ def like(
     include_self: Annotated[
         bool, typer.Option("--include-self", help="Keep the player himself.")
     ] = False,
+    min_age: MinAge = None,
     max_age: MaxAge = None,
     min_overall: MinOverall = None,
     max_value: MaxValue = None,
     foot: Foot = None,
+    plays: Plays = None,
     league: League = None,
     club: Club = None,
     nationality: Nationality = None,
@@ -272,7 +302,17 @@ def like(
 ) -> None:
     """Players most similar to an existing player (himself excluded)."""
     output = Output(explain=explain, json=as_json, csv=as_csv, plot=plot)
-    filters = _filters(max_age, min_overall, max_value, foot, league, club, nationality)
+    filters = _filters(
+        min_age=min_age,
+        max_age=max_age,
+        min_overall=min_overall,
+        max_value=max_value,
+        foot=foot,
+        plays=plays,
+        league=league,
+        club=club,
+        nationality=nationality,
+    )
     index = _load(data or ctx.obj, role_from.value)
     row = _resolve(index, player)
     matches = index.like(
@@ -298,7 +338,7 @@ def show(
 
     row = _resolve(index, player)
     record = index.table.record(row)
-    indexed = bool(index.position[row] >= 0)
+    indexed = bool(index.feature_row[row] >= 0)
     if as_json:
         print_json({**record, "indexed": indexed})
     else:
@@ -341,14 +381,17 @@ def serve(
     role_from: RoleFrom = RoleRule.first,
     data: Data = None,
 ) -> None:
-    """Run the web API (docs at /docs) until Ctrl-C."""
+    """Run the scouting page (at /) and the web API (docs at /docs) until Ctrl-C."""
     require_extra("ishan players serve", "players")
     from ishan_tools.players.api import serve as run_server
 
     index = _load(data or ctx.obj, role_from.value)
 
     def ready(url: str) -> None:
-        typer.echo(f"players API running on {url} (docs at {url}/docs); Ctrl-C stops it", err=True)
+        typer.echo(
+            f"players page and API running on {url} (API docs at {url}/docs); Ctrl-C stops it",
+            err=True,
+        )
 
     run_server(index, host=host, port=port, access_log=access_log, on_ready=ready)
 

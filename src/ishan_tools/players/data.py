@@ -13,7 +13,7 @@ import io
 import math
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +124,7 @@ def role_of_positions(positions: str, rule: str = "first") -> str | None:
     first = ROLE_OF_POSITION.get(codes[0])
     if rule == "first" or first is None:
         return first
-    if rule != "majority":
-        raise UsageError(f"role rule must be one of {', '.join(ROLE_RULES)}, not {rule!r}")
+    _check_role_rule(rule)
     roles = [ROLE_OF_POSITION[code] for code in codes if code in ROLE_OF_POSITION]
     return max(roles, key=lambda role: (roles.count(role), -roles.index(role)))
 
@@ -139,12 +138,21 @@ class PlayerTable:
     text: dict[str, list[str]]
     numbers: dict[str, NDArray[np.float64]]
     roles: list[str | None]
+    role_rule: str = "first"
     _codes: dict[str, tuple[list[str], NDArray[np.intp]]] = field(default_factory=dict)
     _folded: dict[str, list[str]] = field(default_factory=dict)
     _rows_by_id: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.roles)
+
+    def with_role_rule(self, rule: str) -> PlayerTable:
+        """The same players with roles derived by `rule`; columns and caches are shared."""
+        if rule == self.role_rule:
+            return self
+        _check_role_rule(rule)
+        roles = [role_of_positions(cell, rule) for cell in self.text["player_positions"]]
+        return replace(self, roles=roles, role_rule=rule)
 
     @property
     def attributes(self) -> NDArray[np.float64]:
@@ -200,8 +208,7 @@ def _plain_number(value: float) -> int | float | None:
 def load_players(path: Path | None = None, *, role_rule: str = "first") -> PlayerTable:
     """Read a player CSV (the embedded FIFA 22 file when `path` is None); `role_rule`
     picks how positions become roles (see `role_of_positions`)."""
-    if role_rule not in ROLE_RULES:
-        raise UsageError(f"role rule must be one of {', '.join(ROLE_RULES)}, not {role_rule!r}")
+    _check_role_rule(role_rule)
     source = EMBEDDED_NAME if path is None else str(path)
     raw = _read_bytes(path if path is not None else EMBEDDED_DATA, source)
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline="")))
@@ -222,19 +229,26 @@ def load_players(path: Path | None = None, *, role_rule: str = "first") -> Playe
             )
     if not body:
         raise PlayersError(f"{source} has a header but no players")
-    position = {name: i for i, name in enumerate(header)}
+    column_index = {name: i for i, name in enumerate(header)}
     columns: list[Sequence[str]] = list(zip(*body, strict=True))
-    text = {name: list(columns[position[name]]) for name in TEXT_COLUMNS if name in position}
-    numbers = {
-        name: _parse_numbers(columns[position[name]], name, source)
-        for name in NUMBER_COLUMNS
-        if name in position
+    text = {
+        name: list(columns[column_index[name]]) for name in TEXT_COLUMNS if name in column_index
     }
-    ids = _parse_numbers(columns[position["sofifa_id"]], "sofifa_id", source)
+    numbers = {
+        name: _parse_numbers(columns[column_index[name]], name, source)
+        for name in NUMBER_COLUMNS
+        if name in column_index
+    }
+    ids = _parse_numbers(columns[column_index["sofifa_id"]], "sofifa_id", source)
     if np.isnan(ids).any():
         raise PlayersError(f"{source}, row {int(np.isnan(ids).argmax()) + 2}: empty sofifa_id")
     roles = [role_of_positions(cell, role_rule) for cell in text["player_positions"]]
-    return PlayerTable(source, ids.astype(np.int64), text, numbers, roles)
+    return PlayerTable(source, ids.astype(np.int64), text, numbers, roles, role_rule)
+
+
+def _check_role_rule(rule: str) -> None:
+    if rule not in ROLE_RULES:
+        raise UsageError(f"role rule must be one of {', '.join(ROLE_RULES)}, not {rule!r}")
 
 
 def _read_bytes(path: Path, source: str) -> bytes:

@@ -1,8 +1,8 @@
 """The similarity index: one-hot role plus MinMax-scaled attributes, ranked by cosine.
 
-This is the seed's method, kept as a small (players x 9) matrix instead of an all-pairs
-similarity matrix: a query is one matrix-vector product and a partial sort. Ties rank
-in file order.
+This is the original project's method, kept as a small (players x 9) matrix instead of an
+all-pairs similarity matrix: a query is one matrix-vector product and a partial sort. Ties
+rank in file order.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def parse_role(position: str) -> str:
 
 
 def attribute_name(name: str) -> str:
-    """The dataset name of an attribute, accepting the seed's aliases (speed, defense)."""
+    """The dataset name of an attribute, accepting the original API's aliases (speed, defense)."""
     key = name.strip().lower()
     key = ATTRIBUTE_ALIASES.get(key, key)
     if key not in WEIGHT_KEYS:
@@ -137,8 +137,9 @@ class Index:
         onehot = np.zeros((len(self.rows), len(ENCODED_ROLES)))
         onehot[np.arange(len(self.rows)), codes] = 1.0
         self.features = np.hstack([onehot, (kept - self.minimum) / self.span])
-        self.position = np.full(len(table), -1, dtype=np.intp)
-        self.position[self.rows] = np.arange(len(self.rows))
+        # table row -> its row of `features`, -1 for a player not indexed (the inverse of `rows`)
+        self.feature_row = np.full(len(table), -1, dtype=np.intp)
+        self.feature_row[self.rows] = np.arange(len(self.rows))
         self._units: dict[tuple[float, ...], NDArray[np.float64]] = {}
 
     @classmethod
@@ -180,8 +181,8 @@ class Index:
             if filters is not None:
                 allowed &= filters.mask(self.table)[self.rows]
             for row in exclude_rows:
-                if self.position[row] >= 0:
-                    allowed[self.position[row]] = False
+                if self.feature_row[row] >= 0:
+                    allowed[self.feature_row[row]] = False
             scores = np.where(allowed, scores, -np.inf)
         best = _best(scores, top)
         return [int(self.rows[i]) for i in best], scores[best], scale
@@ -214,7 +215,7 @@ class Index:
         include_self: bool = False,
     ) -> list[Match]:
         """Players most like the player in table row `row` (himself excluded unless asked)."""
-        if self.position[row] < 0:
+        if self.feature_row[row] < 0:
             name = self.table.text["short_name"][row]
             positions = self.table.text["player_positions"][row]
             raise PlayersError(

@@ -1,9 +1,7 @@
-"""Turning matches and players into rich tables, JSON and CSV (used by the CLI only)."""
+"""Turning matches and players into rich tables (used by the CLI only; CSV is in `export`)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 
 from rich import box
@@ -12,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ishan_tools.players.data import ATTRIBUTES, PlayerTable
+from ishan_tools.players.export import explanation
 from ishan_tools.players.index import Match, Profile
 
 SHORT = {
@@ -22,23 +21,6 @@ SHORT = {
     "defending": "DEF",
     "physic": "PHY",
 }
-CSV_FIELDS = (
-    "rank",
-    "sofifa_id",
-    "short_name",
-    "long_name",
-    "club_name",
-    "league_name",
-    "nationality_name",
-    "age",
-    "overall",
-    "value_eur",
-    "preferred_foot",
-    "player_positions",
-    "role",
-    *ATTRIBUTES,
-    "score",
-)
 
 
 def _table(title: str) -> Table:
@@ -59,14 +41,6 @@ def describe(profile: Profile) -> str:
     """`midfielder, pace 75, shooting 72, ...` for titles."""
     ratings = ", ".join(f"{name} {profile.ratings[name]:g}" for name in profile.ratings)
     return f"{profile.role}, {ratings}"
-
-
-def explanation(match: Match, profile: Profile, *, most: int = 3) -> str:
-    """The attributes that differ most from the profile, as signed rating points."""
-    parts = [f"{name} {gap:+g}" for name, gap in list(match.differences.items())[:most] if gap]
-    if match.player["role"] != profile.role:
-        parts.insert(0, f"role {match.player['role']}")
-    return ", ".join(parts) or "identical ratings"
 
 
 def matches_view(
@@ -136,17 +110,3 @@ def player_card(player: dict[str, object], *, indexed: bool) -> Table:
         out.add_row(key, _text(value))
     out.add_row("comparable", "yes" if indexed else "no (goalkeeper or missing attributes)")
     return out
-
-
-def to_csv(matches: Sequence[Match], *, explain: bool) -> str:
-    """One line per match with the CSV_FIELDS (plus `differences` as `name:+n` pairs)."""
-    buffer = io.StringIO()
-    fields = [*CSV_FIELDS, "differences"] if explain else list(CSV_FIELDS)
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for rank, match in enumerate(matches, start=1):
-        row: dict[str, object] = {**match.record(), "rank": rank}
-        if explain:
-            row["differences"] = " ".join(f"{k}:{v:+g}" for k, v in match.differences.items())
-        writer.writerow(row)
-    return buffer.getvalue()

@@ -3,10 +3,13 @@
 It never imports llama_cpp: workers own the model. Its state (`app.state.registry`) lives
 on the app built by `create_app(settings)`.
 
-Coordinator API: `POST /coordinator/infer` streams `data: {"token": ..., "finished": false}` events
-and ends with `{"token": "", "finished": true}` (plus `"error"` when the stream failed
-midway); 400 for bad fields, 502 when the worker failed before the first token, 503 at
-capacity. Workers report to `POST /coordinator/heartbeat`.
+Coordinator API: `POST /coordinator/infer` (a `prompt`, sent through the model's chat
+template unless `"raw": true`, with an optional `system` message) streams
+`data: {"token": ..., "finished": false}` events and ends with `{"token": "", "finished":
+true}` (plus `"error"` when the stream failed midway); 400 for bad fields (and, from the
+worker, for a schema or grammar it cannot use), 502 when the worker failed before the
+first token, 503 at capacity. Workers report to `POST /coordinator/heartbeat`. The chat
+page is at `GET /` (public, like its assets; the API calls it makes need the key).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.gauges import coordinator_gauges
 from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
 from ishan_tools.infer.coordinator.openai_api import add_openai_routes
+from ishan_tools.infer.coordinator.page import add_page
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.errors import BadRequest, RelayError
 from ishan_tools.infer.events import Event, Failed, Token
@@ -90,6 +94,7 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
         return workers
 
     add_openai_routes(app, settings)
+    add_page(app)
     return app
 
 

@@ -7,15 +7,19 @@ open a stream on a worker (`start_stream`), then answer with the bounded SSE res
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import Request
 
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.relay import Stream, events, open_stream
-from ishan_tools.infer.coordinator.sse import EventStreamResponse, Render
-from ishan_tools.infer.errors import BadRequest
-from ishan_tools.infer.protocol import parse_request
+from ishan_tools.infer.coordinator.sse import EventStreamResponse, Render, until_disconnected
+from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.metrics import record_of
+from ishan_tools.infer.protocol import KV_HEADER, WORKER_HEADER, parse_request
 
 
 async def json_body(request: Request) -> Any:
@@ -34,10 +38,39 @@ async def start_stream(request: Request, body: Any, **parse: Any) -> Stream:
         n_ctx=registry.live_n_ctx(),
         **parse,
     )
-    return await open_stream(registry, gen)
+    return await _unless_the_client_leaves(request, open_stream(registry, gen))
+
+
+async def _unless_the_client_leaves(request: Request, opening: Awaitable[Stream]) -> Stream:
+    """Await `opening`, or give it up the moment the client hangs up (raises RelayError 499).
+
+    A session may wait long for its first token (a long prompt, or queued behind the
+    worker's slots); a client that leaves meanwhile must free it then, not at that token.
+    Cancelling the opening closes the worker connection, which cancels the session there.
+    """
+    task = asyncio.ensure_future(opening)
+    gone = asyncio.ensure_future(until_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    if not task.cancelled():
+        return task.result()  # opened (or failed) first: the stream notices the hang-up itself
+    record = record_of(request.scope)
+    if record is not None:
+        record.outcome = "client-disconnect"
+    raise RelayError(499, "the client went away before the first token")
 
 
 def stream_response(stream: Stream, render: Render) -> EventStreamResponse:
-    return EventStreamResponse(
+    """The streamed answer; its headers name the worker and the KV cache the session holds."""
+    response = EventStreamResponse(
         events(stream), render, stream.registry.settings.client_buffer, on_close=stream.close
     )
+    response.headers[WORKER_HEADER] = stream.record.worker_id
+    response.headers[KV_HEADER] = str(stream.kv_bytes)
+    return response

@@ -82,7 +82,9 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
             return openai_error(401, "missing or wrong API key")
         try:
             body = await json_body(request)
-            stream = await start_stream(request, body, chat=chat, require_model=True)
+            stream = await start_stream(
+                request, body, chat=chat, raw=None if chat else True, require_model=True
+            )
         except BadRequest as exc:
             return openai_error(400, exc.message)
         except RelayError as exc:

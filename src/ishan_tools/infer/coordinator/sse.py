@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 Render = Callable[[Event], list[bytes]]
 
 
+async def until_disconnected(receive: Any) -> None:
+    """Return once the client has hung up (the request body must have been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
@@ -70,11 +76,6 @@ class EventStreamResponse(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
 
-    @staticmethod
-    async def _listen(receive: Any) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.record = record_of(scope)
         try:
@@ -86,7 +87,7 @@ class EventStreamResponse(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         pump = asyncio.create_task(self._pump())
         write = asyncio.create_task(self._write(send))
-        listen = asyncio.create_task(self._listen(receive))
+        listen = asyncio.create_task(until_disconnected(receive))
         pending = {pump, write, listen}
         try:
             while pending:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
-from ishan_tools.infer.config import ServeSettings
+from ishan_tools.errors import IshanError
+from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings
 from ishan_tools.infer.coordinator.app import create_app
 
 # Variables meant for the coordinator or for one worker: children must not inherit them.
@@ -29,14 +31,15 @@ PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDIN
 MAX_RESTART_DELAY = 30.0
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
+WORKER_HOST = "127.0.0.1"
 
 
 @dataclass
 class WorkerProcess:
-    """One supervised worker: its command line and current process."""
+    """One supervised worker: how to build its command line, and its current process."""
 
     worker_id: str
-    argv: list[str]
+    argv_for: Callable[[], list[str]]  # called at every start: a default port may be taken
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float = 0.0
@@ -47,7 +50,7 @@ class WorkerProcess:
     def start(self, env: dict[str, str]) -> None:
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            self.argv,
+            self.argv_for(),
             env=env,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
@@ -72,9 +75,37 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    try:
+        bind(host, port).close()
+    except IshanError:
+        return False
+    return True
+
+
+def worker_port(settings: ServeSettings, index: int) -> int:
+    """Worker `index`'s port: `--worker-port` counting up (0: any free one); by default
+    3001 counting up, or any free port where that one is taken (another service runs)."""
+    if settings.worker_port is None:
+        wanted = DEFAULT_WORKER_PORT + index
+        return wanted if _port_is_free(WORKER_HOST, wanted) else 0
+    return settings.worker_port + index if settings.worker_port else 0
+
+
+def check_worker_ports(settings: ServeSettings) -> None:
+    """Fail at once, naming `--worker-port`, when a port the user asked for is taken."""
+    if settings.worker_port:
+        for index in range(settings.workers):
+            port = settings.worker_port + index
+            try:
+                bind(WORKER_HOST, port, option="--worker-port (0: free ports)").close()
+            except IshanError as exc:
+                raise IshanError(f"worker-{index + 1}: {exc}") from exc
+
+
 def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> list[str]:
     model = settings.model
-    port = settings.worker_port + index if settings.worker_port else 0
+    port = worker_port(settings, index)
     return [
         sys.executable,
         "-m",
@@ -86,7 +117,7 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         "--worker-id",
         f"worker-{index + 1}",
         "--host",
-        "127.0.0.1",
+        WORKER_HOST,
         "--port",
         str(port),
         "--model",
@@ -97,6 +128,8 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         str(model.n_batch),
         "--threads",
         str(settings.threads_per_worker()),
+        "--gpu-layers",
+        str(model.n_gpu_layers),
         "--heartbeat-interval",
         str(settings.heartbeat_interval),
         "--max-sessions",
@@ -148,12 +181,23 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
     """Run the whole service until SIGINT/SIGTERM, then drain and stop it."""
     coordinator = settings.coordinator
     sock = bind(coordinator.host, coordinator.port, CLIENT_SEND_BUFFER)
+    try:
+        check_worker_ports(settings)
+    except BaseException:
+        sock.close()
+        raise
     server = make_server(create_app(coordinator), graceful_timeout=settings.grace)
     env = child_env(coordinator.api_key)
+    url = url_of(sock)
     workers = [
-        WorkerProcess(f"worker-{i + 1}", worker_argv(settings, i, url_of(sock)))
+        WorkerProcess(f"worker-{i + 1}", functools.partial(worker_argv, settings, i, url))
         for i in range(settings.workers)
     ]
+    if settings.worker_port is None:
+        defaults = range(DEFAULT_WORKER_PORT, DEFAULT_WORKER_PORT + settings.workers)
+        taken = [str(port) for port in defaults if not _port_is_free(WORKER_HOST, port)]
+        if taken:
+            say(f"worker port {', '.join(taken)} taken (another service?): using free ports")
     for worker in workers:
         worker.base_delay = worker.delay = settings.restart_delay
         worker.start(env)

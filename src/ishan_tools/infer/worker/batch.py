@@ -44,7 +44,6 @@ class BatchContext:
         self._piece = ctypes.create_string_buffer(256)
         self.n_tokens = 0
         self.n_cells = n_ctx * slots
-        self._eog: npt.NDArray[np.intp] | None = None
 
     def add(self, token: int, pos: int, seq: int, *, logits: bool) -> int:
         """Append one token; returns its index in the batch (for `logits_of`)."""
@@ -83,14 +82,6 @@ class BatchContext:
     def copy(self, src: int, dst: int, n: int) -> None:
         """Sequence `dst` now holds `src`'s cells at positions 0..n-1 too (no data copied)."""
         self._lib.llama_memory_seq_cp(self.memory, src, dst, 0, n)
-
-    def end_tokens(self) -> npt.NDArray[np.intp]:
-        """Every end-of-generation token id (for `ignore_eos`), found once."""
-        if self._eog is None:
-            is_eog = self._lib.llama_vocab_is_eog
-            ids = [t for t in range(self.n_vocab) if is_eog(self.vocab, t)]
-            self._eog = np.array(ids, dtype=np.intp)
-        return self._eog
 
     def is_end(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self.vocab, token))

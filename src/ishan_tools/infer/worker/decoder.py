@@ -20,15 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.errors import PromptRejected
 from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.worker.batch import BatchContext
 from ishan_tools.infer.worker.prefix_cache import Ledger, PrefixCache, common_prefix
-from ishan_tools.infer.worker.sampling import Sampler, TextAssembler
+from ishan_tools.infer.worker.sampling import Sampler, TextAssembler, end_tokens, grammar_for
 from ishan_tools.infer.worker.session import Prompt, Session
+from ishan_tools.infer.worker.template import ChatTemplate
 
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
 MIN_REUSE = 4  # shorter common prefixes are prefilled, not copied
@@ -41,8 +40,8 @@ Ended = list[Ending]
 class Run:
     """One session inside the decode loop."""
 
-    def __init__(self, session: Session, seq: int, n_ctx: int) -> None:
-        request, prompt = session.request, session.prompt
+    def __init__(self, session: Session, seq: int, n_ctx: int, sampler: Sampler) -> None:
+        prompt = session.prompt
         self.session = session
         self.seq = seq
         self.prompt = prompt.tokens
@@ -56,8 +55,7 @@ class Run:
         self.logit_index: int | None = None
         self.wait: tuple[Run, int] | None = None  # copy this run's first n cells when there
         self.left = False
-        self.ignore_eos = request.ignore_eos
-        self.sampler = Sampler(request.temperature, request.top_p, request.seed)
+        self.sampler = sampler  # its own chain: penalties, grammar, ignore_eos's logit bias
         self.text = TextAssembler(prompt.stop)
 
     @property
@@ -72,6 +70,7 @@ class Decoder:
         n_ctx: int,
         slots: int,
         kv_bytes_per_token: int,
+        name: str = "the model",
         prefix_cache: bool = True,
     ) -> None:
         self.llama = llama
@@ -85,7 +84,8 @@ class Decoder:
         self.ledger = Ledger()
         self.free = list(range(slots + cached - 1, -1, -1))  # sequence ids
         self.runs: list[Run] = []
-        self._chat_formatter: Any = None
+        self.template = ChatTemplate(llama, name)
+        self._end_tokens: list[int] | None = None  # banned for ignore_eos; found on first use
 
     @property
     def free_slots(self) -> int:
@@ -105,39 +105,19 @@ class Decoder:
         """Cells that only finished (cached) sequences hold: what evicting them all frees."""
         return self.ledger.cells() - self.ledger.cells({run.seq for run in self.runs})
 
-    def _chat_tokens(self, messages: tuple[tuple[str, str], ...]) -> tuple[list[int], list[str]]:
-        """The prompt tokens and extra stop strings of a chat, from the GGUF's template."""
-        from llama_cpp import llama_chat_format
-
-        if self._chat_formatter is None:
-            template = self.llama.metadata.get("tokenizer.chat_template")
-            if template:
-                model = self.llama._model
-                eos, bos = self.llama.token_eos(), self.llama.token_bos()
-                self._chat_formatter = llama_chat_format.Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=model.token_get_text(eos) if eos != -1 else "",
-                    bos_token=model.token_get_text(bos) if bos != -1 else "",
-                )
-            else:
-                self._chat_formatter = llama_chat_format.format_llama2
-        result = self._chat_formatter(messages=[{"role": r, "content": c} for r, c in messages])
-        tokens = self.llama.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
-        stop = result.stop if isinstance(result.stop, list) else [result.stop] * bool(result.stop)
-        return list(tokens), [s for s in stop if s]
-
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
-        if request.messages is not None:
-            tokens, extra = self._chat_tokens(request.messages)
+        chat = request.chat()
+        if chat is not None:
+            tokens, extra = self.template.tokens(chat)
             return tokens, request.stop + tuple(extra)
         text = request.prompt or ""
         tokens = list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
         return tokens or [int(self.llama.token_bos())], request.stop
 
     def prepare(self, request: GenerationRequest) -> Prompt:
-        """Tokenize `request` (read-only on the model: safe outside the decode thread)."""
+        """Tokenize `request` and compile its grammar (read-only on the model: safe outside
+        the decode thread); raises `PromptRejected` for what cannot be served."""
+        grammar = grammar_for(request, self.ctx.vocab)
         try:
             tokens, stop = self._prompt(request)
         except Exception as exc:
@@ -148,11 +128,23 @@ class Decoder:
             )
         max_tokens = min(request.max_tokens, self.n_ctx - len(tokens))
         kv_bytes = (len(tokens) + max_tokens) * self.kv_bytes_per_token
-        return Prompt(tokens, stop, max_tokens, kv_bytes)
+        return Prompt(tokens, stop, max_tokens, kv_bytes, grammar)
 
     def start(self, session: Session) -> None:
-        """Give `session` a slot and a sequence; its prompt is read by the next steps."""
-        run = Run(session, self.free.pop(), self.n_ctx)
+        """Give `session` a slot, a sequence and its own sampler chain; its prompt is read by
+        the next steps (from the longest prefix already in the KV cache: a grammar only
+        affects sampling, so grammar sessions reuse prefixes too)."""
+        p, request = session.prompt, session.request
+        if request.ignore_eos and self._end_tokens is None:
+            self._end_tokens = end_tokens(self.ctx.vocab, self.ctx.n_vocab)
+        sampler = Sampler(
+            request,
+            vocab=self.ctx.vocab,
+            n_vocab=self.ctx.n_vocab,
+            grammar=p.grammar,
+            banned=self._end_tokens,
+        )
+        run = Run(session, self.free.pop(), self.n_ctx, sampler)
         self._reuse(run)
         self.runs.append(run)
 
@@ -219,6 +211,7 @@ class Decoder:
 
     def _leave(self, run: Run, event: Done | Failed, outcome: str) -> Ending:
         run.left = True
+        run.sampler.close()
         self.runs.remove(run)
         if self.cache is not None and outcome != "failed" and run.pos >= MIN_REUSE:
             for seq in self.cache.add(run.seq, run.tokens):
@@ -283,10 +276,7 @@ class Decoder:
         ended: Ended = []
         for run in list(self.runs):
             if run.logit_index is not None:
-                logits = ctx.logits_of(run.logit_index)
-                if run.ignore_eos:
-                    logits[ctx.end_tokens()] = -np.inf
-                token = run.sampler.sample(logits)
+                token = run.sampler.sample(ctx.ctx, run.logit_index)
                 run.logit_index = None
                 if (outcome := self._accept(run, token)) is not None:
                     ended.append(outcome)

@@ -6,8 +6,9 @@ read its session's channel. The decode thread admits waiting sessions into up to
 sequences and advances them together: each step is one llama batch holding the next token
 of every running session plus, within the batch size, a chunk of a newly admitted
 session's prompt (so running streams keep flowing while a long prompt is read). Each
-session samples with its own settings; a finished or cancelled one leaves the batch and
-frees its KV cells at once. Cancellation is checked between steps.
+session samples through its own llama.cpp sampler chain (`sampling.Sampler`: penalties,
+grammar, its own seed); a finished or cancelled one leaves the batch at once, its KV
+cells freed or kept as prefix cache (`decoder`). Cancellation is checked between steps.
 
 A solo greedy session decodes exactly as llama-cpp-python does on its own; when several
 sessions share a batch the logits may differ in their last bits, so a greedy session can
@@ -25,6 +26,7 @@ every cell filled now, `prefix_cache_bytes` the part only the cache holds.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import uuid
 from collections import deque
@@ -39,6 +41,7 @@ from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.worker.decoder import Decoder, Ended
 from ishan_tools.infer.worker.session import Session
 
+log = logging.getLogger(__name__)
 F16_BYTES = 2
 DEFAULT_MAX_SLOTS = 8
 
@@ -103,12 +106,19 @@ def model_shape(llama: Any, name: str) -> ModelShape:
 def load_llama(settings: EngineSettings) -> Any:
     """Create the llama.cpp model with explicit context, batch and thread settings."""
     try:
-        from llama_cpp import Llama
+        from llama_cpp import Llama, llama_supports_gpu_offload
     except ImportError as exc:
         raise InferenceError(
             "llama-cpp-python is not installed: pip install 'ishan-tools[infer]'"
         ) from exc
     model = settings.model
+    if model.n_gpu_layers and not llama_supports_gpu_offload():
+        log.warning(
+            "--gpu-layers %d has no effect: this llama-cpp-python build has no GPU support, "
+            'so every layer runs on the CPU (reinstall it with CMAKE_ARGS="-DGGML_CUDA=on" '
+            "for CUDA)",
+            model.n_gpu_layers,
+        )
     try:
         return Llama(
             model_path=str(model.path),
@@ -116,6 +126,7 @@ def load_llama(settings: EngineSettings) -> Any:
             n_batch=model.n_batch,
             n_threads=model.n_threads,
             n_threads_batch=model.threads_batch,
+            n_gpu_layers=model.n_gpu_layers,
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
@@ -161,6 +172,7 @@ class Engine:
             self.shape.n_ctx,
             self.slots,
             self.shape.kv_bytes_per_token,
+            self.shape.name,
             prefix_cache=settings.prefix_cache,
         )
         self._cells = {"filled": 0, "live": 0, "cache_only": 0}

@@ -1,47 +1,175 @@
 """Per-session sampling and text assembly for the batched decode loop.
 
-Each session owns a `Sampler` (its own temperature, top_p and seeded generator, with
-llama-cpp-python's default top_k=40 and min_p=0.05 before them) and a `TextAssembler`
-that turns token bytes into text: it holds back incomplete UTF-8 characters and any tail
-that could still become one of the session's stop strings.
+Each session owns a `Sampler`: its own llama.cpp sampler chain (`llama_sampler_*`), built
+in the order llama-cpp-python builds its own, so a session samples exactly as
+`Llama.create_completion` would with the same settings and seed: logit bias (only for
+`ignore_eos`: the end-of-generation tokens at -inf), penalties (`repeat_penalty`,
+`frequency_penalty`, `presence_penalty` over the last 64 generated tokens), the grammar
+(when the output is constrained), then greedy, or top_k 40, typical 1.0, top_p, min_p 0.05,
+temperature and a seeded draw. A chain is one session's state, so sessions in one batch
+never share penalties or grammar position, and a session without a grammar pays nothing
+for another's.
+
+`grammar_for` turns a request's JSON schema (llama-cpp-python's port of llama.cpp's
+converter) or GBNF text into a grammar llama.cpp has compiled, or says why it cannot.
+A `TextAssembler` turns token bytes into text: it holds back incomplete UTF-8 characters
+and any tail that could still become one of the session's stop strings.
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
+import json
+from typing import Any
 
+import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.errors import PromptRejected
+
 TOP_K = 40  # llama-cpp-python's create_completion defaults
 MIN_P = 0.05
+TYPICAL_P = 1.0
+PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size, llama-server's repeat_last_n
+GRAMMAR_ROOT = b"root"
+# llama-cpp-python's schema converter lets control characters into strings, which JSON
+# forbids; llama.cpp's own converter (llama-server's) keeps them out, and so do we.
+LOOSE_CHAR = r'char ::= [^"\\] |'
+JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+def grammar_for(request: GenerationRequest, vocab: Any) -> str | None:
+    """The GBNF grammar `request`'s output must follow (None: unconstrained).
+
+    Raises `PromptRejected`, with the reason, for a schema the converter cannot handle or
+    a grammar llama.cpp cannot compile: the request fails with 400 before its prefill.
+    """
+    if request.json_schema is not None:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        try:
+            grammar = str(json_schema_to_gbnf(json.dumps(request.json_schema)))
+            grammar = grammar.replace(LOOSE_CHAR, JSON_CHAR)
+        except Exception as exc:  # the converter raises assertions, value and key errors
+            reason = str(exc).replace(" (use --allow-fetch for force)", "") or type(exc).__name__
+            raise PromptRejected(f"cannot turn the JSON schema into a grammar: {reason}") from exc
+    elif request.grammar is not None:
+        grammar = request.grammar
+    else:
+        return None
+    compiled = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
+    if not compiled:
+        what = "JSON schema's grammar" if request.json_schema is not None else "grammar"
+        raise PromptRejected(
+            f"llama.cpp cannot parse the {what}: check its GBNF syntax and that it has a "
+            "'root' rule"
+        )
+    llama_cpp.llama_sampler_free(compiled)
+    return grammar
+
+
+def end_tokens(vocab: Any, n_vocab: int) -> list[int]:
+    """Every end-of-generation token of the vocabulary."""
+    return [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
 
 
 class Sampler:
-    """Picks the next token from one session's logits."""
+    """One session's llama.cpp sampler chain, and its grammar; `close` frees them.
 
-    def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
-        self.temperature = temperature
-        self.top_p = top_p
-        self.rng = np.random.default_rng(seed)
+    Without a grammar a token is one `llama_sampler_sample` call. With one, the grammar
+    stays out of the chain, as in llama.cpp's own `common_sampler` (llama-server): the
+    chain picks a token from the raw logits, the grammar checks that one token, and only
+    when it is refused does the grammar mask the whole vocabulary (the costly part) before
+    the chain picks again. A greedy session gets the same token either way.
+    """
 
-    def sample(self, logits: npt.NDArray[np.float32]) -> int:
-        if self.temperature <= 0.0:
-            return int(np.argmax(logits))
-        k = min(TOP_K, logits.shape[0])
-        top = np.argpartition(logits, -k)[-k:]
-        top = top[np.argsort(-logits[top], kind="stable")]
-        scaled = logits[top].astype(np.float64)
-        scaled -= scaled[0]
-        probs = np.exp(scaled) / np.exp(scaled).sum()
-        if self.top_p < 1.0:  # llama.cpp's order: top_k, top_p, min_p, then temperature
-            keep = int(np.searchsorted(np.cumsum(probs), self.top_p)) + 1
-            top, scaled, probs = top[:keep], scaled[:keep], probs[:keep]
-        mask = probs >= MIN_P * probs[0]
-        top, scaled = top[mask], scaled[mask]
-        probs = np.exp(scaled / self.temperature)
-        probs /= probs.sum()
-        return int(self.rng.choice(top, p=probs))
+    def __init__(
+        self,
+        request: GenerationRequest,
+        *,
+        vocab: Any,
+        n_vocab: int,
+        grammar: str | None = None,
+        banned: list[int] | None = None,
+    ) -> None:
+        lib = llama_cpp
+        self._chain: Any = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+
+        def add(sampler: Any) -> None:
+            lib.llama_sampler_chain_add(self._chain, sampler)
+
+        if request.ignore_eos and banned:
+            bias = (lib.llama_logit_bias * len(banned))(
+                *(lib.llama_logit_bias(token, float("-inf")) for token in banned)
+            )
+            add(lib.llama_sampler_init_logit_bias(n_vocab, len(banned), bias))
+        penalties = (request.repeat_penalty, request.frequency_penalty, request.presence_penalty)
+        if penalties != (1.0, 0.0, 0.0):
+            add(lib.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, *penalties))
+        if request.temperature <= 0.0:
+            add(lib.llama_sampler_init_greedy())
+        else:
+            add(lib.llama_sampler_init_top_k(TOP_K))
+            add(lib.llama_sampler_init_typical(TYPICAL_P, 1))
+            add(lib.llama_sampler_init_top_p(request.top_p, 1))
+            add(lib.llama_sampler_init_min_p(MIN_P, 1))
+            add(lib.llama_sampler_init_temp(request.temperature))
+            seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed
+            add(lib.llama_sampler_init_dist(seed))
+        self._grammar: Any = None
+        if grammar is not None:
+            self._grammar = lib.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
+            self._n_vocab = n_vocab
+            self._cells = (lib.llama_token_data * n_vocab)()
+            self._ids = np.arange(n_vocab, dtype=np.int32)
+            self._view = np.frombuffer(memoryview(self._cells), dtype=TOKEN_DATA)
+            self._all = lib.llama_token_data_array(self._cells, n_vocab, -1, False)
+            self._one_cell = (lib.llama_token_data * 1)()
+            self._one = lib.llama_token_data_array(self._one_cell, 1, -1, False)
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Pick the next token from the logits of batch position `index`, and accept it."""
+        if self._grammar is None:
+            return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        lib = llama_cpp
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
+        token = self._pick(logits, constrained=False)
+        if not self._allowed(token):
+            token = self._pick(logits, constrained=True)
+        lib.llama_sampler_accept(self._grammar, token)
+        lib.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _pick(self, logits: npt.NDArray[np.float32], *, constrained: bool) -> int:
+        """The chain's choice over the whole vocabulary (masked by the grammar first)."""
+        self._view["id"] = self._ids  # the samplers sort and cut the array in place
+        self._view["logit"] = logits
+        self._all.data = self._cells
+        self._all.size = self._n_vocab
+        self._all.selected = -1
+        self._all.sorted = False
+        array = ctypes.byref(self._all)
+        if constrained:
+            llama_cpp.llama_sampler_apply(self._grammar, array)
+        llama_cpp.llama_sampler_apply(self._chain, array)
+        return int(self._all.data[self._all.selected].id)
+
+    def _allowed(self, token: int) -> bool:
+        """Whether the grammar accepts `token` next."""
+        self._one_cell[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
+        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        return bool(np.isfinite(self._one_cell[0].logit))
+
+    def close(self) -> None:
+        for sampler in (self._chain, self._grammar):
+            if sampler is not None:
+                llama_cpp.llama_sampler_free(sampler)
+        self._chain = self._grammar = None
 
 
 class TextAssembler:

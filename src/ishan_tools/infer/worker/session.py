@@ -74,12 +74,14 @@ class Channel:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A request's prompt tokens, its stop strings and the KV cache it can fill."""
+    """A request's prompt tokens, its stop strings, the KV cache it can fill, and the
+    compiled GBNF grammar its output must follow (None: unconstrained)."""
 
     tokens: list[int]
     stop: tuple[str, ...]
     max_tokens: int
     kv_bytes: int
+    grammar: str | None = None
 
 
 class Session:

@@ -1,0 +1,77 @@
+"""Take the README's screenshots of the web pages with the tests' browser harness.
+
+Each page is served for real (`ishan ... serve --port 0`), opened in headless Chromium
+(tests/browser.py), put in a state worth showing, and saved as a PNG under docs/ (reduced to
+a 256-colour palette when Pillow is installed, to keep the repository small).
+
+Run: .venv/bin/python scripts/screenshots.py
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.browser import Browser
+from tests.processes import stop_process
+
+ROOT = Path(__file__).resolve().parents[1]
+ISHAN = Path(sys.executable).with_name("ishan")
+DOCS = ROOT / "docs"
+
+
+def serve(*command: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `ishan <command> --port 0` and return it with the URL it reports."""
+    process = subprocess.Popen(
+        [str(ISHAN), *command, "--port", "0"], stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = re.search(r"running on (http://\S+)", process.stderr.readline())
+        if found:
+            return process, found.group(1)
+    stop_process(process)
+    raise SystemExit(f"ishan {' '.join(command)} did not report its address")
+
+
+def shrink(path: Path) -> None:
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def players_page(browser: Browser) -> Path:
+    """Players like Pedri aged 24 or under, the second match's radar open."""
+    process, url = serve("players", "serve")
+    try:
+        browser.viewport(1440, 1000)
+        browser.open(f"{url}/?like=251854&max_age=24&sel=232411")
+        browser.wait_for(lambda d: browser.find("#detail").get_attribute("data-player"))
+        browser.wait_for(lambda d: browser.find("#results-title").text == "Most like Pedri")
+        errors = browser.console_errors()
+        if errors:
+            raise SystemExit(f"the players page logged errors: {errors}")
+        target = browser.screenshot(DOCS / "players-page.png", full_page=True)
+    finally:
+        stop_process(process)
+    shrink(target)
+    return target
+
+
+def main() -> None:
+    with Browser() as browser:
+        for take in (players_page,):
+            path = take(browser)
+            print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The project's one browser harness: Debian's Chromium driven by Selenium, headless, offline.
+
+Every web page of the toolkit (the players scouting page, the infer chat page) is tested
+through it, with the `browser` fixture of tests/conftest.py or directly:
+
+    with Browser() as browser:
+        browser.open(url)
+        browser.wait_for(lambda driver: "Pedri" in driver.page_source, message="no Pedri")
+        assert browser.console_errors() == []
+        browser.screenshot(Path("docs/page.png"), full_page=True)
+
+Nothing is ever downloaded: the system's /usr/bin/chromium and /usr/bin/chromedriver are
+passed explicitly and Selenium Manager is pointed at a path that does not exist, so a missing
+Chromium is an error (scripts/test installs it), never a skip and never a fetch. Each browser
+gets a fresh profile and download folder, removed when it quits.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.wait import WebDriverWait
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--lang=en-US",
+)
+T = TypeVar("T")
+
+
+class BrowserMissingError(RuntimeError):
+    """Chromium or its driver is not installed where the harness expects them."""
+
+
+class Browser:
+    """One headless Chromium with its own profile and download folder.
+
+    `driver` is the Selenium WebDriver for anything the helpers do not cover.
+    """
+
+    def __init__(self, *, width: int = 1280, height: int = 900) -> None:
+        for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+            if not path.exists():
+                raise BrowserMissingError(
+                    f"{path} is missing: run scripts/test, or apt-get install -y "
+                    f"--no-install-recommends {package} (the browser tests need it)"
+                )
+        # Selenium Manager would download a browser or driver it cannot find: make sure it
+        # cannot run at all (it is not needed when both paths are given).
+        os.environ["SE_MANAGER_PATH"] = "/nonexistent/selenium-manager"
+        os.environ["SE_OFFLINE"] = "true"
+        self.home = Path(tempfile.mkdtemp(prefix="ishan-browser-"))
+        self.download_dir = self.home / "downloads"
+        self.download_dir.mkdir()
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={self.home / 'profile'}")
+        options.add_argument(f"--window-size={width},{height}")
+        options.add_experimental_option(
+            "prefs", {"download.default_directory": str(self.download_dir)}
+        )
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        try:
+            self.driver: WebDriver = webdriver.Chrome(
+                service=Service(str(CHROMEDRIVER)), options=options
+            )
+        except Exception:
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
+        self._cdp(
+            "Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.download_dir)
+        )
+        self.viewport(width, height)
+
+    # ---- driving ----
+    def open(self, url: str) -> None:
+        """Load `url` and wait until the document has loaded."""
+        self.driver.get(url)
+        self.wait_for(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    @property
+    def url(self) -> str:
+        return str(self.driver.current_url)
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element("css selector", css)
+
+    def find_all(self, css: str) -> list[WebElement]:
+        return list(self.driver.find_elements("css selector", css))
+
+    def js(self, script: str, *args: Any) -> Any:
+        """Run `script` in the page (`arguments[i]` are `args`) and return its value."""
+        return self.driver.execute_script(script, *args)
+
+    def wait_for(
+        self, condition: Callable[[WebDriver], T], timeout: float = 10, message: str = ""
+    ) -> T:
+        """Poll `condition(driver)` until it returns something truthy, and return that.
+
+        Missing or stale elements count as "not yet"; after `timeout` seconds the test fails
+        with `message` and the page's console errors.
+        """
+        wait = WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(StaleElementReferenceException,),
+        )
+        try:
+            return wait.until(condition)
+        except TimeoutException:
+            errors = self.console_errors()
+            raise AssertionError(
+                f"timed out after {timeout:g} s: {message or condition}"
+                + (f"; console errors: {errors}" if errors else "")
+            ) from None
+
+    def viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
+        """Give the page a `width` x `height` CSS-pixel viewport (`mobile`: a phone's)."""
+        self._cdp(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=mobile,
+        )
+
+    # ---- reading what happened ----
+    def console_errors(self) -> list[str]:
+        """The page's console errors (and failed loads) since the last call."""
+        return [
+            str(entry["message"])
+            for entry in self.driver.get_log("browser")
+            if entry["level"] == "SEVERE"
+        ]
+
+    def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
+        """Save a PNG of the viewport, or of the whole page with `full_page`; return `path`."""
+        arguments: dict[str, Any] = {"format": "png"}
+        if full_page:
+            width, height = self.js(
+                "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight]"
+            )
+            arguments |= {
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            }
+        shot = self._cdp("Page.captureScreenshot", **arguments)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def downloaded(self, name: str, timeout: float = 10) -> Path:
+        """The file `name` in the download folder, once Chromium has finished writing it."""
+        target = self.download_dir / name
+        deadline = time.monotonic() + timeout
+        while not target.exists() or any(self.download_dir.glob("*.crdownload")):
+            if time.monotonic() > deadline:
+                found = sorted(p.name for p in self.download_dir.iterdir())
+                raise AssertionError(f"{name} was not downloaded (download folder: {found})")
+            time.sleep(0.05)
+        return target
+
+    # ---- the end ----
+    def quit(self) -> None:
+        try:
+            self.driver.quit()
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.quit()
+
+    def _cdp(self, command: str, **arguments: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.driver.execute_cdp_cmd(command, arguments)  # type: ignore[attr-defined]
+        return result

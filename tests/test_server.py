@@ -1,0 +1,39 @@
+"""The one server launcher (`ishan_tools._cli.server`), under a real uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from ishan_tools._cli.server import bind, make_server, serve
+
+
+def test_accepted_connections_send_without_delay() -> None:
+    """Every connection the launcher accepts has TCP_NODELAY, so a response's last small write
+    goes out at once instead of waiting ~40 ms for the client's delayed ACK."""
+    seen: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main() -> None:
+        sock = bind("127.0.0.1", 0)
+        server = make_server(app)
+        url = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve(server, sock, url.set_result))
+        address = (await url).removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(address[0], int(address[1]))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"ok")
+        for connection in server.server_state.connections:
+            raw = connection.transport.get_extra_info("socket")
+            seen.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+        server.should_exit = True
+        await task
+
+    asyncio.run(main())
+    assert seen and all(seen), seen
