@@ -1,24 +1,33 @@
-"""Time to first token and tokens/s: one client, then 4 concurrent clients, 128 tokens each.
+"""Time to first token and tokens/s: one client, then 4 concurrent clients in 3 workloads.
 
-Single client, three ways:
+Servers, all with the same model, threads and greedy sampling:
 
-  (a) llama-cpp-python called directly in this process (the baseline);
-  (b) llama-cpp-python's own server, `python -m llama_cpp.server` (OpenAI streaming API);
-  (c) `ishan infer serve` with one worker (coordinator API, `POST /coordinator/infer`).
+  llama-server        llama.cpp's own C++ server, built once from the llama.cpp that the
+                      installed llama-cpp-python vendors (`--build-llama-server`), run as
+                      `llama-server -np 4 -c 8192 -t T -tb T` (its defaults otherwise:
+                      prompt cache on);
+  ishan               `ishan infer serve` with one worker (`--slots 4`);
+  llama_cpp.server    llama-cpp-python's server (`--interrupt_requests false`: one
+                      request at a time, none cut off);
+  direct              llama-cpp-python called in this process, one request at a time.
 
-Same model, prompt, context, batch and threads everywhere; greedy sampling; the prompt is
-read verbatim everywhere (`"raw": true` on the coordinator API, whose default is the chat
-template). The three run in turn within each round (so machine load hits them alike); a
-round's prompt differs from the last round's so that every request prefills. Prints
-medians and ratios to (a).
+The prompt is read verbatim everywhere (`"raw": true` on the coordinator API, whose
+default is the chat template). Single client: 128 tokens, prompts new every round.
+Concurrent: `--clients` (4) clients start together, 128 tokens each with `ignore_eos`
+(llama-cpp-python: a -inf logit bias on the end-of-generation tokens) so every stream is
+exactly 128 tokens, in three workloads:
 
-Concurrent: `--clients` (4) clients start together against (b), run with
-`--interrupt_requests false` so it serves one request at a time without cutting any off,
-and against (c), which decodes them in one batch. Per client: TTFT and decode tok/s;
-overall: aggregate tok/s (all tokens over the wall time of the round) and any stream cut
-off (ended without its last event). Medians over `--concurrent-rounds` rounds.
+  1. different short prompts;
+  2. a shared ~240-token system prefix, warm (each server saw it before), plus a short
+     question new every round;
+  3. a fresh shared prefix (new every round) arriving at all clients at once.
 
-    python bench/infer.py [--rounds 7] [--tokens 128] [--threads 2] [--clients 4] [--model PATH]
+Within each round the servers take turns (so machine drift hits them alike); per-round
+ratios to llama-server, then their median. Aggregate tok/s is all tokens over the round's
+wall time; TTFT p50 and max are over the clients of a round, median over rounds.
+
+    python bench/infer.py [--rounds 5] [--concurrent-rounds 3] [--threads 2] [--model PATH]
+    python bench/infer.py --build-llama-server      # once: about 10-20 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -26,17 +35,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import httpx
 from llama_cpp import Llama
@@ -45,7 +59,59 @@ from ishan_tools.infer.config import default_model_path
 from ishan_tools.infer.timing import StreamTimer
 
 PROMPT = "Story {n}. Once upon a time, in a small village by the sea, there lived"
-Measure = Callable[[str], StreamTimer]
+SYSTEM = (
+    "You are Marlow, the assistant of the Harbour Lights bookshop in Portsea. The shop opens "
+    "from nine in the morning to six in the evening on weekdays, from ten to five on "
+    "Saturdays, and stays closed on Sundays and bank holidays. It stocks new and second-hand "
+    "books: fiction, poetry, local history, maritime history, maps and charts, cookery, "
+    "gardening and a large children's corner. Orders for books not on the shelves take three "
+    "to five working days and can be collected in the shop or posted for a small fee. The "
+    "reading club meets on the first Thursday of every month at seven; this season it reads "
+    "novels about the sea. Author readings are announced in the window and in the monthly "
+    "newsletter. Gift cards come in any amount from five pounds. Answer customers briefly "
+    "and kindly, in plain English, and never invent a title, a price or an event: when you "
+    "do not know, say so and suggest calling the shop. Keep answers short. Never promise "
+    "delivery dates for special orders. If a customer asks about something the shop does "
+    "not do, point them to the library on the high street or the tourist office by the pier.\n"
+)
+QUESTIONS = ("When do you open?", "Do you sell maps?", "Any readings soon?", "Gift cards?")
+CACHE = Path.home() / ".cache" / "ishan-bench"
+Timed = tuple[StreamTimer, bool]  # a stream's timer, and whether it ended properly
+
+
+def llama_server_path() -> Path:
+    return CACHE / f"llama-server-{version('llama_cpp_python')}" / "llama-server"
+
+
+def build_llama_server() -> Path:
+    """Build llama-server from the sdist of the installed llama-cpp-python, once."""
+    target, ver = llama_server_path(), version("llama_cpp_python")
+    if target.exists():
+        return target
+    work = CACHE / f"build-{ver}"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+             f"llama-cpp-python=={ver}", "-d", tmp],
+            check=True,
+        )  # fmt: skip
+        [sdist] = Path(tmp).glob("*.tar.gz")
+        with tarfile.open(sdist) as archive:
+            archive.extractall(tmp, filter="data")
+        source = next(Path(tmp).glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
+        subprocess.run(
+            ["cmake", "-S", str(source), "-B", str(work), "-DCMAKE_BUILD_TYPE=Release",
+             "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
+             "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DBUILD_SHARED_LIBS=OFF"],
+            check=True,
+        )  # fmt: skip
+        jobs = str(os.cpu_count() or 2)
+        subprocess.run(
+            ["cmake", "--build", str(work), "--target", "llama-server", "-j", jobs], check=True
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(work / "bin" / "llama-server", target)
+    return target
 
 
 def free_port() -> int:
@@ -62,7 +128,7 @@ def process(
     env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL_PATH")}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"{argv[:4]} exited with {proc.returncode}")
@@ -84,17 +150,13 @@ def process(
             proc.wait()
 
 
-def sse_tokens(
-    client: httpx.Client, url: str, body: dict[str, object], pick: Callable[[dict], str | None]
-) -> StreamTimer:  # type: ignore[type-arg]
-    """One streamed request through a long-lived client (as an OpenAI client would make)."""
-    return sse_stream(client, url, body, pick)[0]
-
-
 def sse_stream(
-    client: httpx.Client, url: str, body: dict[str, object], pick: Callable[[dict], str | None]
-) -> tuple[StreamTimer, bool]:  # type: ignore[type-arg]
-    """The stream's timer, and whether it ended with its last event (not cut off)."""
+    client: httpx.Client,
+    url: str,
+    body: dict[str, Any],
+    pick: Callable[[dict[str, Any]], str | None],
+) -> Timed:
+    """One streamed request: its timer, and whether it ended with its last event."""
     timer = StreamTimer()
     ended = False
     try:
@@ -108,161 +170,255 @@ def sse_stream(
                 event = json.loads(line[6:])
                 if event.get("finished") is True and "error" not in event:
                     ended = True
-                text = pick(event)
-                if text:
+                if pick(event):
                     timer.token()
     except httpx.HTTPError:
         ended = False
     return timer, ended
 
 
-Stream = Callable[[httpx.Client, str], tuple[StreamTimer, bool]]
+class Server:
+    """One way to generate: `stream(client, prompt, ignore_eos)` -> (timer, ended)."""
+
+    def __init__(self, name: str, stream: Callable[[httpx.Client, str, bool], Timed]) -> None:
+        self.name = name
+        self.stream = stream
+        self.lock: threading.Lock | None = None  # serves one request at a time
+
+    def one(self, client: httpx.Client, prompt: str, ignore_eos: bool = False) -> Timed:
+        if self.lock is None:
+            return self.stream(client, prompt, ignore_eos)
+        timer = StreamTimer()  # the wait for the lock counts in the time to first token
+        with self.lock:
+            inner, ended = self.stream(client, prompt, ignore_eos)
+        inner.started = timer.started
+        return inner, ended
 
 
-def concurrent_round(stream: Stream, clients: int, prompt: str) -> list[tuple[StreamTimer, bool]]:
-    """`clients` streams started together, each on its own connection."""
-    start = threading.Barrier(clients)
+def concurrent_round(server: Server, prompts: list[str]) -> list[Timed]:
+    """One client per prompt, all started together, each on its own connection."""
+    start = threading.Barrier(len(prompts))
 
-    def one(index: int) -> tuple[StreamTimer, bool]:
+    def one(prompt: str) -> Timed:
         with httpx.Client(timeout=600) as client:
             start.wait()
-            return stream(client, f"{prompt} (client {index})")
+            return server.one(client, prompt, True)
 
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(one, range(clients)))
-
-
-def report_concurrent(results: dict[str, list[list[tuple[StreamTimer, bool]]]], n: int) -> None:
-    clients = len(next(iter(results.values()))[0])
-    print(f"\n{clients} concurrent clients, {n} tokens each; median over rounds")
-    header = "".join(f"{f'#{i + 1} TTFT s':>11} {'tok/s':>6}" for i in range(clients))
-    print(f"{'':31}{header} {'aggregate':>10} {'cut off':>8}")
-    aggregates: dict[str, float] = {}
-    for name, rounds in results.items():
-        cells = ""
-        for i in range(clients):  # clients in the order their first token came
-            by_ttft = [sorted(r, key=lambda p: p[0].ttft_s or 1e9)[i][0] for r in rounds]
-            ttft = statistics.median(t.ttft_s or 0 for t in by_ttft)
-            rate = statistics.median(t.tokens_per_s or 0 for t in by_ttft)
-            cells += f"{ttft:>11.2f} {rate:>6.1f}"
-        aggregate = statistics.median(
-            sum(t.tokens for t, _ in r)
-            / (max(t.last_at or 0 for t, _ in r) - min(t.started for t, _ in r))
-            for r in rounds
-        )
-        aggregates[name] = aggregate
-        cut = sum(1 for r in rounds for _, ok in r if not ok)
-        print(f"{name:31}{cells} {aggregate:>10.1f} {cut:>8}")
-    (b, base), (c, rate) = list(aggregates.items())
-    print(f"aggregate {c.split()[0]} / {b.split()[0]}: {rate / base:.2f}x (target >= 1.5x)")
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        return list(pool.map(one, prompts))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ctx", type=int, default=2048)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--concurrent-rounds", type=int, default=3)
-    args = parser.parse_args()
-    model = args.model or default_model_path()
-    n = args.tokens
-    common = {"max_tokens": n, "temperature": 0.0}
+def aggregate(timed: list[Timed]) -> float:
+    wall = max(t.last_at or 0 for t, _ in timed) - min(t.started for t, _ in timed)
+    return sum(t.tokens for t, _ in timed) / wall
 
-    llama = Llama(str(model), n_ctx=args.ctx, n_batch=args.batch, n_threads=args.threads,
-                  n_threads_batch=args.threads, verbose=False)  # fmt: skip
 
-    def direct(prompt: str) -> StreamTimer:
-        timer = StreamTimer()
-        for chunk in llama.create_completion(prompt, stream=True, **common):  # type: ignore[arg-type]
-            if chunk["choices"][0]["text"]:  # type: ignore[index]
-                timer.token()
-        return timer
+def ttfts(timed: list[Timed]) -> list[float]:
+    return [t.ttft_s or float("nan") for t, _ in timed]
 
-    client = httpx.Client(timeout=120)
-    server_port, ishan_port = free_port(), free_port()
-    llama_server = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-        "--n_ctx", str(args.ctx), "--n_batch", str(args.batch),
-        "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
-        "--host", "127.0.0.1", "--port", str(server_port), "--interrupt_requests", "false",
-    ]  # fmt: skip
-    ishan_serve = [
-        sys.executable, "-m", "ishan_tools", "infer", "serve", "--model", str(model),
-        "--ctx", str(args.ctx), "--batch", str(args.batch), "--workers", "1",
-        "--port", str(ishan_port), "--worker-port", "0", "--heartbeat-interval", "1",
-        "--slots", str(args.clients),
-    ]  # fmt: skip
 
-    def llama_cpp_server(prompt: str) -> StreamTimer:
-        url = f"http://127.0.0.1:{server_port}/v1/completions"
-        body = {"model": "m", "prompt": prompt, "stream": True, **common}
-        return sse_tokens(client, url, body, lambda e: e["choices"][0]["text"])
+def workload_prompts(workload: int, round_: int, clients: int, server: str) -> list[str]:
+    if workload == 1:
+        return [PROMPT.format(n=1000 + 10 * round_ + i) for i in range(clients)]
+    questions = [f"Customer {round_}-{i}: {QUESTIONS[i % len(QUESTIONS)]}" for i in range(clients)]
+    if workload == 2:
+        return [f"{SYSTEM}{q}\nMarlow:" for q in questions]
+    fresh = f"Conversation {round_} on {server}, kept apart from the others. "
+    return [f"{fresh}{SYSTEM}{q}\nMarlow:" for q in questions]
 
-    def ishan(prompt: str) -> StreamTimer:
-        url = f"http://127.0.0.1:{ishan_port}/coordinator/infer"
-        body = {"model": "m", "prompt": prompt, "raw": True, **common}  # as (a) and (b) read it
-        return sse_tokens(client, url, body, lambda e: e["token"])
 
-    ways: dict[str, Measure] = {
-        "(a) llama-cpp-python direct": direct,
-        "(b) python -m llama_cpp.server": llama_cpp_server,
-        "(c) ishan infer serve": ishan,
-    }
-    samples: dict[str, list[StreamTimer]] = {name: [] for name in ways}
-    server_ready = f"http://127.0.0.1:{server_port}/v1/models"
-    ishan_ready = f"http://127.0.0.1:{ishan_port}/coordinator/health/workers"
-    with (
-        process(llama_server, server_ready, lambda r: r.is_success),
-        process(ishan_serve, ishan_ready, lambda r: any(w["healthy"] for w in r.json())),
-    ):
-        for measure in ways.values():  # warm-up: page in the weights, fill caches
-            measure(PROMPT.format(n=-1))
-        for round_ in range(args.rounds):
-            for name, measure in ways.items():
-                samples[name].append(measure(PROMPT.format(n=round_)))
-        together: dict[str, Stream] = {
-            "(b) python -m llama_cpp.server": lambda client, prompt: sse_stream(
-                client,
-                f"http://127.0.0.1:{server_port}/v1/completions",
-                {"model": "m", "prompt": prompt, "stream": True, **common},
-                lambda e: e["choices"][0]["text"],
-            ),
-            "(c) ishan infer serve": lambda client, prompt: sse_stream(
-                client,
-                f"http://127.0.0.1:{ishan_port}/coordinator/infer",
-                {"model": "m", "prompt": prompt, "raw": True, **common},
-                lambda e: e["token"],
-            ),
-        }
-        concurrent: dict[str, list[list[tuple[StreamTimer, bool]]]] = {k: [] for k in together}
-        for round_ in range(args.concurrent_rounds):
-            for name, stream in together.items():
-                prompt = PROMPT.format(n=100 + round_)
-                concurrent[name].append(concurrent_round(stream, args.clients, prompt))
+WORKLOADS = {
+    1: "4 different short prompts",
+    2: "shared ~240-token system prefix, warm",
+    3: "fresh shared prefix, 4 clients at once",
+}
 
+
+def report_concurrent(results: dict[int, dict[str, list[list[Timed]]]], n: int) -> None:
+    clients = len(next(iter(next(iter(results.values())).values()))[0])
+    print(f"\n{clients} concurrent clients x {n} tokens, greedy, ignore_eos; medians over rounds")
+    head = f"{'server':18} {'aggregate tok/s':>15} {'vs llama-server (per round)':>34}"
+    print(f"{'workload':40} {head} {'TTFT p50 s':>10} {'TTFT max s':>10} {'tokens':>7} {'cut':>4}")
+    for workload, by_server in results.items():
+        base = [aggregate(r) for r in by_server["llama-server"]]
+        for name, rounds in by_server.items():
+            rates = [aggregate(r) for r in rounds]
+            ratios = [rate / b for rate, b in zip(rates, base, strict=True)]
+            per_round = ", ".join(f"{r:.2f}" for r in ratios)
+            vs = f"{statistics.median(ratios):.2f}x ({per_round})"
+            p50 = statistics.median(statistics.median(ttfts(r)) for r in rounds)
+            worst = statistics.median(max(ttfts(r)) for r in rounds)
+            tokens = statistics.median(sum(t.tokens for t, _ in r) for r in rounds)
+            cut = sum(1 for r in rounds for _, ok in r if not ok)
+            label = WORKLOADS[workload] if name == "llama-server" else ""
+            print(
+                f"{label:40} {name:18} {statistics.median(rates):>15.1f} {vs:>34} "
+                f"{p50:>10.2f} {worst:>10.2f} {tokens:>7.0f} {cut:>4}"
+            )
+
+
+def report_single(samples: dict[str, list[StreamTimer]], args: argparse.Namespace) -> None:
     print(
-        f"model {model.name}, {n} tokens, ctx {args.ctx}, batch {args.batch}, "
+        f"\none client, {args.tokens} tokens, ctx {args.ctx}, batch {args.batch}, "
         f"{args.threads} threads, greedy; median of {args.rounds} rounds"
     )
-    base_ttft = statistics.median(t.ttft_s or 0 for t in samples["(a) llama-cpp-python direct"])
-    base_rate = statistics.median(
-        t.tokens_per_s or 0 for t in samples["(a) llama-cpp-python direct"]
-    )
-    print(f"{'':31} {'tokens':>6} {'TTFT ms':>8} {'Δ TTFT ms':>10} {'tok/s':>7} {'vs (a)':>7}")
+    direct = samples["direct"] if "direct" in samples else samples["llama-server"]
+    base_ttft = statistics.median(t.ttft_s or 0 for t in direct)
+    base_rate = statistics.median(t.tokens_per_s or 0 for t in direct)
+    print(f"{'':18} {'tokens':>6} {'TTFT ms':>8} {'Δ TTFT ms':>10} {'tok/s':>7} {'vs direct':>9}")
     for name, timers in samples.items():
         ttft = statistics.median(t.ttft_s or 0 for t in timers)
         rate = statistics.median(t.tokens_per_s or 0 for t in timers)
         tokens = statistics.median(t.tokens for t in timers)
         print(
-            f"{name:31} {tokens:>6.0f} {ttft * 1000:>8.1f} {(ttft - base_ttft) * 1000:>+10.1f} "
-            f"{rate:>7.1f} {rate / base_rate:>7.1%}"
+            f"{name:18} {tokens:>6.0f} {ttft * 1000:>8.1f} {(ttft - base_ttft) * 1000:>+10.1f} "
+            f"{rate:>7.1f} {rate / base_rate:>9.1%}"
         )
-    print("target for (c): tok/s within 5% of (a), TTFT within 20 ms of (a)")
-    report_concurrent(concurrent, n)
+    print("target for ishan: tok/s at least 95% of direct")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrent-rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=2048, help="per session (llama-server: x4)")
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--servers",
+        default="llama-server,ishan,llama_cpp.server,direct",
+        help="comma-separated rows (llama-server is always run: the ratios are to it)",
+    )
+    parser.add_argument(
+        "--concurrent-servers",
+        default="llama-server,ishan,llama_cpp.server,direct",
+        help="comma-separated rows of the concurrent workloads (the one-at-a-time servers "
+        "take 4x as long)",
+    )
+    parser.add_argument("--build-llama-server", action="store_true")
+    args = parser.parse_args()
+    if args.build_llama_server:
+        print(f"llama-server: {build_llama_server()}")
+        return
+    binary = llama_server_path()
+    if not binary.exists():
+        raise SystemExit(
+            f"llama-server is not built: {binary} is missing. Build it once (10-20 minutes on "
+            "2 cores) with\n  python bench/infer.py --build-llama-server\nwhich runs `pip "
+            "download --no-binary :all: --no-deps llama-cpp-python==VERSION`, then CMake on "
+            "its vendor/llama.cpp with -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF "
+            "-DLLAMA_USE_PREBUILT_UI=OFF, target llama-server."
+        )
+    model = args.model or default_model_path()
+    n, threads, clients = args.tokens, str(args.threads), args.clients
+    common: dict[str, Any] = {"max_tokens": n, "temperature": 0.0}
+    load_before = os.getloadavg()
+
+    llama = Llama(str(model), n_ctx=args.ctx, n_batch=args.batch, n_threads=args.threads,
+                  n_threads_batch=args.threads, verbose=False)  # fmt: skip
+    import llama_cpp
+
+    vocab = llama._model.vocab
+    ends = [t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+    no_end = {str(t): -100.0 for t in ends}  # OpenAI-style logit_bias for llama_cpp.server
+
+    def direct(_client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+        timer = StreamTimer()
+        bias = {t: float("-inf") for t in ends} if ignore_eos else None
+        for chunk in llama.create_completion(prompt, stream=True, logit_bias=bias, **common):  # type: ignore[arg-type]
+            if chunk["choices"][0]["text"]:  # type: ignore[index]
+                timer.token()
+        return timer, True
+
+    ports = {name: free_port() for name in ("llama-server", "ishan", "llama_cpp.server")}
+    argv = {
+        "llama-server": [
+            str(binary), "-m", str(model), "-np", str(clients), "-c", str(args.ctx * clients),
+            "-t", threads, "-tb", threads, "-b", str(args.batch),
+            "--host", "127.0.0.1", "--port", str(ports["llama-server"]),
+        ],
+        "ishan": [
+            sys.executable, "-m", "ishan_tools", "infer", "serve", "--model", str(model),
+            "--ctx", str(args.ctx), "--batch", str(args.batch), "--workers", "1",
+            "--threads", threads, "--port", str(ports["ishan"]), "--worker-port", "0",
+            "--heartbeat-interval", "1", "--slots", str(clients),
+        ],
+        "llama_cpp.server": [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+            "--n_ctx", str(args.ctx), "--n_batch", str(args.batch), "--n_threads", threads,
+            "--n_threads_batch", threads, "--host", "127.0.0.1",
+            "--port", str(ports["llama_cpp.server"]), "--interrupt_requests", "false",
+        ],
+    }  # fmt: skip
+    ready = {
+        "llama-server": ("/health", lambda r: r.is_success),
+        "ishan": (
+            "/coordinator/health/workers",
+            lambda r: any(w["healthy"] for w in r.json()),
+        ),
+        "llama_cpp.server": ("/v1/models", lambda r: r.is_success),
+    }
+
+    def openai(name: str, extra: Callable[[bool], dict[str, Any]]) -> Server:
+        url = f"http://127.0.0.1:{ports[name]}/v1/completions"
+
+        def stream(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+            body = {"model": "m", "prompt": prompt, "stream": True, **common, **extra(ignore_eos)}
+            return sse_stream(client, url, body, lambda e: e["choices"][0]["text"])
+
+        return Server(name, stream)
+
+    def ishan(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+        url = f"http://127.0.0.1:{ports['ishan']}/coordinator/infer"
+        body = {"model": "m", "prompt": prompt, "raw": True, "ignore_eos": ignore_eos, **common}
+        return sse_stream(client, url, body, lambda e: e["token"])
+
+    servers = [
+        openai("llama-server", lambda ignore: {"ignore_eos": ignore}),
+        Server("ishan", ishan),
+        openai("llama_cpp.server", lambda ignore: {"logit_bias": no_end} if ignore else {}),
+        Server("direct", direct),
+    ]
+    servers[2].lock = threading.Lock()  # it serves one at a time: its clients queue
+    servers[3].lock = threading.Lock()
+    wanted = {"llama-server", *args.servers.split(",")}
+    servers = [s for s in servers if s.name in wanted]
+    argv = {name: command for name, command in argv.items() if name in wanted}
+    print(f"llama-server: {' '.join(argv['llama-server'][1:])}")
+    print(f"ishan: ishan infer serve {' '.join(argv['ishan'][5:])}")
+    with ExitStack() as stack:
+        for name, command in argv.items():
+            path, check = ready[name]
+            stack.enter_context(process(command, f"http://127.0.0.1:{ports[name]}{path}", check))
+        client = stack.enter_context(httpx.Client(timeout=600))
+        for server in servers:  # warm-up: page in the weights; workload 2's prefix is seen
+            server.one(client, PROMPT.format(n=-1))
+            server.one(client, f"{SYSTEM}{QUESTIONS[0]}\nMarlow:")
+        single: dict[str, list[StreamTimer]] = {s.name: [] for s in reversed(servers)}
+        for round_ in range(args.rounds):
+            for server in servers:
+                single[server.name].append(server.one(client, PROMPT.format(n=round_))[0])
+        chosen = args.concurrent_servers.split(",")
+        together = [s for s in servers if s.name in chosen]
+        results: dict[int, dict[str, list[list[Timed]]]] = {
+            w: {s.name: [] for s in together} for w in WORKLOADS
+        }
+        for round_ in range(args.concurrent_rounds):
+            for workload in WORKLOADS:
+                for server in together:
+                    prompts = workload_prompts(workload, round_, clients, server.name)
+                    results[workload][server.name].append(concurrent_round(server, prompts))
+    load_after = os.getloadavg()
+    print(
+        f"model {model.name}; machine: {os.cpu_count()} cores, load average (1, 5, 15 min) "
+        f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} before, "
+        f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after"
+    )
+    report_single(single, args)
+    report_concurrent(results, n)
 
 
 if __name__ == "__main__":

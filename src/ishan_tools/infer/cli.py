@@ -94,6 +94,24 @@ SlotsOpt = Annotated[
     ),
 ]
 
+PrefixCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prefix-cache/--no-prefix-cache",
+        help="Reuse the KV cache of a prompt prefix already in the worker (running or "
+        "finished sessions) instead of prefilling it again.",
+    ),
+]
+RoutingMarginOpt = Annotated[
+    float,
+    typer.Option(
+        "--routing-margin",
+        min=0.0,
+        help="Send a request to the worker that served its leading text unless that worker's "
+        "load score is worse than the best by more than this.",
+    ),
+]
+
 
 def _model(
     model: Path | None, ctx: int, threads: int | None, batch: int, gpu_layers: int
@@ -270,9 +288,11 @@ def _coordinator_settings(
     first_token_timeout: float,
     client_buffer: int,
     limits: list[str] | None,
+    routing_margin: float,
 ) -> CoordinatorSettings:
     return CoordinatorSettings(
         host=host,
+        routing_margin=routing_margin,
         port=port,
         api_key=api_key,
         session_ttl=ttl,
@@ -315,12 +335,14 @@ def serve(
     gpu_layers: GpuLayersOpt = M.n_gpu_layers,
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
+    prefix_cache: PrefixCacheOpt = S.prefix_cache,
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     session_ttl: TtlOpt = C.session_ttl,
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
     grace: GraceOpt = S.grace,
     client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
+    routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
@@ -331,7 +353,14 @@ def serve(
 
     settings = ServeSettings(
         coordinator=_coordinator_settings(
-            host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
+            host,
+            port,
+            api_key,
+            session_ttl,
+            first_token_timeout,
+            client_buffer,
+            limit,
+            routing_margin,
         ),
         model=_model(model, ctx, threads, batch, gpu_layers),
         workers=workers,
@@ -340,6 +369,7 @@ def serve(
         heartbeat_interval=heartbeat_interval,
         max_sessions=max_sessions,
         slots=slots,
+        prefix_cache=prefix_cache,
         grace=grace,
     )
     asyncio.run(run_serve(settings, _say))
@@ -353,6 +383,7 @@ def coordinator(
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
     client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
+    routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run only the coordinator; workers join it with `ishan infer worker`."""
@@ -362,7 +393,7 @@ def coordinator(
     from ishan_tools.infer.coordinator.app import run_coordinator
 
     settings = _coordinator_settings(
-        host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit
+        host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit, routing_margin
     )
     asyncio.run(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
 
@@ -389,6 +420,7 @@ def worker(
     gpu_layers: GpuLayersOpt = M.n_gpu_layers,
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
+    prefix_cache: PrefixCacheOpt = E.prefix_cache,
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -404,6 +436,7 @@ def worker(
             model=_model(model, ctx, threads, batch, gpu_layers),
             max_sessions=max_sessions,
             slots=slots,
+            prefix_cache=prefix_cache,
         ),
         host=host,
         port=port,

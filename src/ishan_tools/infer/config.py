@@ -80,6 +80,7 @@ class EngineSettings:
     kv_capacity_bytes: int = 8 * GB
     max_kv_per_session_bytes: int = 512 * MB
     channel_capacity: int = 256  # tokens buffered per session before its reader is dropped
+    prefix_cache: bool = True  # reuse KV cells of a common token prefix (--no-prefix-cache)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class CoordinatorSettings:
     breaker_failures: int = 3
     breaker_recovery: float = 10.0
     max_tokens_default: int = 256
+    routing_margin: float = 0.25  # prefer the worker with the prefix unless this much busier
+    affinity_entries: int = 4096  # leading-text blocks remembered for routing (LRU)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class ServeSettings:
     heartbeat_interval: float = 10.0
     max_sessions: int = 100
     slots: int | None = None  # per worker; None: the worker's default
+    prefix_cache: bool = True  # per worker: EngineSettings.prefix_cache
     grace: int = 30  # seconds running streams may take to finish on shutdown
     restart_delay: float = 1.0
 

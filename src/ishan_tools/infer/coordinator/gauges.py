@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ishan_tools.breaker import CircuitState
 from ishan_tools.infer.coordinator.registry import Registry
@@ -43,4 +43,17 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
         for state in CircuitState:
             breaker.add_metric([w["worker_id"], state.value], float(w["breaker"] == state.value))
     families.append(breaker)
+    affinity = registry.affinity
+    routed = CounterMetricFamily(
+        "ishan_infer_routing_affinity",
+        "Requests whose leading text a worker had served: sent there (followed) or, that "
+        "worker being too busy, to another (overridden).",
+        labels=["outcome"],
+    )
+    for outcome, count in affinity.routed.items():
+        routed.add_metric([outcome], count)
+    families += [
+        routed,
+        gauge("ishan_infer_routing_affinity_keys", "Leading-text keys remembered.", len(affinity)),
+    ]
     return families

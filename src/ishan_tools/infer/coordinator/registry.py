@@ -3,7 +3,9 @@
 Workers register with their first heartbeat and stay listed; one that misses three
 heartbeats in a row is out of rotation until the next arrives. Session and KV counts are
 kept by the coordinator itself as it routes (so they are exact between heartbeats), along
-with system-wide totals that make the capacity check O(1).
+with system-wide totals that make the capacity check O(1). The registry also owns the
+routing `Affinity` table, and forgets a worker's entries when its heartbeat shows a new
+boot id (it restarted: its prefix cache is empty) or when it leaves the rotation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
+from ishan_tools.infer.coordinator.affinity import Affinity
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad
 from ishan_tools.infer.errors import WorkerRefused
 
@@ -34,8 +37,11 @@ class WorkerRecord:
     heartbeat_interval: float
     last_heartbeat: float
     breaker: CircuitBreaker
+    slots: int = 0
+    boot_id: str = ""
     sessions: int = 0
     kv_used_bytes: int = 0
+    in_rotation: bool = True
     reported: dict[str, Any] = field(default_factory=dict)
 
     def alive(self, now: float) -> bool:
@@ -52,7 +58,15 @@ class WorkerRecord:
             self.kv_used_bytes,
             self.kv_capacity_bytes,
             self.session_kv_bytes,
+            self.slots,
         )
+
+
+def _optional(payload: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = payload.get(key, default)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InferenceError(f"heartbeat field '{key}' has the wrong type")
+    return value
 
 
 def _field(payload: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -74,6 +88,7 @@ class Registry:
         self.workers: dict[str, WorkerRecord] = {}
         self.total_sessions = 0
         self.total_kv_bytes = 0
+        self.affinity = Affinity(settings.affinity_entries)
 
     def heartbeat(self, payload: Any) -> WorkerRecord:
         """Register or refresh a worker from its heartbeat (raises on a malformed one)."""
@@ -93,6 +108,8 @@ class Registry:
             ),
             "session_kv_bytes": _field(payload, "session_kv_bytes", int),
             "heartbeat_interval": float(_field(payload, "heartbeat_interval", (int, float))),
+            "slots": _optional(payload, "slots", int, 0),
+            "boot_id": _optional(payload, "boot_id", str, ""),
             "last_heartbeat": self.clock(),
             "reported": payload,
         }
@@ -110,6 +127,8 @@ class Registry:
             )
             self.workers[worker_id] = record
         else:
+            if record.boot_id != values["boot_id"]:
+                self.affinity.forget(worker_id)  # a new process: its cache is empty
             for key, value in values.items():
                 setattr(record, key, value)
         return record
@@ -123,13 +142,19 @@ class Registry:
 
     def candidates(self, exclude: set[str]) -> list[WorkerLoad]:
         now = self.clock()
-        return [
-            w.load()
-            for w in self.workers.values()
-            if w.worker_id not in exclude
-            and w.routable(now)
-            and w.session_kv_bytes <= self.limits.max_kv_per_session_bytes
-        ]
+        loads = []
+        for w in self.workers.values():
+            routable = w.routable(now)
+            if w.in_rotation and not routable:
+                self.affinity.forget(w.worker_id)
+            w.in_rotation = routable
+            if (
+                routable
+                and w.worker_id not in exclude
+                and w.session_kv_bytes <= self.limits.max_kv_per_session_bytes
+            ):
+                loads.append(w.load())
+        return loads
 
     def live_n_ctx(self) -> int | None:
         """The smallest context among live workers (None when none is live)."""

@@ -1,6 +1,7 @@
 """Route one request to a worker and relay its tokens to the client, surviving failures.
 
-`open_stream` reserves a worker picked by the scheduler (at the full-context KV upper bound),
+`open_stream` reserves a worker picked by the scheduler (at the full-context KV upper bound;
+the worker that last served the same leading text is preferred, see `affinity`),
 posts the request and waits for the first token, then corrects that reservation down to the
 session's real need (the worker's `x-ishan-kv-bytes` header). A worker that is unreachable,
 errs (5xx) or stays silent past the first-token timeout is recorded on its circuit breaker
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.infer.config import GenerationRequest
+from ishan_tools.infer.coordinator.affinity import leading_text, prefix_keys
 from ishan_tools.infer.coordinator.registry import Registry, WorkerRecord
 from ishan_tools.infer.coordinator.scheduler import pick
 from ishan_tools.infer.coordinator.worker_stream import WorkerStream
@@ -118,8 +120,13 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
         raise RelayError(503, "the system is at capacity: retry later")
     tried: set[str] = set()
     failures: list[str] = []
+    keys = prefix_keys(leading_text(request))
+    affinity, margin = registry.affinity, registry.settings.routing_margin
     while True:
-        choice = pick(registry.candidates(tried))
+        preferred = affinity.lookup(keys) if keys else None
+        choice = pick(registry.candidates(tried), preferred, margin)
+        if preferred is not None and choice is not None:
+            affinity.routed["followed" if choice.worker_id == preferred else "overridden"] += 1
         if choice is None:
             if failures:
                 raise RelayError(502, "; ".join(failures))
@@ -128,6 +135,8 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
             raise RelayError(503, "all workers are at capacity: retry later")
         record = registry.workers[choice.worker_id]
         tried.add(record.worker_id)
+        if keys:
+            affinity.record(keys, record.worker_id)
         kv_bytes = registry.reserve(record)
         try:
             return await record.breaker.call_async(_start, registry, record, request, kv_bytes)

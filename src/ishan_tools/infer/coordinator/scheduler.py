@@ -3,6 +3,11 @@
 Score = 0.6 x session load + 0.4 x KV-cache load, both as fractions of the worker's own
 capacity; the lowest score wins, ties go to the first worker listed. A worker without room
 for one more session (sessions or KV) is never picked.
+
+Cache-aware: a `preferred` worker (the one that last served the request's leading text, so
+its prefix cache likely holds it) wins unless its score is worse than the best's by more
+than `margin`, or every one of its slots is busy while the best worker has a free one (the
+request would wait in its queue while another worker idles).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class WorkerLoad:
     kv_used_bytes: int
     kv_capacity_bytes: int
     session_kv_bytes: int
+    slots: int = 0  # sessions it decodes at once; 0: not reported
 
     @property
     def has_room(self) -> bool:
@@ -38,14 +44,30 @@ def score(load: WorkerLoad) -> float:
     return SESSION_WEIGHT * sessions + KV_WEIGHT * kv
 
 
-def pick(loads: Iterable[WorkerLoad]) -> WorkerLoad | None:
-    """The least-loaded worker with room, or None when none has room."""
+def _slot_free(load: WorkerLoad) -> bool:
+    return load.slots <= 0 or load.sessions < load.slots
+
+
+def pick(
+    loads: Iterable[WorkerLoad], preferred: str | None = None, margin: float = 0.0
+) -> WorkerLoad | None:
+    """The preferred worker if it is not much busier, else the least-loaded one with room;
+    None when none has room."""
     best: WorkerLoad | None = None
     best_score = float("inf")
+    favourite: WorkerLoad | None = None
     for load in loads:
         if not load.has_room:
             continue
         value = score(load)
         if value < best_score:
             best, best_score = load, value
-    return best
+        if load.worker_id == preferred:
+            favourite = load
+    if favourite is None or best is None:
+        return best
+    if score(favourite) - best_score > margin:
+        return best
+    if not _slot_free(favourite) and _slot_free(best):
+        return best
+    return favourite

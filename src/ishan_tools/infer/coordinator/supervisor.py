@@ -135,6 +135,7 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         "--max-sessions",
         str(settings.max_sessions),
         *(["--slots", str(settings.slots)] if settings.slots else []),
+        *([] if settings.prefix_cache else ["--no-prefix-cache"]),
     ]
 
 

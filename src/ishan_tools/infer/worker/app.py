@@ -44,6 +44,8 @@ def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any
         "kv_capacity_bytes": stats.kv_capacity_bytes,
         "session_kv_bytes": engine.shape.session_kv_bytes,
         "heartbeat_interval": settings.heartbeat_interval,
+        "slots": stats.slots,
+        "boot_id": engine.boot_id,
     }
 
 
@@ -69,12 +71,48 @@ def worker_gauges(engine: Engine) -> list[Metric]:
     )
     for outcome in ("completed", "cancelled", "failed"):
         done.add_metric([outcome], getattr(stats, outcome))
+    cache = [
+        CounterMetricFamily(
+            "ishan_infer_prefix_cache_hits",
+            "Sessions that copied a cached prefix instead of prefilling it.",
+            value=stats.prefix_cache_hits,
+        ),
+        CounterMetricFamily(
+            "ishan_infer_prefix_cache_reused_tokens",
+            "Prompt tokens copied from the KV cache instead of prefilled.",
+            value=stats.prefix_cache_reused_tokens,
+        ),
+        CounterMetricFamily(
+            "ishan_infer_prefix_cache_evictions",
+            "Finished sequences dropped from the prefix cache.",
+            value=stats.prefix_cache_evictions,
+        ),
+        gauge(
+            "ishan_infer_prefix_cache_entries",
+            "Finished sequences kept as prefix cache.",
+            stats.prefix_cache_entries,
+        ),
+        gauge(
+            "ishan_infer_prefix_cache_bytes",
+            "KV cache cells only the prefix cache holds (freed first when needed).",
+            stats.prefix_cache_bytes,
+        ),
+    ]
     return [
+        *cache,
         gauge("ishan_infer_sessions_active", "Sessions decoding now.", stats.active),
         gauge("ishan_infer_sessions_queued", "Sessions waiting for a slot.", stats.waiting),
         gauge("ishan_infer_slots", "Sessions decoded together at most.", stats.slots),
-        gauge("ishan_infer_kv_used_bytes", "KV cache reserved by sessions.", stats.kv_used_bytes),
-        gauge("ishan_infer_kv_cached_bytes", "KV cache cells filled now.", stats.kv_cached_bytes),
+        gauge(
+            "ishan_infer_kv_used_bytes",
+            "KV cache held or reserved by live sessions, shared cells once.",
+            stats.kv_used_bytes,
+        ),
+        gauge(
+            "ishan_infer_kv_cached_bytes",
+            "KV cache cells filled now (live sessions and prefix cache, shared cells once).",
+            stats.kv_cached_bytes,
+        ),
         gauge(
             "ishan_infer_kv_capacity_bytes",
             "KV cache this worker may use.",

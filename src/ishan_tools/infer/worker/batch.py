@@ -1,9 +1,11 @@
 """llama.cpp's low-level batch API, as the engine's decode loop uses it.
 
-`BatchContext` owns a llama context with one sequence id per slot over a unified KV cache
-of `n_ctx * slots` cells, so every slot may hold a full context. Each step the engine
-`add`s tokens (any mix of sequences), `decode`s them in one call, and reads the logits of
-the tokens it asked logits for. `free(seq)` drops a sequence's KV cells.
+`BatchContext` owns a llama context over a unified KV cache of `n_ctx * slots` cells (so
+every slot may hold a full context) and `sequences` sequence ids: one per running session
+plus the finished ones kept as prefix cache. Each step the engine `add`s tokens (any mix
+of sequences), `decode`s them in one call, and reads the logits of the tokens it asked
+logits for. `copy(src, dst, n)` makes `dst` share `src`'s first `n` cells (metadata only:
+one KV stream), `free(seq)` lets go of a sequence's cells.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from ishan_tools.errors import InferenceError
 class BatchContext:
     """A llama context for `slots` concurrent sequences and one reusable batch."""
 
-    def __init__(self, llama: Any, n_ctx: int, slots: int) -> None:
+    def __init__(self, llama: Any, n_ctx: int, slots: int, sequences: int) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaContext
 
         self._lib = llama_cpp
         params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
         params.n_ctx = n_ctx * slots
-        params.n_seq_max = slots
+        params.n_seq_max = sequences
         params.kv_unified = True
         try:
             self._context = LlamaContext(model=llama._model, params=params, verbose=False)
@@ -41,6 +43,7 @@ class BatchContext:
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._piece = ctypes.create_string_buffer(256)
         self.n_tokens = 0
+        self.n_cells = n_ctx * slots
 
     def add(self, token: int, pos: int, seq: int, *, logits: bool) -> int:
         """Append one token; returns its index in the batch (for `logits_of`)."""
@@ -73,8 +76,12 @@ class BatchContext:
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
     def free(self, seq: int) -> None:
-        """Drop every KV cell of sequence `seq`."""
+        """Drop sequence `seq` from its KV cells (cells no other sequence holds are free)."""
         self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def copy(self, src: int, dst: int, n: int) -> None:
+        """Sequence `dst` now holds `src`'s cells at positions 0..n-1 too (no data copied)."""
+        self._lib.llama_memory_seq_cp(self.memory, src, dst, 0, n)
 
     def is_end(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self.vocab, token))

@@ -5,6 +5,15 @@ a free slot (its prefill runs in the following steps), `reap` drops cancelled se
 `step` decodes one batch and streams each session's next token. Every method returns the
 sessions that ended, with the counter each ends in ("completed", "cancelled", "failed") and
 its last event, for the engine to send once its accounts are settled.
+
+Prefix cache (unless `prefix_cache=False`): a new session first looks for the longest
+common token prefix among the running sessions and the finished ones kept as cache, and
+copies those KV cells (`BatchContext.copy`) instead of prefilling them; its last prompt
+token is always decoded, since its logits are needed. A running session still reading a
+prompt that shares a prefix with the newcomer is waited for: the newcomer copies the
+prefix once it is in the KV cache, so concurrent sessions with one system prompt prefill it
+once. A finished session's sequence stays as cache (`PrefixCache`, LRU) until its cells
+or its sequence id are needed; `Ledger` counts shared cells once.
 """
 
 from __future__ import annotations
@@ -15,11 +24,15 @@ from ishan_tools.infer.config import GenerationRequest
 from ishan_tools.infer.errors import PromptRejected
 from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.worker.batch import BatchContext
+from ishan_tools.infer.worker.prefix_cache import Ledger, PrefixCache, common_prefix
 from ishan_tools.infer.worker.sampling import Sampler, TextAssembler, end_tokens, grammar_for
 from ishan_tools.infer.worker.session import Prompt, Session
 from ishan_tools.infer.worker.template import ChatTemplate
 
 PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generating
+MIN_REUSE = 4  # shorter common prefixes are prefilled, not copied
+MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
+CACHED_PER_SLOT = 4  # finished sequences kept per slot, at most
 Ending = tuple[Session, str, Done | Failed]
 Ended = list[Ending]
 
@@ -27,44 +40,70 @@ Ended = list[Ending]
 class Run:
     """One session inside the decode loop."""
 
-    def __init__(
-        self,
-        session: Session,
-        seq: int,
-        prompt: list[int],
-        max_tokens: int,
-        stop: tuple[str, ...],
-        sampler: Sampler,
-    ) -> None:
+    def __init__(self, session: Session, seq: int, n_ctx: int, sampler: Sampler) -> None:
+        prompt = session.prompt
         self.session = session
         self.seq = seq
-        self.prompt = prompt
+        self.prompt = prompt.tokens
         self.fed = 0  # prompt tokens already in the batch or the KV cache
         self.pos = 0
-        self.max_tokens = max_tokens
+        self.tokens: list[int] = []  # the tokens at positions 0..pos-1 of this sequence
+        self.reserve = min(len(prompt.tokens) + prompt.max_tokens, n_ctx)  # cells it may fill
+        self.max_tokens = prompt.max_tokens
         self.generated = 0
         self.next_token: int | None = None
         self.logit_index: int | None = None
-        self.sampler = sampler
-        self.text = TextAssembler(stop)
+        self.wait: tuple[Run, int] | None = None  # copy this run's first n cells when there
+        self.left = False
+        self.sampler = sampler  # its own chain: penalties, grammar, ignore_eos's logit bias
+        self.text = TextAssembler(prompt.stop)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.prompt)
 
 
 class Decoder:
     def __init__(
-        self, llama: Any, n_ctx: int, slots: int, kv_bytes_per_token: int, name: str = "the model"
+        self,
+        llama: Any,
+        n_ctx: int,
+        slots: int,
+        kv_bytes_per_token: int,
+        name: str = "the model",
+        prefix_cache: bool = True,
     ) -> None:
         self.llama = llama
         self.n_ctx = n_ctx
+        self.slots = slots
         self.kv_bytes_per_token = kv_bytes_per_token
-        self.ctx = BatchContext(llama, n_ctx, slots)
-        self.free = list(range(slots - 1, -1, -1))
+        cached = min(MAX_SEQUENCES - slots, CACHED_PER_SLOT * slots) if prefix_cache else 0
+        self.ctx = BatchContext(llama, n_ctx, slots, slots + cached)
+        self.cache = PrefixCache(cached) if cached > 0 else None
+        self.cache_cells = n_ctx  # cells the cache may hold beyond the running sessions'
+        self.ledger = Ledger()
+        self.free = list(range(slots + cached - 1, -1, -1))  # sequence ids
         self.runs: list[Run] = []
         self.template = ChatTemplate(llama, name)
         self._end_tokens: list[int] | None = None  # banned for ignore_eos; found on first use
 
     @property
+    def free_slots(self) -> int:
+        return self.slots - len(self.runs)
+
+    @property
     def cached_tokens(self) -> int:
-        return sum(run.pos for run in self.runs)
+        """KV cells filled now, shared ones counted once."""
+        return self.ledger.cells()
+
+    def live_tokens(self) -> int:
+        """The cells the running sessions hold (shared ones once) plus what each may still add."""
+        held = self.ledger.cells({run.seq for run in self.runs})
+        return held + sum(max(0, run.reserve - run.pos) for run in self.runs)
+
+    def cache_only_tokens(self) -> int:
+        """Cells that only finished (cached) sequences hold: what evicting them all frees."""
+        return self.ledger.cells() - self.ledger.cells({run.seq for run in self.runs})
 
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
         chat = request.chat()
@@ -92,8 +131,9 @@ class Decoder:
         return Prompt(tokens, stop, max_tokens, kv_bytes, grammar)
 
     def start(self, session: Session) -> None:
-        """Give `session` a slot and its own sampler chain; its prompt is read by the next
-        steps."""
+        """Give `session` a slot, a sequence and its own sampler chain; its prompt is read by
+        the next steps (from the longest prefix already in the KV cache: a grammar only
+        affects sampling, so grammar sessions reuse prefixes too)."""
         p, request = session.prompt, session.request
         if request.ignore_eos and self._end_tokens is None:
             self._end_tokens = end_tokens(self.ctx.vocab, self.ctx.n_vocab)
@@ -104,13 +144,84 @@ class Decoder:
             grammar=p.grammar,
             banned=self._end_tokens,
         )
-        self.runs.append(Run(session, self.free.pop(), p.tokens, p.max_tokens, p.stop, sampler))
+        run = Run(session, self.free.pop(), self.n_ctx, sampler)
+        self._reuse(run)
+        self.runs.append(run)
+
+    def _reuse(self, run: Run) -> None:
+        """Copy the longest prefix of `run`'s prompt already in the KV cache, or wait for it."""
+        if self.cache is None:
+            return
+        limit = len(run.prompt) - 1  # the last prompt token is decoded for its logits
+        best = MIN_REUSE - 1
+        source: Run | int | None = None  # a running session, or a cached sequence id
+        for other in self.runs:  # only those admitted before `run`: no waiting in circles
+            if other is run:
+                break
+            known = other.prompt if other.prefilling else other.tokens
+            if (n := common_prefix(known, run.prompt, limit)) > best:
+                best, source = n, other
+        for seq, tokens in self.cache.items():
+            if (n := common_prefix(tokens, run.prompt, limit)) > best:
+                best, source = n, seq
+        if source is None:
+            return
+        if isinstance(source, Run):
+            if source.pos < best:
+                run.wait = (source, best)
+                return
+            self._copy(run, source.seq, best)
+        else:
+            self.cache.touch(source)
+            self._copy(run, source, best)
+
+    def _copy(self, run: Run, src: int, n: int) -> None:
+        assert self.cache is not None
+        self.ctx.copy(src, run.seq, n)
+        self.ledger.copy(src, run.seq, n)
+        run.fed = run.pos = n
+        run.tokens = run.prompt[:n]
+        self.cache.hits += 1
+        self.cache.reused_tokens += n
+
+    def _resolve_waits(self) -> None:
+        """Followers whose leader has its shared prefix in the KV cache now copy it."""
+        for run in self.runs:
+            if run.wait is None:
+                continue
+            leader, n = run.wait
+            if leader.left:
+                run.wait = None
+                self._reuse(run)
+            elif leader.pos >= n:
+                run.wait = None
+                self._copy(run, leader.seq, n)
+
+    def _forget(self, seq: int) -> None:
+        self.ctx.free(seq)
+        self.ledger.drop(seq)
+        self.free.append(seq)
+
+    def _evict_oldest(self) -> bool:
+        seq = self.cache.pop_oldest() if self.cache is not None else None
+        if seq is None:
+            return False
+        self._forget(seq)
+        return True
 
     def _leave(self, run: Run, event: Done | Failed, outcome: str) -> Ending:
+        run.left = True
         run.sampler.close()
-        self.ctx.free(run.seq)
-        self.free.append(run.seq)
         self.runs.remove(run)
+        if self.cache is not None and outcome != "failed" and run.pos >= MIN_REUSE:
+            for seq in self.cache.add(run.seq, run.tokens):
+                self._forget(seq)
+            while len(self.cache) > self.cache.max_entries:
+                self._evict_oldest()
+            while self.cache_only_tokens() > self.cache_cells and self._evict_oldest():
+                pass
+        else:
+            self._forget(run.seq)
         return run.session, outcome, event
 
     def reap(self) -> Ended:
@@ -130,24 +241,33 @@ class Decoder:
 
     def step(self) -> Ended:
         """Decode one batch: the next token of each generating session, then prompt chunks."""
-        ctx = self.ctx
+        ctx, ledger = self.ctx, self.ledger
+        self._resolve_waits()
         generating = [run for run in self.runs if run.next_token is not None]
         for run in generating:
             assert run.next_token is not None
             run.logit_index = ctx.add(run.next_token, run.pos, run.seq, logits=True)
+            run.tokens.append(run.next_token)
             run.pos += 1
+            ledger.grow(run.seq, run.pos)
         budget = min(ctx.room, PREFILL_CHUNK) if generating else ctx.room
         for run in self.runs:
-            if run.next_token is not None or budget <= 0:
+            if run.next_token is not None or run.wait is not None or budget <= 0:
                 continue
             take = min(budget, len(run.prompt) - run.fed)
             for token in run.prompt[run.fed : run.fed + take]:
                 run.fed += 1
                 index = ctx.add(token, run.pos, run.seq, logits=run.fed == len(run.prompt))
                 run.pos += 1
+            run.tokens.extend(run.prompt[run.fed - take : run.fed])
+            ledger.grow(run.seq, run.pos)
             if run.fed == len(run.prompt):
                 run.logit_index = index
             budget -= take
+        while ledger.cells() > ctx.n_cells and self._evict_oldest():
+            pass  # running sessions' cells come before the cache's
+        if ctx.n_tokens == 0:
+            return []  # every prompt waits for a leader's prefix
         try:
             ctx.decode()
         except Exception as exc:

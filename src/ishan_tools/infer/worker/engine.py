@@ -7,8 +7,8 @@ sequences and advances them together: each step is one llama batch holding the n
 of every running session plus, within the batch size, a chunk of a newly admitted
 session's prompt (so running streams keep flowing while a long prompt is read). Each
 session samples through its own llama.cpp sampler chain (`sampling.Sampler`: penalties,
-grammar, its own seed); a finished or cancelled one leaves the batch and frees its KV
-cells at once. Cancellation is checked between steps.
+grammar, its own seed); a finished or cancelled one leaves the batch at once, its KV
+cells freed or kept as prefix cache (`decoder`). Cancellation is checked between steps.
 
 A solo greedy session decodes exactly as llama-cpp-python does on its own; when several
 sessions share a batch the logits may differ in their last bits, so a greedy session can
@@ -16,8 +16,11 @@ pick another token where two are nearly tied.
 
 KV accounting: `submit` tokenizes the prompt, so each session reserves exactly what it can
 fill, `min(prompt tokens + max_tokens, n_ctx) * kv_bytes_per_token` (from the model's real
-shape); admission checks that need against the KV budget, and `kv_used_bytes` is the sum of
-the open sessions' needs. `kv_cached_bytes` reports the cells actually filled now.
+shape); admission checks that need against the KV budget. `kv_used_bytes` is the waiting
+sessions' needs plus, for the running ones, the cells they hold (a prefix shared between
+sessions counted once) and what each may still add. Finished sessions kept as prefix cache
+are not in it: their cells give way to any live session (`decoder`). `kv_cached_bytes` is
+every cell filled now, `prefix_cache_bytes` the part only the cache holds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +72,12 @@ class EngineStats:
     completed: int
     cancelled: int
     failed: int
+    prefix_cache: bool
+    prefix_cache_entries: int
+    prefix_cache_bytes: int
+    prefix_cache_hits: int
+    prefix_cache_reused_tokens: int
+    prefix_cache_evictions: int
 
 
 def model_shape(llama: Any, name: str) -> ModelShape:
@@ -158,10 +168,17 @@ class Engine:
         self.kv_capacity_bytes = settings.kv_capacity_bytes
         self.slots = default_slots(settings, self.shape, self.max_sessions)
         self._decoder = Decoder(
-            llama, self.shape.n_ctx, self.slots, self.shape.kv_bytes_per_token, self.shape.name
+            llama,
+            self.shape.n_ctx,
+            self.slots,
+            self.shape.kv_bytes_per_token,
+            self.shape.name,
+            prefix_cache=settings.prefix_cache,
         )
-        self._cached_tokens = 0
-        self._kv_used = 0
+        self._cells = {"filled": 0, "live": 0, "cache_only": 0}
+        self._cache_counts = {"entries": 0, "hits": 0, "reused": 0, "evictions": 0}
+        self._kv_waiting = 0  # the needs of the sessions not yet running
+        self.boot_id = uuid.uuid4().hex  # tells the coordinator this is a new process
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[Session] = deque()
@@ -190,13 +207,14 @@ class Engine:
                 raise EngineBusy("the engine is shutting down")
             if len(self._waiting) + len(self._active) >= self.max_sessions:
                 raise EngineBusy(f"worker is at capacity ({self.max_sessions} sessions)")
-            if self._kv_used + prompt.kv_bytes > self.kv_capacity_bytes:
+            used = self._kv_used()
+            if used + prompt.kv_bytes > self.kv_capacity_bytes:
                 raise EngineBusy(
                     f"worker is at capacity: {prompt.kv_bytes} bytes of KV cache needed, "
-                    f"{self.kv_capacity_bytes - self._kv_used} free"
+                    f"{self.kv_capacity_bytes - used} free"
                 )
             session = Session(next(self._ids), request, self.settings.channel_capacity, prompt)
-            self._kv_used += prompt.kv_bytes
+            self._kv_waiting += prompt.kv_bytes
             self._waiting.append(session)
             self._cond.notify()
         return session
@@ -209,7 +227,7 @@ class Engine:
             session.cancel_reason = reason
             if session in self._waiting:
                 self._waiting.remove(session)
-                self._kv_used -= session.prompt.kv_bytes
+                self._kv_waiting -= session.prompt.kv_bytes
                 self._counts["cancelled"] += 1
                 session.channel.close_with(Failed(reason, status=499))
 
@@ -230,19 +248,30 @@ class Engine:
         finally:
             self.cancel(session)
 
+    def _kv_used(self) -> int:
+        return self._kv_waiting + self._cells["live"] * self.shape.kv_bytes_per_token
+
     def stats(self) -> EngineStats:
+        per_token = self.shape.kv_bytes_per_token
         with self._cond:
             sessions = len(self._waiting) + len(self._active)
+            cache = self._cache_counts
             return EngineStats(
                 sessions=sessions,
                 active=len(self._active),
                 waiting=len(self._waiting),
-                kv_used_bytes=self._kv_used,
+                kv_used_bytes=self._kv_used(),
                 kv_capacity_bytes=self.kv_capacity_bytes,
                 max_sessions=self.max_sessions,
                 slots=self.slots,
-                kv_cached_bytes=self._cached_tokens * self.shape.kv_bytes_per_token,
+                kv_cached_bytes=self._cells["filled"] * per_token,
                 **self._counts,
+                prefix_cache=self._decoder.cache is not None,
+                prefix_cache_entries=cache["entries"],
+                prefix_cache_bytes=self._cells["cache_only"] * per_token,
+                prefix_cache_hits=cache["hits"],
+                prefix_cache_reused_tokens=cache["reused"],
+                prefix_cache_evictions=cache["evictions"],
             )
 
     def close(self) -> None:
@@ -270,7 +299,7 @@ class Engine:
                     if self._closed:
                         return
                     admitted: list[Session] = []
-                    while self._waiting and len(admitted) < len(decoder.free):
+                    while self._waiting and len(admitted) < decoder.free_slots:
                         admitted.append(self._waiting.popleft())
                     self._active.extend(admitted)
                 for session in admitted:
@@ -281,18 +310,30 @@ class Engine:
                         ended += decoder.step()
                 except Exception as exc:  # never let one bad step stop the decode thread
                     ended += decoder.abort_all(f"generation failed: {exc}", status=500)
-                self._record(ended, decoder.cached_tokens)
+                self._record(ended, admitted)
         finally:
-            self._record(decoder.abort_all("worker shutting down"), 0)
+            self._record(decoder.abort_all("worker shutting down"), [])
             decoder.close()
 
-    def _record(self, ended: Ended, cached_tokens: int) -> None:
-        """Settle the accounts of the sessions that ended, then send their last events."""
+    def _record(self, ended: Ended, admitted: list[Session]) -> None:
+        """Settle the accounts (sessions that started or ended, KV cells), then send the
+        ended sessions' last events."""
+        decoder = self._decoder
+        live, filled = decoder.live_tokens(), decoder.cached_tokens
+        cache_only = decoder.cache_only_tokens()
+        cache = decoder.cache
         with self._cond:
-            self._cached_tokens = cached_tokens
+            self._kv_waiting -= sum(session.prompt.kv_bytes for session in admitted)
+            self._cells.update(filled=filled, live=live, cache_only=cache_only)
+            if cache is not None:
+                self._cache_counts.update(
+                    entries=len(cache),
+                    hits=cache.hits,
+                    reused=cache.reused_tokens,
+                    evictions=cache.evictions,
+                )
             for session, outcome, _ in ended:
                 self._active.remove(session)
-                self._kv_used -= session.prompt.kv_bytes
                 self._counts[outcome] += 1
         for session, _, event in ended:
             session.channel.close_with(event)
