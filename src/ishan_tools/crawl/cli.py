@@ -49,16 +49,32 @@ def _headers(values: list[str]) -> dict[str, str]:
 Opt = typer.Option
 D = CrawlConfig  # the defaults below are its fields' defaults
 _DISPLAY_OPTIONS = ("log_format", "quiet")  # how to show the crawl, not what to crawl
+_SHARED = "Shared crawl (Redis)"
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
-    seed: Annotated[
-        str, typer.Argument(metavar="URL", help="Seed URL, or a bare hostname (https:// is added).")
-    ],
+    seeds: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[URL]...",
+            help="Start URLs, or bare hostnames (https:// is added); each is its own site.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds_file: Annotated[
+        Path | None,
+        Opt("--seeds", help="File of start URLs: one URL or host a line, # comments."),
+    ] = D.seeds_file,
     out_dir: Annotated[
-        Path, Opt("--out-dir", "-o", envvar="ISHAN_CRAWL_OUT_DIR", help="Where pages go.")
+        Path,
+        Opt(
+            "--out-dir",
+            "-o",
+            envvar="ISHAN_CRAWL_OUT_DIR",
+            help="Where pages go (with --frontier: crawl_out/<worker-id>).",
+        ),
     ] = D.out_dir,
     max_depth: Annotated[
         int, Opt("--depth", "-d", help="Link depth from the seed; -1: no limit.")
@@ -162,12 +178,53 @@ def run(
         ),
     ] = LogFormat.auto,
     quiet: Annotated[bool, quiet_option("Print only errors and the summary.")] = False,
+    frontier: Annotated[
+        str | None,
+        Opt(
+            envvar="ISHAN_CRAWL_FRONTIER",
+            help="Share the crawl through Redis (redis://HOST:PORT/DB) with other workers.",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.frontier,
+    crawl_id: Annotated[
+        str | None,
+        Opt(
+            help="Name of the shared crawl (default: from the start URLs).",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.crawl_id,
+    worker_id: Annotated[
+        str | None,
+        Opt(help="This worker's name (default: HOST-PID).", rich_help_panel=_SHARED),
+    ] = D.worker_id,
+    lease: Annotated[
+        float,
+        Opt(
+            help="Seconds a fetched URL stays leased without renewal (then it is requeued).",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.lease,
+    heartbeat: Annotated[
+        float,
+        Opt(help="Seconds between lease renewals and liveness beats.", rich_help_panel=_SHARED),
+    ] = D.heartbeat,
+    frontier_timeout: Annotated[
+        float,
+        Opt(
+            help="Seconds without Redis before the worker gives up (exit 1).",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.frontier_timeout,
 ) -> None:
-    """Crawl URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
+    """Crawl each URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
+
+    With --frontier, any number of processes on any machines share one crawl: the first
+    seeds it, the others join, and each ends by itself when nothing is left.
 
     Exit status: 0 when the crawl ran (failed pages are counted in the summary).
 
-    1 when the seed cannot be fetched, 2 on bad usage, 130 on Ctrl-C (then --resume).
+    1 when no start URL can be fetched or the frontier stays unreachable, 2 on bad usage,
+    130 on Ctrl-C (then --resume).
     """
     require_extra("ishan crawl", "crawl")
     import asyncio
@@ -188,6 +245,7 @@ def _config(params: dict[str, Any]) -> CrawlConfig:
     """The command's options as a `CrawlConfig`: every parameter not about display is a
     field of the same name, but for the four whose command-line form differs."""
     fields = {name: value for name, value in params.items() if name not in _DISPLAY_OPTIONS}
+    fields["seeds"] = fields["seeds"] or []
     fields["headers"] = _headers(fields["headers"])
     fields["obey_robots"] = not fields.pop("ignore_robots")
     fields["content_types"] = fields["content_types"] or list(HTML_TYPES)

@@ -11,16 +11,34 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
-from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
+from ishan_tools.breaker import CircuitBreakerOpenError
 from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.urls import normalize
 
-__all__ = ["FetchFailed", "FetchResult", "Fetcher", "HostPaused", "counts_for_breaker"]
+__all__ = [
+    "FetchFailed",
+    "FetchResult",
+    "Fetcher",
+    "HostBreaker",
+    "HostPaused",
+    "counts_for_breaker",
+]
+
+
+class HostBreaker(Protocol):
+    """A host's circuit breaker as the fetcher uses it: each attempt goes through
+    `call_async`, which raises `CircuitBreakerOpenError` while the circuit is open."""
+
+    def call_async(self, func: Callable[..., Awaitable[Any]], /, *args: Any) -> Awaitable[Any]:
+        """Await `func(*args)` through the breaker."""
+        ...
+
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _RETRY_STATUSES = {429, 503}
@@ -91,13 +109,13 @@ def parse_retry_after(value: str | None) -> float | None:
 
 class Fetcher:
     """Fetch URLs for the crawler; `check_redirect(url, target)` says why the redirect of a
-    fetch of `url` to `target` is refused, or None."""
+    fetch of `url` to `target` is refused, or None (then it has claimed the target)."""
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         config: CrawlConfig,
-        check_redirect: Callable[[str, str], str | None],
+        check_redirect: Callable[[str, str], Awaitable[str | None]],
         on_event: Callable[[str, dict[str, object]], None],
     ) -> None:
         self.client = client
@@ -111,7 +129,7 @@ class Fetcher:
     async def fetch(
         self,
         url: str,
-        breaker: CircuitBreaker,
+        breaker: HostBreaker,
         *,
         attempts_done: int = 0,
         followed: set[str] | None = None,
@@ -131,7 +149,9 @@ class Fetcher:
             attempt += 1
             delay: float | None = None
             try:
-                result = await breaker.call_async(self._attempt, url, headers, followed)
+                result: FetchResult = await breaker.call_async(
+                    self._attempt, url, headers, followed
+                )
                 if result.status not in _RETRY_STATUSES or attempt > self.config.retries:
                     return result
                 delay, reason = result.retry_after, f"HTTP {result.status}"
@@ -225,7 +245,7 @@ class Fetcher:
                     retryable=False,
                 )
             self._event("redirect", {"url": current, "status": status, "location": target})
-            refused = None if target in followed else self.check_redirect(url, target)
+            refused = None if target in followed else await self.check_redirect(url, target)
             if refused == "duplicate":
                 # Already queued or fetched under its own name: not fetched twice.
                 return FetchResult(url=url, final_url=target, status=status)

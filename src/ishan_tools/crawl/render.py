@@ -129,7 +129,14 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     table = Table(title=f"crawl {summary.get('stop_reason', '')}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("seed", str(summary.get("seed", "")))
+    seeds = summary.get("seeds") or []
+    if seeds:
+        shown = seeds if len(seeds) <= 5 else [*seeds[:4], f"... {len(seeds) - 4} more"]
+        table.add_row("start URLs", "\n".join(shown))
+    else:
+        table.add_row("seed", str(summary.get("seed", "")))
+    if summary.get("crawl_id"):
+        table.add_row("shared crawl", f"{summary['crawl_id']} (worker {summary.get('worker')})")
     table.add_row("out dir", str(summary.get("out_dir", "")))
     table.add_row("pages fetched", str(summary["pages"]))
     table.add_row("pages saved", str(summary["saved"]))
@@ -143,7 +150,8 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     if skipped:
         table.add_row("skipped", ", ".join(f"{k} {v}" for k, v in skipped.items()))
     if summary.get("queued"):
-        table.add_row("still queued", f"{summary['queued']} (continue with --resume)")
+        where = "in the shared crawl" if summary.get("crawl_id") else "continue with --resume"
+        table.add_row("still queued", f"{summary['queued']} ({where})")
     table.add_row("duration", f"{summary['duration_s']:.2f} s")
     table.add_row("rate", f"{summary['pages_per_s']:.1f} pages/s")
     console.print(table)
