@@ -21,7 +21,7 @@ from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.events import CrawlStats, Event, EventSink, null_sink
 from ishan_tools.crawl.fetch import Fetcher, FetchFailed, HostPaused, counts_for_breaker
-from ishan_tools.crawl.frontier import Frontier, QueuedURL, Stop, Wait
+from ishan_tools.crawl.frontier import Frontier, QueuedURL, Seed, Stop, Wait
 from ishan_tools.crawl.hosts import HostState, fetch_text
 from ishan_tools.crawl.local_frontier import LocalFrontier
 from ishan_tools.crawl.pages import PageHandler
@@ -392,6 +392,11 @@ class Crawler:
                     self._stop_reason = answer.reason
                 self._changed.set()
                 return None
+            if isinstance(answer, Seed):  # a shared crawl's first seeder went away
+                await self._load_start_robots()
+                await self._seed()
+                await self.frontier.seeded()
+                continue
             if isinstance(answer, Wait):
                 try:
                     async with asyncio.timeout(answer.seconds):
@@ -415,6 +420,7 @@ class Crawler:
         if self.sites.site_of(item.host) is None:  # another worker moved a site
             for seed, root in (await self.frontier.site_roots()).items():
                 self.sites.set_root(seed, root)
+        await self.frontier.starting(item)
         self.emit("fetch", url=item.url, depth=item.depth)
         started = time.monotonic()
         followed = item.followed if item.followed is not None else set()

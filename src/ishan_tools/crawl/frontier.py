@@ -22,7 +22,7 @@ from ishan_tools.breaker import CircuitState
 from ishan_tools.crawl.fetch import HostBreaker
 from ishan_tools.crawl.sites import Sites
 
-__all__ = ["Frontier", "QueuedURL", "RobotsAnswer", "Stop", "Wait"]
+__all__ = ["Frontier", "QueuedURL", "RobotsAnswer", "Seed", "Stop", "Wait"]
 
 RobotsAnswer = tuple[int, str]
 """robots.txt as fetched: (HTTP status, text); status 0 means it could not be fetched and the
@@ -58,6 +58,11 @@ class Stop:
     """Nothing more will be handed out: 'complete', 'max_pages', 'max_bytes' or 'max_time'."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """This process is to seed the crawl now (a shared crawl whose first seeder went away)."""
 
 
 Gate = Callable[[str, int], float | None]
@@ -125,8 +130,12 @@ class Frontier(Protocol):
 
     # -- taking URLs --------------------------------------------------------------------------
 
-    async def claim(self) -> QueuedURL | Wait | Stop:
+    async def claim(self) -> QueuedURL | Wait | Stop | Seed:
         """The next URL that may be fetched now, or how long to wait, or the end."""
+        ...
+
+    async def starting(self, item: QueuedURL) -> None:
+        """The fetch of `item` starts now: its host's delay runs from here."""
         ...
 
     async def done(self, item: QueuedURL, outcome: str) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ishan_tools.breaker import CircuitState
 from ishan_tools.crawl.fetch import HostBreaker
-from ishan_tools.crawl.frontier import Gate, QueuedURL, RobotsAnswer, Stop, Wait
+from ishan_tools.crawl.frontier import Gate, QueuedURL, RobotsAnswer, Seed, Stop, Wait
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.crawl.storage import Storage
 from ishan_tools.crawl.urls import host_key
@@ -187,7 +187,7 @@ class LocalFrontier:
 
     # -- taking -------------------------------------------------------------------------------
 
-    async def claim(self) -> QueuedURL | Wait | Stop:
+    async def claim(self) -> QueuedURL | Wait | Stop | Seed:
         if self.max_pages and self._dispatched >= self.max_pages:
             return Stop("max_pages")
         if self.max_bytes and self._bytes >= self.max_bytes:
@@ -232,6 +232,9 @@ class LocalFrontier:
         if slots is None:
             slots = self._slots[host] = _Slots(self.delay)
         return slots
+
+    async def starting(self, item: QueuedURL) -> None:
+        pass  # handed out and started in one go: the delay ran from the hand-out
 
     async def done(self, item: QueuedURL, outcome: str) -> list[tuple[str, str]]:
         self._slots[item.host].active -= 1

@@ -71,6 +71,13 @@ class Sites:
         for url in urls:
             self.roots[url] = host_key(url)
 
+    def adopt(self, urls: list[str]) -> None:
+        """Take the start URLs of a shared crawl joined without naming them."""
+        self.urls = list(urls)
+        for url in urls:
+            self.roots.setdefault(url, host_key(url))
+        self._by_host.clear()
+
     @property
     def first(self) -> str:
         return self.urls[0]
