@@ -14,7 +14,8 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
-from ishan_tools._cli.options import quiet_option
+from ishan_tools._cli.options import json_option, quiet_option
+from ishan_tools._cli.output import console, print_json
 from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
 
 __all__ = ["app"]
@@ -24,7 +25,8 @@ app = typer.Typer(
     cls=default_group("run"),
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Crawl a site politely, breadth-first on its own host; save each page under its hash."
+    help="Crawl sites politely, each breadth-first on its own host; save each page under its "
+    "hash. With --frontier, any number of workers share one crawl through Redis."
     "\n\n`ishan crawl URL` is short for `ishan crawl run URL`: `ishan crawl run --help` lists "
     "the options.",
 )
@@ -239,6 +241,71 @@ def run(
         asyncio.run(crawler.run())
     finally:
         close_sink(sink)
+
+
+Frontier = Annotated[
+    str,
+    Opt(
+        envvar="ISHAN_CRAWL_FRONTIER",
+        help="Redis URL of the shared crawl (redis://HOST:PORT/DB).",
+        show_default=False,
+    ),
+]
+CrawlId = Annotated[
+    str | None, Opt(help="The crawl (default: the only one stored there).", show_default=False)
+]
+
+
+@app.command("status")
+def status(
+    frontier: Frontier,
+    crawl_id: CrawlId = None,
+    as_json: Annotated[bool, json_option()] = False,
+) -> None:
+    """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s."""
+    require_extra("ishan crawl status", "crawl", ("redis",))
+    from ishan_tools.crawl.redis_admin import crawl_status
+
+    snapshot = crawl_status(frontier, crawl_id)
+    if as_json:
+        print_json(snapshot)
+        return
+    from ishan_tools.crawl.render import render_status
+
+    render_status(console(), snapshot)
+
+
+@app.command("forget")
+def forget(
+    frontier: Frontier,
+    crawl_id: CrawlId = None,
+    force: Annotated[bool, Opt("--force", help="Delete it even while workers are alive.")] = False,
+) -> None:
+    """Delete a finished (or abandoned) shared crawl's keys from Redis."""
+    require_extra("ishan crawl forget", "crawl", ("redis",))
+    from ishan_tools.crawl.redis_admin import forget_crawl
+
+    deleted = forget_crawl(frontier, crawl_id, force=force)
+    console().print(f"forgot the crawl: {deleted} keys deleted from {frontier}")
+
+
+@app.command("merge")
+def merge(
+    dirs: Annotated[
+        list[Path], typer.Argument(metavar="DIR...", help="Workers' out dirs.", show_default=False)
+    ],
+    out: Annotated[
+        Path, Opt("--out", "-o", help="The merged crawl dir (new).", show_default=False)
+    ],
+) -> None:
+    """Join workers' out dirs into one crawl dir: last line per URL wins, files copied once."""
+    from ishan_tools.crawl.merge import merge_crawls
+
+    result = merge_crawls(dirs, out)
+    console().print(
+        f"merged {result.dirs} dirs into {out}: {result.urls} URLs ({result.repeats} repeated "
+        f"lines dropped), {result.files} files"
+    )
 
 
 def _config(params: dict[str, Any]) -> CrawlConfig:
