@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import mimetypes
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import redis
+
+from .redis_server import RedisServer
 
 SITE = Path(__file__).resolve().parents[2] / "fixtures" / "crawl" / "site"
 _SUBSTITUTED = {".html", ".txt", ".xml"}
@@ -34,6 +38,7 @@ _SUBSTITUTED = {".html", ".txt", ".xml"}
 class FixtureServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # several worker processes connect at once
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that gave up (timeout, body cap) is expected here; stay quiet."""
@@ -264,3 +269,35 @@ def sites() -> Iterator[list[FixtureServer]]:
     """Three fixture sites, on 127.0.0.1, 127.0.0.2 and 127.0.0.3."""
     with serve("127.0.0.1") as one, serve("127.0.0.2") as two, serve("127.0.0.3") as three:
         yield [one, two, three]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session, persistence off."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_frontier(redis_server: RedisServer) -> Callable[[], str]:
+    """A factory of empty Redis databases of the session server, as frontier URLs."""
+
+    def fresh() -> str:
+        db = next(_DATABASES)
+        redis.Redis(port=redis_server.port, db=db).flushdb()
+        return redis_server.url(db)
+
+    return fresh
+
+
+@pytest.fixture
+def frontier(fresh_frontier: Callable[[], str]) -> str:
+    """A fresh database of the session's redis-server, as a --frontier URL."""
+    return fresh_frontier()
+
+
+_DATABASES = itertools.cycle(range(1, 16))
