@@ -190,3 +190,30 @@ def test_status_and_forget_of_a_missing_crawl(frontier: str, what: str) -> None:
     result = CliRunner().invoke(app, ["crawl", what, "--frontier", frontier, "--crawl-id", "x"])
     assert result.exit_code == 1
     assert "there is no crawl x at" in result.stderr
+
+
+def test_the_shared_breaker_pauses_a_failing_host_for_every_worker(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    site.dyn_pages = 24
+    site.dyn_delay = 0.05
+    site.dyn_failures = 5
+    options = ["--retries", "0", "--breaker-threshold", "3", "--breaker-cooldown", "1.5"]
+    workers = run_workers(frontier, [site.url("/dyn/")], tmp_path, 2, *options)
+    times = sorted(site.dyn_times)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    pauses = [i for i, gap in enumerate(gaps) if gap >= 1.3]
+    # while open, neither worker sent the host a request; then one trial went alone
+    assert pauses, gaps
+    for i in pauses:
+        assert i + 1 == len(gaps) or gaps[i + 1] >= 0.04, gaps
+    assert len(site.dyn_hits()) == 24
+    opened = [e for w in workers for e in w.events("breaker_open")]
+    assert opened and all(e["host"] == site.netloc for e in opened)
+    after = times[pauses[0] + 1]
+    records = merged(workers, tmp_path)
+    statuses = [r["status"] for url, r in records.items() if "/dyn/p" in url]
+    assert statuses.count(500) == 5 and statuses.count(200) == 19
+    # both workers fetched pages again once the host was closed
+    assert all(w.events("save") for w in workers)
+    assert after > times[0]

@@ -286,7 +286,7 @@ def forget(
     from ishan_tools.crawl.redis_admin import forget_crawl
 
     deleted = forget_crawl(frontier, crawl_id, force=force)
-    console().print(f"forgot the crawl: {deleted} keys deleted from {frontier}")
+    console().print(f"forgot the crawl: {deleted} keys deleted from {frontier}", soft_wrap=True)
 
 
 @app.command("merge")
@@ -304,7 +304,8 @@ def merge(
     result = merge_crawls(dirs, out)
     console().print(
         f"merged {result.dirs} dirs into {out}: {result.urls} URLs ({result.repeats} repeated "
-        f"lines dropped), {result.files} files"
+        f"lines dropped), {result.files} files",
+        soft_wrap=True,
     )
 
 

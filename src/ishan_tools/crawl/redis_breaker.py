@@ -169,6 +169,11 @@ def _moved(old: str, new: str) -> Transition | None:
     return (_STATES[old], _STATES[new]) if old and old != new else None
 
 
+def _texts(reply: list[Any]) -> list[Any]:
+    """A script's reply with bytes decoded (the client may not decode responses)."""
+    return [part.decode() if isinstance(part, bytes) else part for part in reply]
+
+
 class RedisBreakerStore:
     """One circuit's state under `key` in Redis; see the module docstring.
 
@@ -220,7 +225,7 @@ class RedisBreakerStore:
         ]
 
     def _permit(self, reply: list[Any], token: str) -> Permit:
-        kind, state, retry_ms, moved, failures = reply
+        kind, state, retry_ms, moved, failures = _texts(reply)
         self.quiet = state == "closed" and int(failures) == 0
         transition = _moved(moved, state)
         if kind == "refused":
@@ -230,12 +235,12 @@ class RedisBreakerStore:
         return ORDINARY if transition is None else Permit(trial=False, transition=transition)
 
     def _recorded(self, reply: list[Any]) -> Transition | None:
-        moved, state, failures = reply
+        moved, state, failures = _texts(reply)
         self.quiet = state == "closed" and int(failures) == 0
         return _moved(moved, state)
 
     def _view(self, reply: list[Any]) -> StoreView:
-        state, opened, retry_ms, failures, moved = reply
+        state, opened, retry_ms, failures, moved = _texts(reply)
         self.quiet = state == "closed" and int(failures) == 0
         return StoreView(
             state=_STATES[state],
@@ -262,7 +267,7 @@ class RedisBreakerStore:
         return self._view(self._sync["read"](self.keys, [self._acquire_args[0]]))
 
     def force(self, state: CircuitState) -> Transition | None:
-        (moved,) = self._sync["force"](self.keys, [state.value])
+        (moved,) = _texts(self._sync["force"](self.keys, [state.value]))
         self.quiet = state is CircuitState.CLOSED
         return _moved(moved, state.value)
 

@@ -29,29 +29,14 @@ Keys under the prefix (see `redis_keys.CrawlKeys`):
 
 from __future__ import annotations
 
-__all__ = ["SCRIPTS"]
+__all__ = ["INTSET_LOAD_SHARE", "LOW_BITS", "SCRIPTS"]
 
 # Dedupe-set load: members per bucket before one more bucket is split. Buckets stay below
 # Redis' set-max-intset-entries (512 by default) so that each one is a compact intset; the
 # creator scales it to the server's setting.
 INTSET_LOAD_SHARE = 0.375
 
-_COMMON = r"""
-redis.replicate_commands()
-local P = ARGV[1]
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local M = redis.call('HMGET', P .. 'meta', 'slots', 'obey', 'delay', 'cooldown',
-  'max_pages', 'max_bytes', 'deadline', 'seeded', 'L', 's', 'n', 'load')
-local SLOTS, OBEY, DELAY, COOLDOWN = tonumber(M[1]) or 8, tonumber(M[2]) or 1,
-  tonumber(M[3]) or 0, tonumber(M[4]) or 30000
-local MAX_PAGES, MAX_BYTES, DEADLINE = tonumber(M[5]) or 0, tonumber(M[6]) or 0,
-  tonumber(M[7]) or 0
-local SEEN_L, SEEN_S, SEEN_N = tonumber(M[9]) or 0, tonumber(M[10]) or 0, tonumber(M[11]) or 0
-local SEEN_LOAD, SEEN_DIRTY = tonumber(M[12]) or 192, false
-
+LOW_BITS = r"""
 -- m mod 2^k (floor), m the decimal string of a signed 64-bit integer, k <= 26: exact in
 -- doubles by splitting m into its last ten digits and the rest.
 local function low_bits(m, k)
@@ -71,6 +56,28 @@ local function low_bits(m, k)
   if neg and r ~= 0 then r = mod - r end
   return r
 end
+"""
+
+_COMMON = (
+    r"""
+redis.replicate_commands()
+local P = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local M = redis.call('HMGET', P .. 'meta', 'slots', 'obey', 'delay', 'cooldown',
+  'max_pages', 'max_bytes', 'deadline', 'seeded', 'L', 's', 'n', 'load')
+local SLOTS, OBEY, DELAY, COOLDOWN = tonumber(M[1]) or 8, tonumber(M[2]) or 1,
+  tonumber(M[3]) or 0, tonumber(M[4]) or 30000
+local MAX_PAGES, MAX_BYTES, DEADLINE = tonumber(M[5]) or 0, tonumber(M[6]) or 0,
+  tonumber(M[7]) or 0
+local SEEN_L, SEEN_S, SEEN_N = tonumber(M[9]) or 0, tonumber(M[10]) or 0, tonumber(M[11]) or 0
+local SEEN_LOAD, SEEN_DIRTY = tonumber(M[12]) or 192, false
+
+"""
+    + LOW_BITS
+    + r"""
 local function seen_key(m)
   local b = low_bits(m, SEEN_L)
   if b < SEEN_S then b = low_bits(m, SEEN_L + 1) end
@@ -156,6 +163,7 @@ local function push_all(first, maxqv)
   return refused
 end
 """
+)
 
 # ARGV: prefix, options JSON, slots, obey (0/1), delay ms, cooldown ms, max pages, max bytes,
 # max time ms, dedupe load. -> {1, options} for the creator, {0, stored options} otherwise.
