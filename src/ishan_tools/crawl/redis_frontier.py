@@ -74,6 +74,7 @@ class RedisFrontier:
         self._found: dict[str, list[tuple[str, int]]] = {}  # URL -> links its page queued
         self._seen: set[int] = set()  # Python hashes of URLs known to be queued
         self._idle_until = 0.0
+        self._claiming = asyncio.Lock()
         self._poll = _POLL_MIN
         self._down_since: float | None = None
         self._failure: CrawlError | None = None
@@ -289,14 +290,15 @@ class RedisFrontier:
             batch = entries[start : start + 1000]
             await self._run("push", self.config.max_query_variants, *self._entries(batch))
 
-    def _entries(self, entries: list[tuple[str, int]]) -> list[str | int]:
-        """The script arguments for (url, depth) pairs: url, host, depth, hash, query hash."""
-        args: list[str | int] = []
+    def _entries(self, entries: list[tuple[str, int]]) -> list[str]:
+        """The script arguments for (url, depth) pairs, one string each (redis-py encodes
+        every argument on its own): depth, URL hash, hash of the path of a query URL, URL."""
+        args = []
         for url, depth in entries:
             self._remember(url)
             question = url.find("?")
             query_path = str(stable_hash(url[:question])) if question != -1 else ""
-            args += [url, url.split("/", 3)[2], depth, str(stable_hash(url)), query_path]
+            args.append(f"{depth}\t{stable_hash(url)}\t{query_path}\t{url}")
         return args
 
     async def redirect_seen(self, source: str, target: str) -> bool:
@@ -312,10 +314,14 @@ class RedisFrontier:
     async def claim(self) -> QueuedURL | Wait | Stop | Seed:
         if self._failure is not None:
             raise self._failure
-        now = time.monotonic()
-        if now < self._idle_until:
-            return Wait(self._idle_until - now)
-        reply = await self._run("claim", self.worker, self._lease_ms)
+        async with self._claiming:  # one claim in flight: idle tasks share its answer
+            now = time.monotonic()
+            if now < self._idle_until:
+                return Wait(self._idle_until - now)
+            reply = await self._run("claim", self.worker, self._lease_ms)
+            return self._claimed(reply, now)
+
+    def _claimed(self, reply: list[Any], now: float) -> QueuedURL | Wait | Stop | Seed:
         kind = reply[0]
         if kind == "url":
             url, depth, token, host, state, failures, queued, reaped, delay = reply[1:]

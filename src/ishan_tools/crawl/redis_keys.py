@@ -91,13 +91,20 @@ def _options(socket_timeout: float) -> dict[str, Any]:
     }
 
 
-def async_client(url: str, socket_timeout: float) -> redis.asyncio.Redis:
-    """An asyncio client that does not retry by itself: the frontier retries, with backoff."""
+def async_client(url: str, socket_timeout: float, connections: int = 4) -> redis.asyncio.Redis:
+    """An asyncio client that does not retry by itself (the frontier retries, with backoff)
+    and holds at most `connections` connections: callers beyond them wait their turn, so a
+    worker costs Redis a few client buffers, not one per task."""
     from redis.asyncio.retry import Retry
 
-    return redis.asyncio.Redis.from_url(
-        url, retry=Retry(NoBackoff(), 0), **_options(socket_timeout)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=None,
+        retry=Retry(NoBackoff(), 0),
+        **_options(socket_timeout),
     )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def sync_client(url: str, socket_timeout: float = 5.0) -> redis.Redis:

@@ -128,17 +128,16 @@ local function requeue(url, host, depth)
   redis.call('HINCRBY', P .. 'stats', 'leased', -1)
 end
 
--- Queue new URLs: ARGV[first..] in fives (url, host, depth, hash, query path hash or '').
+-- Queue new URLs: ARGV[first..], one each, 'depth TAB hash TAB query path hash or "" TAB url'.
 -- Returns the refused ones as {index, 'query_trap'} pairs (duplicates are silent).
 local function push_all(first, maxqv)
   local refused, touched, added = {}, {}, 0
-  local index = 0
-  for i = first, #ARGV - 4, 5 do
-    index = index + 1
-    local url, host, depth, m, qpath = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  for i = first, #ARGV do
+    local depth, m, qpath, url = string.match(ARGV[i], '^(%d+)\t([^\t]*)\t([^\t]*)\t(.*)$')
+    local host = string.match(url, '^[^/]*//([^/]*)')
     if not seen_has(m) then
       if qpath ~= '' and (tonumber(redis.call('HGET', P .. 'qv', qpath)) or 0) >= maxqv then
-        refused[#refused + 1] = index
+        refused[#refused + 1] = i - first + 1
         refused[#refused + 1] = 'query_trap'
       else
         seen_add(m)
@@ -193,7 +192,7 @@ if redis.call('GET', P .. 'seeding') == ARGV[2] then redis.call('DEL', P .. 'see
 return 1
 """
 
-# ARGV: prefix, max query variants, then fives (see push_all). -> refused pairs.
+# ARGV: prefix, max query variants, then the URLs (see push_all). -> refused pairs.
 _PUSH = r"""
 return push_all(3, tonumber(ARGV[2]))
 """
@@ -303,7 +302,7 @@ return {'wait', wake, expiry, queued, reaped}
 """
 
 # ARGV: prefix, worker, url, token, host, outcome (done, failed, skipped), bytes,
-# max query variants, then the page's links in fives (see push_all).
+# max query variants, then the page's links (see push_all).
 # -> {1 when this acknowledgement counted (0: a repeat, or someone else holds it), refused...}
 _ACK = r"""
 local url, token, host, outcome = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
