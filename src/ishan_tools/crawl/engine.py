@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from typing import Any
 
 import httpx
@@ -22,18 +21,16 @@ from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.events import CrawlStats, Event, EventSink, null_sink
 from ishan_tools.crawl.fetch import Fetcher, FetchFailed, HostPaused, counts_for_breaker
 from ishan_tools.crawl.frontier import Frontier, QueuedURL, Seed, Stop, Wait
-from ishan_tools.crawl.hosts import HostState, fetch_text
+from ishan_tools.crawl.hosts import HostState
 from ishan_tools.crawl.local_frontier import LocalFrontier
 from ishan_tools.crawl.pages import PageHandler
-from ishan_tools.crawl.sitemap import parse_sitemap
+from ishan_tools.crawl.sitemap import read_sitemaps
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.crawl.storage import Storage
 from ishan_tools.crawl.urls import host_key, normalize
 from ishan_tools.errors import CrawlError
 
 __all__ = ["CrawlResult", "Crawler"]
-
-_MAX_SITEMAPS = 50
 
 
 class CrawlResult(dict[str, Any]):
@@ -325,40 +322,23 @@ class Crawler:
                 await self._seed_from_sitemaps(host, seed)
 
     async def _seed_from_sitemaps(self, host: HostState, site: str) -> None:
-        pending = host.sitemaps() or [host.origin + "/sitemap.xml"]
-        seen: set[str] = set()
+        read, urls = await read_sitemaps(
+            self.client,
+            host.sitemaps() or [host.origin + "/sitemap.xml"],
+            self.fetcher.headers,
+            timeout=self.config.timeout,
+            limit=self.config.max_page_bytes,
+            emit=self.emit,
+        )
         found: list[tuple[str, int]] = []
-        while pending and len(seen) < _MAX_SITEMAPS:
-            sitemap_url = pending.pop(0)
-            if sitemap_url in seen:
+        for raw in urls:
+            url = normalize(raw, sort_query=self.config.sort_query)
+            if url is None or self.frontier.check(url) is not None:
                 continue
-            seen.add(sitemap_url)
-            try:
-                status, text = await fetch_text(
-                    self.client,
-                    sitemap_url,
-                    self.fetcher.headers,
-                    timeout=self.config.timeout,
-                    limit=self.config.max_page_bytes,
-                )
-            except (httpx.HTTPError, TimeoutError, zlib.error) as exc:
-                self.emit("fetch_err", url=sitemap_url, kind="sitemap", error=str(exc))
-                continue
-            if status != 200:
-                self.emit("fetch_err", url=sitemap_url, kind="sitemap", error=f"HTTP {status}")
-                continue
-            urls, is_index = parse_sitemap(text)
-            if is_index:
-                pending.extend(urls)
-                continue
-            for raw in urls:
-                url = normalize(raw, sort_query=self.config.sort_query)
-                if url is None or self.frontier.check(url) is not None:
-                    continue
-                if self.scope(url, site) is None:
-                    found.append((url, 0))
+            if self.scope(url, site) is None:
+                found.append((url, 0))
         await self.frontier.push(None, found)
-        self.emit("sitemap", sitemaps=len(seen), urls=len(found))
+        self.emit("sitemap", sitemaps=read, urls=len(found))
 
     async def _load_robots(self, host: HostState) -> None:
         if host.robots_ready:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ __all__ = [
     "HostBreaker",
     "HostPaused",
     "counts_for_breaker",
+    "fetch_text",
 ]
 
 
@@ -91,6 +93,31 @@ class _ServerError(Exception):
 def counts_for_breaker(exc: BaseException) -> bool:
     """The breaker's failure predicate: server-side trouble only."""
     return isinstance(exc, _ServerError) or (isinstance(exc, FetchFailed) and exc.server_side)
+
+
+async def fetch_text(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], *, timeout: float, limit: int
+) -> tuple[int, str]:
+    """GET a small text resource (robots.txt, a sitemap), redirects followed, size capped.
+
+    A gzip body (sitemap.xml.gz) is inflated, also at most `limit` bytes. Returns (status,
+    text); raises httpx errors, zlib.error and TimeoutError for the caller to log.
+    """
+    async with (
+        asyncio.timeout(timeout),
+        client.stream("GET", url, headers=headers, follow_redirects=True) as response,
+    ):
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                break
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if body[:2] == b"\x1f\x8b":
+            body = zlib.decompressobj(wbits=47).decompress(body, limit)
+        return response.status_code, body.decode("utf-8", errors="replace")
 
 
 def parse_retry_after(value: str | None) -> float | None:

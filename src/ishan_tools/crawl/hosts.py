@@ -17,37 +17,12 @@ from protego import Protego
 
 from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.crawl.config import CrawlConfig
-from ishan_tools.crawl.fetch import HostBreaker
+from ishan_tools.crawl.fetch import HostBreaker, fetch_text
 from ishan_tools.crawl.frontier import Frontier, RobotsAnswer
 
-__all__ = ["HostState", "fetch_text"]
+__all__ = ["HostState"]
 
 _ROBOTS_MAX_BYTES = 512_000
-
-
-async def fetch_text(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], *, timeout: float, limit: int
-) -> tuple[int, str]:
-    """GET a small text resource (robots.txt, a sitemap), redirects followed, size capped.
-
-    A gzip body (sitemap.xml.gz) is inflated, also at most `limit` bytes. Returns (status,
-    text); raises httpx errors, zlib.error and TimeoutError for the caller to log.
-    """
-    async with (
-        asyncio.timeout(timeout),
-        client.stream("GET", url, headers=headers, follow_redirects=True) as response,
-    ):
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                break
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if body[:2] == b"\x1f\x8b":
-            body = zlib.decompressobj(wbits=47).decompress(body, limit)
-        return response.status_code, body.decode("utf-8", errors="replace")
 
 
 class HostState:
