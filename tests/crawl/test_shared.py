@@ -67,7 +67,7 @@ def test_kill_9_of_a_worker_mid_crawl_loses_no_url(
     victim = start_worker(frontier, [site.url("/dyn/")], tmp_path, "victim")
     other = start_worker(frontier, [site.url("/dyn/")], tmp_path, "other")
     try:
-        wait_for(lambda: victim.saved() >= 8)
+        wait_for(lambda: victim.saved() >= 8 and other.saved() >= 1)
         status = CliRunner().invoke(app, ["crawl", "status", "--frontier", frontier, "--json"])
         assert '"workers_alive": 2' in status.stdout, status.output
         os.kill(victim.process.pid, signal.SIGKILL)
@@ -89,11 +89,14 @@ def test_the_delay_holds_across_workers(site: FixtureServer, frontier: str, tmp_
     times = sorted(site.dyn_times)  # the server's own arrival times, from three workers
     assert len(times) == 8
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    # Workers that each kept the delay alone would send three requests at once. A fresh
-    # process's first request leaves some 50 ms late (httpx loads its async backend then),
-    # which shortens the gap after it: hence three quarters of the delay at least.
-    assert min(gaps) >= 0.3, gaps
-    assert statistics.median(gaps) >= 0.39, gaps
+    # Workers that each kept the delay alone would send three requests at once (gaps near
+    # 0). A request can reach the server late (a fresh process's first one leaves some 50 ms
+    # late while httpx loads its async backend; a loaded machine schedules the server late),
+    # which shortens the gap after it: hence half the delay for the shortest gap, and the
+    # whole delay, nearly, for the median and the span.
+    assert min(gaps) >= 0.2, gaps
+    assert statistics.median(gaps) >= 0.38, gaps
+    assert times[-1] - times[0] >= 7 * 0.38, gaps
 
 
 def test_per_host_concurrency_holds_across_workers(
@@ -168,6 +171,7 @@ def test_a_joiner_with_other_options_is_refused(
     assert refused.exit_code == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "--depth 1 (here 2)" in lines[0], refused.stderr
+    assert not (tmp_path / "j1").exists()  # refused before it wrote anything
     # the same options join the (finished) crawl: nothing left, it ends at once
     joined = runner.invoke(app, [*base, str(tmp_path / "j2"), "--depth", "1"])
     assert joined.exit_code == 0, joined.output

@@ -59,7 +59,7 @@ class Crawler:
         self._transport = transport
         self._changed = asyncio.Event()
         self._stop_reason: str | None = None
-        self._unsettled = set(config.start_urls)  # start URLs whose site may still move
+        self._unsettled: set[str] = set()  # start URLs whose site may still move
         self._seed_errors: dict[str, str] = {}
 
     @property
@@ -175,7 +175,13 @@ class Crawler:
         or a shared crawl started with other options.
         """
         config = self.config
-        previous, resuming = self._open_storage()
+        try:
+            await self.frontier.join(self.sites)
+            previous, resuming = self._open_storage()
+        except BaseException:
+            await self.frontier.close()
+            raise
+        self._unsettled = set(self.sites.urls)
         self.pages = PageHandler(
             config,
             self.frontier,
@@ -280,7 +286,6 @@ class Crawler:
                 left = self.frontier.time_left()
                 if left is not None:
                     deadline.reschedule(asyncio.get_running_loop().time() + max(0.0, left))
-                self._unsettled = set(self.sites.urls)
                 if seed_it or restored is not None:
                     await self._load_start_robots()
                 if restored is not None:

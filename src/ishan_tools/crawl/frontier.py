@@ -78,13 +78,18 @@ class Frontier(Protocol):
         """URLs waiting (in the whole crawl, for a shared frontier; as last seen)."""
         ...
 
+    async def join(self, sites: Sites) -> None:
+        """Join the crawl, before anything is written: a shared frontier connects, refuses
+        (UsageError) a worker whose options differ from the crawl's, naming them, and fills
+        `sites` in when they were not given."""
+        ...
+
     async def open(
         self, sites: Sites, previous: dict[str, dict[str, Any]] | None
     ) -> tuple[bool, dict[str, int] | None]:
         """Get ready: (whether this process is to seed the crawl, what a resumed local crawl
         restored: {'done': N, 'pending': N}, else None). `previous` is the manifest of a
-        local crawl being resumed (None: not resuming). A shared frontier joins the crawl
-        here, and fills `sites` in when they were not given."""
+        local crawl being resumed (None: not resuming)."""
         ...
 
     async def seeded(self) -> None:

@@ -93,6 +93,9 @@ class LocalFrontier:
     def host_of(self, url: str) -> str:
         return host_key(url)
 
+    async def join(self, sites: Sites) -> None:
+        pass
+
     async def open(
         self, sites: Sites, previous: dict[str, dict[str, Any]] | None
     ) -> tuple[bool, dict[str, int] | None]:

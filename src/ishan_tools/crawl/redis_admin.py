@@ -6,6 +6,7 @@ Reads are plain (not atomic): `crawl_status` is a snapshot good for a person or 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import redis
@@ -72,8 +73,10 @@ def _status(url: str, client: redis.Redis, keys: CrawlKeys) -> dict[str, Any]:
         pipe.hgetall(keys.host(host))
         pipe.hget(keys.breaker(host), "state")
     for worker, _ in beats:
-        pipe.hget(keys.worker(worker), "info")
-    replies = pipe.execute()
+        pipe.hgetall(keys.worker(worker))
+    pipe.hvals(keys.prefix + "holder")
+    *replies, holders = pipe.execute()
+    leases = Counter(holder.split("\t", 1)[0] for holder in holders)
     per_host = []
     for index, host in enumerate(hosts):
         fields, breaker = replies[2 * index], replies[2 * index + 1]
@@ -82,11 +85,23 @@ def _status(url: str, client: redis.Redis, keys: CrawlKeys) -> dict[str, Any]:
         row["breaker"] = breaker or "closed"
         per_host.append(row)
     workers = []
-    for (worker, beat), info_json in zip(beats, replies[2 * len(hosts) :], strict=True):
-        info = json.loads(info_json) if info_json else {}
+    for (worker, beat), fields in zip(beats, replies[2 * len(hosts) :], strict=True):
+        info = json.loads(fields.get("info") or "{}")
         age = (now_ms - beat) / 1000
-        lease = float(info.get("lease_s", _DEFAULT_LEASE_S))
-        workers.append({"worker": worker, "alive": age <= lease, "last_seen_s": age, **info})
+        lease = float(info.pop("lease_s", _DEFAULT_LEASE_S))
+        pages = int(fields.get("pages", 0))
+        lifetime = max((now_ms - int(fields.get("joined", now_ms))) / 1000, 1e-3)
+        workers.append(
+            {
+                "worker": worker,
+                "alive": age <= lease,
+                "last_beat_s": round(age, 1),
+                "pages": pages,
+                "pages_per_s": round(pages / lifetime, 1),
+                "leases": leases.get(worker, 0),
+                **info,
+            }
+        )
     counts = {name: int(stats.get(name, 0)) for name in ("done", "failed", "skipped", "bytes")}
     queued = int(stats.get("queued", 0))
     alive = [w for w in workers if w["alive"]]
@@ -112,7 +127,6 @@ def _status(url: str, client: redis.Redis, keys: CrawlKeys) -> dict[str, Any]:
         **counts,
         "seen": int(meta.get("n", 0)),
         "pages_per_s": round((counts["done"] + counts["failed"]) / elapsed, 1),
-        "pages_per_s_now": round(sum(float(w.get("pages_per_s", 0)) for w in alive), 1),
         "workers_alive": len(alive),
         "workers": workers,
         "hosts": per_host,

@@ -81,9 +81,8 @@ class RedisFrontier:
         self._heartbeat: asyncio.Task[None] | None = None
         self._deadline_s: float | None = None
         self._breakers: dict[str, RedisBreakerStore] = {}
+        self._created = False
         self._delayed: dict[str, bool] = {}  # host -> it has a delay between requests
-        self._started = time.monotonic()
-        self._pages = 0
 
     @property
     def queued(self) -> int:
@@ -128,9 +127,7 @@ class RedisFrontier:
 
     # -- joining and leaving ----------------------------------------------------------------
 
-    async def open(
-        self, sites: Sites, previous: dict[str, dict[str, Any]] | None
-    ) -> tuple[bool, dict[str, int] | None]:
+    async def join(self, sites: Sites) -> None:
         config = self.config
         if not sites.urls and not await self._call(self.client.exists, self.keys.opts):
             raise UsageError(
@@ -158,6 +155,12 @@ class RedisFrontier:
             sites.adopt(theirs["urls"])
         for seed, root in (await self.site_roots()).items():
             sites.set_root(seed, root)
+        self._created = bool(created)
+
+    async def open(
+        self, sites: Sites, previous: dict[str, dict[str, Any]] | None
+    ) -> tuple[bool, dict[str, int] | None]:
+        config = self.config
         await self._renew()
         if config.max_time:
             started, now = await self._call(self._started_and_now)
@@ -169,7 +172,7 @@ class RedisFrontier:
             frontier=self.url,
             crawl_id=config.crawl_id,
             worker=self.worker,
-            created=bool(created),
+            created=self._created,
             seeding=seed_it,
         )
         return seed_it, None
@@ -246,14 +249,10 @@ class RedisFrontier:
                     self.emit("lease_lost", url=url)
 
     async def _renew(self) -> list[str]:
-        elapsed = max(time.monotonic() - self._started, 1e-9)
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "out_dir": str(self.config.out_dir),
-            "pages": self._pages,
-            "pages_per_s": round(self._pages / elapsed, 2),
-            "leases": len(self._held),
             "lease_s": self.config.lease,
         }
         pairs = [part for item in self._held.values() for part in (item.url, item.token)]
@@ -379,8 +378,6 @@ class RedisFrontier:
         )
         self._held.pop(item.url, None)
         self._idle_until = 0.0
-        if outcome != "skipped":
-            self._pages += 1
         refused = reply[1:]
         return [(links[int(refused[i]) - 1][0], refused[i + 1]) for i in range(0, len(refused), 2)]
 

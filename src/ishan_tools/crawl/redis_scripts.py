@@ -22,7 +22,7 @@ Keys under the prefix (see `redis_keys.CrawlKeys`):
                     linear hashing (a bucket split at a time), so about 10 bytes a URL
     qv, redir       query variants per path hash; redirect targets -> the URL that claimed it
     robots, sites   robots.txt per host; start URL -> the host its site moved to
-    workers, w:ID   zset worker -> last heartbeat; hash: what each worker reports
+    workers, w:ID   zset worker -> last heartbeat; hash: joined, pages, what it reports
     seeding         the worker seeding the crawl (expires unless renewed)
     brk:HOST        the host's circuit breaker (redis_breaker.py), read here by `claim`
 """
@@ -328,7 +328,11 @@ if counted == 1 then
   redis.call('HINCRBY', P .. 'h:' .. host, field, 1)
   redis.call('HINCRBY', P .. 'stats', outcome, 1)
   redis.call('HINCRBY', P .. 'stats', 'bytes', ARGV[7])
-  if outcome == 'skipped' then redis.call('HINCRBY', P .. 'stats', 'dispatched', -1) end
+  if outcome == 'skipped' then
+    redis.call('HINCRBY', P .. 'stats', 'dispatched', -1)
+  else
+    redis.call('HINCRBY', P .. 'w:' .. ARGV[2], 'pages', 1)
+  end
   redis.call('HSET', P .. 'stats', 'last', now_ms())
 end
 local refused = push_all(9, tonumber(ARGV[8]))
@@ -359,6 +363,7 @@ local worker, lease = ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 redis.call('ZADD', P .. 'workers', now, worker)
 redis.call('HSET', P .. 'w:' .. worker, 'hb', now, 'info', ARGV[4])
+redis.call('HSETNX', P .. 'w:' .. worker, 'joined', now)
 if redis.call('GET', P .. 'seeding') == worker then
   redis.call('PEXPIRE', P .. 'seeding', lease)
 end

@@ -171,13 +171,12 @@ def render_status(console: Console, status: dict[str, Any]) -> None:
     )
     totals = Table(show_header=True, box=None, padding=(0, 2, 0, 0))
     columns = ("queued", "leased", "done", "failed", "skipped", "seen")
-    for name in (*columns, "bytes", "pages/s", "pages/s now"):
+    for name in (*columns, "bytes", "pages/s"):
         totals.add_column(name, justify="right")
     totals.add_row(
         *(str(status[name]) for name in columns),
         _human_bytes(status["bytes"]),
         f"{status['pages_per_s']:.1f}",
-        f"{status['pages_per_s_now']:.1f}",
     )
     console.print(totals)
     hosts = sorted(status["hosts"], key=lambda h: (-(h["queued"] + h["leased"]), h["host"]))
@@ -191,18 +190,18 @@ def render_status(console: Console, status: dict[str, Any]) -> None:
     console.print(table)
     alive = [w for w in status["workers"] if w["alive"]]
     workers = Table(title=f"workers alive ({len(alive)})", title_justify="left")
-    for name in ("worker", "host", "pid", "pages", "pages/s", "leases", "seen"):
+    for name in ("worker", "host", "pid", "pages", "pages/s", "leases", "last beat"):
         workers.add_column(name, justify="left" if name in ("worker", "host") else "right")
     for worker in status["workers"]:
-        seen = f"{worker['last_seen_s']:.1f} s ago" + ("" if worker["alive"] else " (gone)")
+        beat = f"{worker['last_beat_s']:.1f} s ago" + ("" if worker["alive"] else " (gone)")
         workers.add_row(
             worker["worker"],
             str(worker.get("host", "")),
             str(worker.get("pid", "")),
-            str(worker.get("pages", "")),
-            f"{float(worker.get('pages_per_s', 0)):.1f}",
-            str(worker.get("leases", "")),
-            seen,
+            str(worker["pages"]),
+            f"{worker['pages_per_s']:.1f}",
+            str(worker["leases"]),
+            beat,
         )
     console.print(workers)
 
