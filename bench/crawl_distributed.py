@@ -547,6 +547,10 @@ def report_tree(
             row("scrapy-redis, 4 workers", rows["scrapy 4"], one),
         ],
     )
+    print(
+        "(one host: --per-host-concurrency 8 holds for all workers together, so more workers "
+        "do not add speed here; this site measures Redis memory)"
+    )
     for label in ("ishan 4", "scrapy 4"):
         run = rows[label][0]
         print(

@@ -91,7 +91,7 @@ def _options(socket_timeout: float) -> dict[str, Any]:
     }
 
 
-def async_client(url: str, socket_timeout: float, connections: int = 4) -> redis.asyncio.Redis:
+def async_client(url: str, socket_timeout: float, connections: int = 2) -> redis.asyncio.Redis:
     """An asyncio client that does not retry by itself (the frontier retries, with backoff)
     and holds at most `connections` connections: callers beyond them wait their turn, so a
     worker costs Redis a few client buffers, not one per task."""
