@@ -102,6 +102,9 @@ PAGES = int(sys.argv[1])
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY, Nagle and delayed ACKs
+    # hold the body some 40 ms on loopback
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass

@@ -1,27 +1,35 @@
 """A real HTTP server on 127.0.0.1 (port 0) serving `fixtures/crawl/site/` plus hostile routes.
 
+`serve(address)` starts one on another loopback address (127.0.0.2, ...), for crawls of
+several sites at once; `sites` starts three.
+
 The server counts every request by path and query (`hits`), so tests can check what the
 crawler really fetched. Dynamic routes: redirects (to a page, in a loop, to another host),
 fixed statuses, a 503 and a 429 that succeed on the second try (Retry-After: 1), a slow page,
 a huge page, a body cut short, binary served as HTML, mixed encodings, two link traps, an
-ETag page that answers 304, and `/dyn/` pages whose number, delay and failures tests set.
+ETag page that answers 304, and `/dyn/` pages whose number, delay, failures and extra links
+tests set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import mimetypes
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import redis
+
+from .redis_server import RedisServer
 
 SITE = Path(__file__).resolve().parents[2] / "fixtures" / "crawl" / "site"
 _SUBSTITUTED = {".html", ".txt", ".xml"}
@@ -30,18 +38,22 @@ _SUBSTITUTED = {".html", ".txt", ".xml"}
 class FixtureServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # several worker processes connect at once
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that gave up (timeout, body cap) is expected here; stay quiet."""
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        super().__init__((address, 0), _Handler)
         self.hits: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.dyn_pages = 20
         self.dyn_delay = 0.0
         self.dyn_failures = 0  # the next this-many /dyn/ requests answer 500
+        self.dyn_fail_until = 0.0  # /dyn/ pages requested before this monotonic time fail too
         self.dyn_status = 500
+        self.dyn_links: list[str] = []  # more links on the /dyn/ index (other sites, say)
+        self.moved_to = "/"  # where /redirect/moved sends (another site, say)
         self.slow_seconds = 3.0
         self.robots: str | None = None  # replaces robots.txt when set
         self.headers_seen: dict[str, dict[str, str]] = {}  # request headers, by path
@@ -51,7 +63,11 @@ class FixtureServer(ThreadingHTTPServer):
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.netloc}"
+
+    @property
+    def netloc(self) -> str:
+        return f"{self.server_address[0]}:{self.server_address[1]}"
 
     def url(self, path: str = "/") -> str:
         return self.origin + path
@@ -110,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = file.read_bytes()
         if file.suffix in _SUBSTITUTED:
-            host = f"127.0.0.1:{self.server.server_address[1]}".encode()
+            host = self.server.netloc.encode()
             body = body.replace(b"{HOST}", host).replace(b"{ORIGIN}", b"http://" + host)
         ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         self._send(200, body, ctype)
@@ -124,6 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/redirect/loop-b": "/redirect/loop-a",
             "/redirect/offsite": "http://example.invalid/",
             "/redirect/to-ip": self.server.url("/"),
+            "/redirect/moved": self.server.moved_to,
         }
         self._send(301, b"", Location=targets.get(path, "/"))
 
@@ -194,14 +211,16 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         if path in ("/dyn", "/dyn/"):
             links = "".join(f"<a href='/dyn/p{i}'>p{i}</a>" for i in range(server.dyn_pages))
+            links += "".join(f"<a href='{href}'>more</a>" for href in server.dyn_links)
             self._send(200, links.encode())
             return
         with server.lock:
-            server.dyn_times.append(time.monotonic())
+            now = time.monotonic()
+            server.dyn_times.append(now)
             server.dyn_active += 1
             server.dyn_peak_active = max(server.dyn_peak_active, server.dyn_active)
-            failing = server.dyn_failures > 0
-            server.dyn_failures -= 1 if failing else 0
+            failing = server.dyn_failures > 0 or now < server.dyn_fail_until
+            server.dyn_failures -= 1 if server.dyn_failures > 0 else 0
         if server.dyn_delay:
             time.sleep(server.dyn_delay)
         with server.lock:
@@ -212,11 +231,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, f"<p>page {path}</p>".encode())
 
 
-def wait_until_answers(port: int, timeout: float = 10.0) -> None:
+def wait_until_answers(port: int, address: str = "127.0.0.1", timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((address, port), timeout=1):
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -225,12 +244,12 @@ def wait_until_answers(port: int, timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def serve() -> Iterator[FixtureServer]:
-    """Start a fixture server, wait until it answers, stop it afterwards."""
-    server = FixtureServer()
+def serve(address: str = "127.0.0.1") -> Iterator[FixtureServer]:
+    """Start a fixture server on `address`, wait until it answers, stop it afterwards."""
+    server = FixtureServer(address)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    wait_until_answers(server.server_address[1])
+    wait_until_answers(server.server_address[1], address)
     try:
         yield server
     finally:
@@ -243,3 +262,42 @@ def serve() -> Iterator[FixtureServer]:
 def site() -> Iterator[FixtureServer]:
     with serve() as server:
         yield server
+
+
+@pytest.fixture
+def sites() -> Iterator[list[FixtureServer]]:
+    """Three fixture sites, on 127.0.0.1, 127.0.0.2 and 127.0.0.3."""
+    with serve("127.0.0.1") as one, serve("127.0.0.2") as two, serve("127.0.0.3") as three:
+        yield [one, two, three]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session, persistence off."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_frontier(redis_server: RedisServer) -> Callable[[], str]:
+    """A factory of empty Redis databases of the session server, as frontier URLs."""
+
+    def fresh() -> str:
+        db = next(_DATABASES)
+        redis.Redis(port=redis_server.port, db=db).flushdb()
+        return redis_server.url(db)
+
+    return fresh
+
+
+@pytest.fixture
+def frontier(fresh_frontier: Callable[[], str]) -> str:
+    """A fresh database of the session's redis-server, as a --frontier URL."""
+    return fresh_frontier()
+
+
+_DATABASES = itertools.cycle(range(1, 16))

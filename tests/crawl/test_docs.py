@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import typer
 
 from ishan_tools.cli import app
@@ -17,15 +18,21 @@ def _crawl_section() -> str:
     return text[start : text.index("\n## ", start + 1)]
 
 
-def _crawl_params() -> list[typer.core.click.Parameter]:
+COMMANDS = ("run", "status", "forget", "merge")
+
+
+def _crawl_params(command: str = "run") -> list[typer.core.click.Parameter]:
     group = typer.main.get_command(app)
-    crawl = group.commands["crawl"].commands["run"]  # type: ignore[attr-defined]
+    crawl = group.commands["crawl"].commands[command]  # type: ignore[attr-defined]
     return [p for p in crawl.params if p.name != "help"]
 
 
-def test_every_option_is_in_the_options_table() -> None:
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_is_in_the_options_table(command: str) -> None:
     section = _crawl_section()
-    for param in _crawl_params():
+    if command != "run":
+        assert f"`ishan crawl {command}" in section, f"ishan crawl {command} is not documented"
+    for param in _crawl_params(command):
         for opt in param.opts:
             if opt.startswith("-"):
                 assert f"`{opt}`" in section, f"{opt} is not documented in README.md"

@@ -14,7 +14,8 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
-from ishan_tools._cli.options import quiet_option
+from ishan_tools._cli.options import json_option, quiet_option
+from ishan_tools._cli.output import console, print_json
 from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
 
 __all__ = ["app"]
@@ -24,7 +25,8 @@ app = typer.Typer(
     cls=default_group("run"),
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Crawl a site politely, breadth-first on its own host; save each page under its hash."
+    help="Crawl sites politely, each breadth-first on its own host; save each page under its "
+    "hash. With --frontier, any number of workers share one crawl through Redis."
     "\n\n`ishan crawl URL` is short for `ishan crawl run URL`: `ishan crawl run --help` lists "
     "the options.",
 )
@@ -49,16 +51,32 @@ def _headers(values: list[str]) -> dict[str, str]:
 Opt = typer.Option
 D = CrawlConfig  # the defaults below are its fields' defaults
 _DISPLAY_OPTIONS = ("log_format", "quiet")  # how to show the crawl, not what to crawl
+_SHARED = "Shared crawl (Redis)"
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
-    seed: Annotated[
-        str, typer.Argument(metavar="URL", help="Seed URL, or a bare hostname (https:// is added).")
-    ],
+    seeds: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[URL]...",
+            help="Start URLs, or bare hostnames (https:// is added); each is its own site.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds_file: Annotated[
+        Path | None,
+        Opt("--seeds", help="File of start URLs: one URL or host a line, # comments."),
+    ] = D.seeds_file,
     out_dir: Annotated[
-        Path, Opt("--out-dir", "-o", envvar="ISHAN_CRAWL_OUT_DIR", help="Where pages go.")
+        Path,
+        Opt(
+            "--out-dir",
+            "-o",
+            envvar="ISHAN_CRAWL_OUT_DIR",
+            help="Where pages go (with --frontier: crawl_out/<worker-id>).",
+        ),
     ] = D.out_dir,
     max_depth: Annotated[
         int, Opt("--depth", "-d", help="Link depth from the seed; -1: no limit.")
@@ -162,12 +180,53 @@ def run(
         ),
     ] = LogFormat.auto,
     quiet: Annotated[bool, quiet_option("Print only errors and the summary.")] = False,
+    frontier: Annotated[
+        str | None,
+        Opt(
+            envvar="ISHAN_CRAWL_FRONTIER",
+            help="Share the crawl through Redis (redis://HOST:PORT/DB) with other workers.",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.frontier,
+    crawl_id: Annotated[
+        str | None,
+        Opt(
+            help="Name of the shared crawl (default: from the start URLs).",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.crawl_id,
+    worker_id: Annotated[
+        str | None,
+        Opt(help="This worker's name (default: HOST-PID).", rich_help_panel=_SHARED),
+    ] = D.worker_id,
+    lease: Annotated[
+        float,
+        Opt(
+            help="Seconds a fetched URL stays leased without renewal (then it is requeued).",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.lease,
+    heartbeat: Annotated[
+        float,
+        Opt(help="Seconds between lease renewals and liveness beats.", rich_help_panel=_SHARED),
+    ] = D.heartbeat,
+    frontier_timeout: Annotated[
+        float,
+        Opt(
+            help="Seconds without Redis before the worker gives up (exit 1).",
+            rich_help_panel=_SHARED,
+        ),
+    ] = D.frontier_timeout,
 ) -> None:
-    """Crawl URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
+    """Crawl each URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
+
+    With --frontier, any number of processes on any machines share one crawl: the first
+    seeds it, the others join, and each ends by itself when nothing is left.
 
     Exit status: 0 when the crawl ran (failed pages are counted in the summary).
 
-    1 when the seed cannot be fetched, 2 on bad usage, 130 on Ctrl-C (then --resume).
+    1 when no start URL can be fetched or the frontier stays unreachable, 2 on bad usage,
+    130 on Ctrl-C (then --resume).
     """
     require_extra("ishan crawl", "crawl")
     import asyncio
@@ -184,10 +243,77 @@ def run(
         close_sink(sink)
 
 
+Frontier = Annotated[
+    str,
+    Opt(
+        envvar="ISHAN_CRAWL_FRONTIER",
+        help="Redis URL of the shared crawl (redis://HOST:PORT/DB).",
+        show_default=False,
+    ),
+]
+CrawlId = Annotated[
+    str | None, Opt(help="The crawl (default: the only one stored there).", show_default=False)
+]
+
+
+@app.command("status")
+def status(
+    frontier: Frontier,
+    crawl_id: CrawlId = None,
+    as_json: Annotated[bool, json_option()] = False,
+) -> None:
+    """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s."""
+    require_extra("ishan crawl status", "crawl", ("redis",))
+    from ishan_tools.crawl.redis_admin import crawl_status
+
+    snapshot = crawl_status(frontier, crawl_id)
+    if as_json:
+        print_json(snapshot)
+        return
+    from ishan_tools.crawl.render import render_status
+
+    render_status(console(), snapshot)
+
+
+@app.command("forget")
+def forget(
+    frontier: Frontier,
+    crawl_id: CrawlId = None,
+    force: Annotated[bool, Opt("--force", help="Delete it even while workers are alive.")] = False,
+) -> None:
+    """Delete a finished (or abandoned) shared crawl's keys from Redis."""
+    require_extra("ishan crawl forget", "crawl", ("redis",))
+    from ishan_tools.crawl.redis_admin import forget_crawl
+
+    deleted = forget_crawl(frontier, crawl_id, force=force)
+    console().print(f"forgot the crawl: {deleted} keys deleted from {frontier}", soft_wrap=True)
+
+
+@app.command("merge")
+def merge(
+    dirs: Annotated[
+        list[Path], typer.Argument(metavar="DIR...", help="Workers' out dirs.", show_default=False)
+    ],
+    out: Annotated[
+        Path, Opt("--out", "-o", help="The merged crawl dir (new).", show_default=False)
+    ],
+) -> None:
+    """Join workers' out dirs into one crawl dir: last line per URL wins, files copied once."""
+    from ishan_tools.crawl.merge import merge_crawls
+
+    result = merge_crawls(dirs, out)
+    console().print(
+        f"merged {result.dirs} dirs into {out}: {result.urls} URLs ({result.repeats} repeated "
+        f"lines dropped), {result.files} files",
+        soft_wrap=True,
+    )
+
+
 def _config(params: dict[str, Any]) -> CrawlConfig:
     """The command's options as a `CrawlConfig`: every parameter not about display is a
     field of the same name, but for the four whose command-line form differs."""
     fields = {name: value for name, value in params.items() if name not in _DISPLAY_OPTIONS}
+    fields["seeds"] = fields["seeds"] or []
     fields["headers"] = _headers(fields["headers"])
     fields["obey_robots"] = not fields.pop("ignore_robots")
     fields["content_types"] = fields["content_types"] or list(HTML_TYPES)

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ishan_tools import __version__
+from ishan_tools.crawl.sites import check_crawl_id, crawl_id_for, read_seeds_file, start_urls
 from ishan_tools.errors import UsageError
 
 __all__ = ["DEFAULT_USER_AGENT", "CrawlConfig"]
 
 DEFAULT_USER_AGENT = f"ishan-crawl/{__version__} (+https://pypi.org/project/ishan-tools/)"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+DEFAULT_OUT_DIR = Path("crawl_out")
+
+# What every worker of a shared crawl must agree on, under the names its options have on the
+# command line (`--depth`, `--ignore-robots`, ...), so that a refusal can name the option.
+# The rest (out dir, --concurrency, WARC, lease and heartbeat) is each worker's own.
+_SHARED = {
+    "depth": "max_depth",
+    "user_agent": "user_agent",
+    "header": "headers",
+    "max_time": "max_time",
+    "max_pages": "max_pages",
+    "max_bytes": "max_bytes",
+    "max_page_bytes": "max_page_bytes",
+    "per_host_concurrency": "per_host_concurrency",
+    "delay": "delay",
+    "max_crawl_delay": "max_crawl_delay",
+    "include": "include",
+    "exclude": "exclude",
+    "content_type": "content_types",
+    "all_types": "all_types",
+    "sitemap": "sitemap",
+    "allow_subdomains": "allow_subdomains",
+    "timeout": "timeout",
+    "retries": "retries",
+    "backoff": "backoff",
+    "max_retry_after": "max_retry_after",
+    "max_redirects": "max_redirects",
+    "breaker_threshold": "breaker_threshold",
+    "breaker_cooldown": "breaker_cooldown",
+    "max_url_length": "max_url_length",
+    "max_query_variants": "max_query_variants",
+    "sort_query": "sort_query",
+}
 
 
 @dataclass
@@ -20,14 +57,23 @@ class CrawlConfig:
     """Settings of one crawl. Defaults follow the original crawler (depth 1) and Scrapy's
     politeness.
 
-    `max_depth` -1 means unlimited; `max_pages`, `max_bytes` and `max_time` 0 mean no limit.
-    `content_types` is the allow list of media types saved (prefix match, e.g. 'image/');
-    `all_types` saves every body. `resume`, `overwrite`, `retry_failed` and `refresh` decide
-    what happens to a crawl already in `out_dir`.
+    The start URLs are `seed`, `seeds` and the lines of `seeds_file`, each its own site
+    (`start_urls`, normalized). `max_depth` -1 means unlimited; `max_pages`, `max_bytes` and
+    `max_time` 0 mean no limit. `content_types` is the allow list of media types saved (prefix
+    match, e.g. 'image/'); `all_types` saves every body. `resume`, `overwrite`, `retry_failed`
+    and `refresh` decide what happens to a crawl already in `out_dir`.
+
+    `frontier` (redis://HOST:PORT/DB) shares the crawl `crawl_id` with every process that
+    names it; each is a worker `worker_id` (default HOST-PID) that writes to its own out dir
+    (default crawl_out/<worker-id>). Its URLs are held under leases of `lease` seconds,
+    renewed every `heartbeat`; a frontier that stays unreachable for `frontier_timeout`
+    seconds ends the worker.
     """
 
-    seed: str
-    out_dir: Path = Path("crawl_out")
+    seed: str = ""
+    seeds: list[str] = field(default_factory=list)
+    seeds_file: Path | None = None
+    out_dir: Path = DEFAULT_OUT_DIR
     max_depth: int = 1
     user_agent: str = DEFAULT_USER_AGENT
     headers: dict[str, str] = field(default_factory=dict)
@@ -62,12 +108,27 @@ class CrawlConfig:
     refresh: bool = False
     warc: Path | None = None
     memory_queue: int = 50_000
+    frontier: str | None = None
+    crawl_id: str | None = None
+    worker_id: str | None = None
+    lease: float = 30.0
+    heartbeat: float = 5.0
+    frontier_timeout: float = 60.0
+    start_urls: list[str] = field(init=False)
     include_patterns: list[re.Pattern[str]] = field(init=False, repr=False)
     exclude_patterns: list[re.Pattern[str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self._check_numbers()
+        raw = ([self.seed] if self.seed else []) + list(self.seeds)
+        if self.seeds_file is not None:
+            raw += read_seeds_file(Path(self.seeds_file))
+        self.start_urls = start_urls(raw, sort_query=self.sort_query)
+        if self.frontier:
+            self._shared_crawl()
+        elif not self.start_urls:
+            raise UsageError("no start URL: pass one or more URLs, or --seeds FILE")
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite contradict each other: pass one")
         if self.refresh and self.overwrite:
@@ -81,7 +142,7 @@ class CrawlConfig:
         self.content_types = [t.strip().lower() for t in self.content_types if t.strip()]
 
     def _check_numbers(self) -> None:
-        minimums: list[tuple[str, float, int]] = [
+        minimums: list[tuple[str, float, float]] = [
             ("--concurrency", self.concurrency, 1),
             ("--per-host-concurrency", self.per_host_concurrency, 1),
             ("--max-page-bytes", self.max_page_bytes, 1),
@@ -96,6 +157,9 @@ class CrawlConfig:
             ("--retries", self.retries, 0),
             ("--backoff", self.backoff, 0),
             ("--breaker-cooldown", self.breaker_cooldown, 0),
+            ("--lease", self.lease, 0.1),
+            ("--heartbeat", self.heartbeat, 0.05),
+            ("--frontier-timeout", self.frontier_timeout, 0.1),
             ("max_redirects", self.max_redirects, 0),
         ]
         for option, value, minimum in minimums:
@@ -105,6 +169,42 @@ class CrawlConfig:
             raise UsageError(f"--depth must be -1 (unlimited) or at least 0 (got {self.max_depth})")
         if self.timeout <= 0:
             raise UsageError(f"--timeout must be positive (got {self.timeout})")
+
+    def _shared_crawl(self) -> None:
+        assert self.frontier is not None
+        if not self.frontier.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(
+                f"--frontier {self.frontier!r} is not a Redis URL: use redis://HOST:PORT/DB"
+            )
+        for option, wrong in (
+            ("--resume", self.resume),
+            ("--refresh", self.refresh),
+            ("--retry-failed", self.retry_failed),
+        ):
+            if wrong:
+                raise UsageError(
+                    f"{option} is for a crawl in one out dir; with --frontier the shared crawl "
+                    "goes on by itself: leave it out"
+                )
+        if not self.start_urls and not self.crawl_id:
+            raise UsageError(
+                "no start URL: pass URLs or --seeds FILE, or --crawl-id to join a running crawl"
+            )
+        self.crawl_id = check_crawl_id(self.crawl_id or crawl_id_for(self.start_urls))
+        self.worker_id = self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        check_crawl_id(self.worker_id)
+        if self.out_dir == DEFAULT_OUT_DIR:
+            self.out_dir = DEFAULT_OUT_DIR / self.worker_id
+        if self.heartbeat >= self.lease:
+            raise UsageError(
+                f"--heartbeat ({self.heartbeat:g}) must be shorter than --lease ({self.lease:g})"
+            )
+
+    def shared_options(self) -> dict[str, Any]:
+        """What the workers of a shared crawl must agree on, by option name."""
+        options: dict[str, Any] = {name: getattr(self, attr) for name, attr in _SHARED.items()}
+        options["ignore_robots"] = not self.obey_robots
+        return options
 
     def allows_type(self, media_type: str) -> bool:
         """True when a body of this media type ('text/html') is to be saved."""

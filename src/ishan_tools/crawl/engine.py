@@ -1,36 +1,36 @@
 """`Crawler`: a fixed pool of asyncio workers pulling URLs from the frontier.
 
-A worker asks for the next URL whose host may be fetched now (free slot, delay elapsed,
-robots.txt loaded, circuit not open), fetches it and hands the outcome to the page handler.
-No task is created per URL, so memory does not grow with the site. Limits (--max-pages,
---max-bytes, --max-time) stop the hand-out; what is queued stays in the frontier log for
---resume. Cancellation (Ctrl-C) closes the files cleanly and is re-raised.
+A worker asks the frontier for the next URL that may be fetched now (the frontier applies
+politeness: free slot, delay elapsed, robots.txt loaded, circuit not open), fetches it and
+hands the outcome to the page handler. No task is created per URL, so memory does not grow
+with the site. Each start URL is its own site (see `sites`). Limits (--max-pages,
+--max-bytes, --max-time) stop the hand-out; what is queued stays in the frontier (its log,
+for --resume, or Redis). Cancellation (Ctrl-C) closes the files cleanly and is re-raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from typing import Any
 
 import httpx
 
-from ishan_tools.breaker import CircuitState
+from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.events import CrawlStats, Event, EventSink, null_sink
-from ishan_tools.crawl.fetch import Fetcher, FetchFailed, HostPaused
-from ishan_tools.crawl.frontier import Frontier, QueuedURL
-from ishan_tools.crawl.hosts import HostState, fetch_text
+from ishan_tools.crawl.fetch import Fetcher, FetchFailed, HostPaused, counts_for_breaker
+from ishan_tools.crawl.frontier import Frontier, QueuedURL, Seed, Stop, Wait
+from ishan_tools.crawl.hosts import HostState
+from ishan_tools.crawl.local_frontier import LocalFrontier
 from ishan_tools.crawl.pages import PageHandler
-from ishan_tools.crawl.sitemap import parse_sitemap
+from ishan_tools.crawl.sitemap import read_sitemaps
+from ishan_tools.crawl.sites import Sites
 from ishan_tools.crawl.storage import Storage
-from ishan_tools.crawl.urls import normalize, parse_seed
+from ishan_tools.crawl.urls import host_key, normalize
 from ishan_tools.errors import CrawlError
 
 __all__ = ["CrawlResult", "Crawler"]
-
-_MAX_SITEMAPS = 50
 
 
 class CrawlResult(dict[str, Any]):
@@ -38,7 +38,7 @@ class CrawlResult(dict[str, Any]):
 
 
 class Crawler:
-    """Crawl one site as `config` says; `client`/`transport` and `sink` are injectable."""
+    """Crawl the sites `config` names; `client`/`transport` and `sink` are injectable."""
 
     def __init__(
         self,
@@ -49,24 +49,42 @@ class Crawler:
         sink: EventSink = null_sink,
     ) -> None:
         self.config = config
-        self.seed = parse_seed(config.seed, sort_query=config.sort_query)
+        self.sites = Sites(config.start_urls, allow_subdomains=config.allow_subdomains)
         self.sink = sink
         self.stats = CrawlStats()
         self.storage = Storage(config.out_dir, warc=config.warc)
-        self.root_host = self.seed.split("/", 3)[2]
-        self.frontier = Frontier(
-            self.storage,
-            memory_cap=config.memory_queue,
-            max_url_length=config.max_url_length,
-            max_query_variants=config.max_query_variants,
-        )
+        self.frontier: Frontier = self._make_frontier()
         self.hosts: dict[str, HostState] = {}
         self._client = client
         self._transport = transport
         self._changed = asyncio.Event()
-        self._dispatched = 0
         self._stop_reason: str | None = None
-        self._seed_error: str | None = None
+        self._unsettled: set[str] = set()  # start URLs whose site may still move
+        self._seed_errors: dict[str, str] = {}
+
+    @property
+    def seed(self) -> str:
+        """The (first) start URL."""
+        return self.sites.first
+
+    def _make_frontier(self) -> Frontier:
+        config = self.config
+        if config.frontier:
+            from ishan_tools.crawl.redis_frontier import RedisFrontier
+
+            return RedisFrontier(config, emit=self.emit)
+        return LocalFrontier(
+            self.storage,
+            memory_cap=config.memory_queue,
+            max_url_length=config.max_url_length,
+            max_query_variants=config.max_query_variants,
+            per_host_concurrency=config.per_host_concurrency,
+            delay=config.delay,
+            max_pages=config.max_pages,
+            max_bytes=config.max_bytes,
+            retry_failed=config.retry_failed,
+            gate=self._gate,
+        )
 
     # -- events -------------------------------------------------------------------------------
 
@@ -85,54 +103,61 @@ class Crawler:
 
     # -- scope --------------------------------------------------------------------------------
 
-    def scope(self, url: str) -> str | None:
-        """Why a URL is outside the crawl ('other_host', 'excluded'), or None."""
-        host = self.frontier.host_of(url)
-        if host != self.root_host and not (
-            self.config.allow_subdomains and host.endswith("." + self.root_host)
-        ):
+    def scope(self, url: str, site: str | None = None) -> str | None:
+        """Why a URL found on a page of `site` (a start URL; default the first) is outside
+        the crawl ('other_host', 'excluded'), or None."""
+        if not self.sites.in_site(host_key(url), site or self.sites.first):
             return "other_host"
         if not self.config.wants_url(url):
             return "excluded"
         return None
 
-    def _claim_redirect(self, source: str, url: str) -> str | None:
-        """Claim a redirect target of a fetch of `source` (mark it seen) and return None, or
-        return why it is refused. A first redirect of the seed to another host moves the crawl
-        there first."""
-        if self.frontier.seen(url):
-            return "duplicate"
-        if source == self.seed and self.stats.fetched == 0 and self.scope(url) == "other_host":
-            self._move_root_host(url)
-        reason = self._redirect_refusal(url)
-        if reason is None:
-            self.frontier.mark_seen(url)
-        return reason
+    def _site_of(self, host: str) -> str:
+        return self.sites.site_of(host) or self.sites.first
 
-    def _redirect_refusal(self, url: str) -> str | None:
-        """Why a redirect target must not be followed ('other_host', 'excluded', 'robots')."""
-        reason = self.scope(url)
+    async def _claim_redirect(self, source: str, url: str) -> str | None:
+        """Why a redirect target must not be followed, or None (it is then claimed as seen)."""
+        if await self.frontier.redirect_seen(source, url):
+            return "duplicate"
+        site = self._site_of(host_key(source))
+        if source == site and source in self._unsettled and self.scope(url, site) == "other_host":
+            # The start URL moved (example.com -> www.example.com): the site is where it landed.
+            self.sites.set_root(site, host_key(url))
+            await self.frontier.move_site(site, host_key(url))
+            self.storage.write_state(self._state())
+            self.emit("seed_moved", url=url, host=host_key(url))
+        reason = self.scope(url, site)
         if reason is None and not self._host(url).allowed(url):
             reason = "robots"
+        if reason is None and not await self.frontier.claim_redirect(source, url):
+            reason = "duplicate"
         return reason
 
-    def _move_root_host(self, url: str) -> None:
-        """The seed moved (example.com -> www.example.com): the site is where it landed."""
-        self._set_root_host(self.frontier.host_of(url))
-        self.storage.write_state({"seed": self.seed, "root_host": self.root_host})
-        self.emit("seed_moved", url=url, host=self.root_host)
-
-    def _set_root_host(self, key: str) -> None:
-        self.root_host = key
+    def _state(self) -> dict[str, Any]:
+        shared = self.config.crawl_id if self.config.frontier else None
+        return Storage.state_for(self.sites.urls, self.sites.roots, crawl_id=shared)
 
     def _host(self, url: str) -> HostState:
-        key = self.frontier.host_of(url)
+        key = host_key(url)
         host = self.hosts.get(key)
         if host is None:
             origin = url.split("/", 3)
-            host = HostState(key, f"{origin[0]}//{origin[2]}", self.config, self._on_breaker)
+            breaker = self.frontier.shared_breaker(key, self._on_breaker)
+            if breaker is None:
+                breaker = CircuitBreaker(
+                    failure_threshold=self.config.breaker_threshold,
+                    recovery_timeout=self.config.breaker_cooldown,
+                    failure_predicate=counts_for_breaker,
+                    name=key,
+                    on_state_change=lambda old, new: self._on_breaker(key, old, new),
+                )
+            host = HostState(key, f"{origin[0]}//{origin[2]}", self.config, breaker)
             self.hosts[key] = host
         return host
+
+    def _gate(self, key: str, active: int) -> float | None:
+        host = self.hosts.get(key)
+        return 0.0 if host is None else host.gate(active)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -145,11 +170,18 @@ class Crawler:
     async def run(self) -> CrawlResult:
         """Crawl until the frontier is empty or a limit is hit; returns the summary.
 
-        Raises CrawlError when the seed cannot be fetched or the out dir cannot be written,
-        UsageError for an out dir that holds another crawl.
+        Raises CrawlError when no start URL can be fetched, the out dir cannot be written or a
+        shared frontier stays unreachable; UsageError for an out dir that holds another crawl
+        or a shared crawl started with other options.
         """
         config = self.config
-        previous, resuming = self._open_storage()
+        try:
+            await self.frontier.join(self.sites)
+            previous, resuming = self._open_storage()
+        except BaseException:
+            await self.frontier.close()
+            raise
+        self._unsettled = set(self.sites.urls)
         self.pages = PageHandler(
             config,
             self.frontier,
@@ -158,6 +190,8 @@ class Crawler:
             self.emit,
             self.scope,
             previous if config.refresh else {},
+            site_of=self._site_of,
+            worker=config.worker_id if config.frontier else None,
         )
         self.client = self._client or httpx.AsyncClient(
             transport=self._transport,
@@ -170,7 +204,7 @@ class Crawler:
         self.fetcher = Fetcher(self.client, config, self._claim_redirect, self._on_event)
         stop_reason = "error"
         try:
-            await self._crawl(previous, resuming=resuming)
+            await self._crawl(previous if resuming else None)
             stop_reason = self._stop_reason or "complete"
         except asyncio.CancelledError:
             stop_reason = "interrupted"
@@ -182,39 +216,83 @@ class Crawler:
                 "pages saved so far are kept: free space or fix it, then use --resume"
             ) from exc
         finally:
+            await self.frontier.close()
             self.storage.close()
             if self._client is None:
                 await self.client.aclose()
-            self.stats.queued = len(self.frontier)
+            self.stats.queued = self.frontier.queued
             summary = CrawlResult(self.stats.summary(stop_reason))
-            self.emit("summary", seed=self.seed, out_dir=str(config.out_dir), **summary)
-        if self._seed_error is not None:
-            raise CrawlError(f"cannot fetch the seed {self.seed}: {self._seed_error}")
+            self.emit("summary", **self._identity(), **summary)
+        self._raise_if_no_site_started()
         return summary
+
+    def _identity(self) -> dict[str, Any]:
+        """The summary's first fields: what was crawled, where it went, by which worker."""
+        fields: dict[str, Any] = {"seed": self.sites.first if self.sites.urls else None}
+        if len(self.sites.urls) > 1:
+            fields["seeds"] = self.sites.urls
+        fields["out_dir"] = str(self.config.out_dir)
+        if self.config.frontier:
+            fields["crawl_id"] = self.config.crawl_id
+            fields["worker"] = self.config.worker_id
+        return fields
+
+    def _raise_if_no_site_started(self) -> None:
+        """CrawlError when this process fetched every start URL and each one failed."""
+        errors = self._seed_errors
+        if not errors or len(errors) < len(self.sites.urls):
+            return
+        if len(errors) == 1:
+            seed, error = next(iter(errors.items()))
+            raise CrawlError(f"cannot fetch the seed {seed}: {error}")
+        seed, error = next(iter(errors.items()))
+        raise CrawlError(
+            f"cannot fetch any of the {len(errors)} start URLs: {seed}: {error} (and the "
+            "others: see the fetch_err events)"
+        )
 
     def _open_storage(self) -> tuple[dict[str, dict[str, Any]], bool]:
         """Check and open the out dir; returns the previous manifest and whether to resume."""
         config = self.config
+        shared = config.crawl_id if config.frontier else None
         state = self.storage.prepare(
-            seed=self.seed, resume=config.resume, overwrite=config.overwrite, refresh=config.refresh
+            seeds=self.sites.urls,
+            resume=config.resume,
+            overwrite=config.overwrite,
+            refresh=config.refresh,
+            crawl_id=shared,
         )
-        if isinstance(state.get("root_host"), str):
-            self._set_root_host(state["root_host"])
+        if isinstance(state.get("root_host"), str) and self.sites.urls:
+            self.sites.set_root(self.sites.first, state["root_host"])
+        for seed, root in (state.get("root_hosts") or {}).items():
+            if seed in self.sites.roots and isinstance(root, str):
+                self.sites.set_root(seed, root)
         previous: dict[str, dict[str, Any]] = {}
         if config.resume or config.refresh:
             for record in self.storage.manifest_records():
                 if isinstance(record.get("url"), str):
                     previous[record["url"]] = record
         resuming = config.resume and self.storage.frontier_path.exists()
-        self.storage.open(fresh_run=not resuming)
+        self.storage.open(fresh_run=not (resuming or shared), frontier_log=shared is None)
         return previous, resuming
 
-    async def _crawl(self, previous: dict[str, dict[str, Any]], *, resuming: bool) -> None:
-        """Seed or restore the frontier, then run the workers, all within --max-time."""
+    async def _crawl(self, previous: dict[str, dict[str, Any]] | None) -> None:
+        """Open the frontier, seed it when this process is first, then run the workers, all
+        within --max-time (of the whole crawl, for a shared frontier)."""
         workers: list[asyncio.Task[None]] = []
         try:
-            async with asyncio.timeout(self.config.max_time or None):
-                await self._start(previous, resuming=resuming)
+            async with asyncio.timeout(self.config.max_time or None) as deadline:
+                seed_it, restored = await self.frontier.open(self.sites, previous)
+                left = self.frontier.time_left()
+                if left is not None:
+                    deadline.reschedule(asyncio.get_running_loop().time() + max(0.0, left))
+                if seed_it or restored is not None:
+                    await self._load_start_robots()
+                if restored is not None:
+                    self.emit("resume", **restored)
+                if seed_it:
+                    await self._seed()
+                    await self.frontier.seeded()
                 workers = [
                     asyncio.create_task(self._worker()) for _ in range(self.config.concurrency)
                 ]
@@ -226,65 +304,51 @@ class Crawler:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _start(self, previous: dict[str, dict[str, Any]], *, resuming: bool) -> None:
-        """Queue the seed (and sitemap URLs), or restore the frontier of a stopped crawl."""
-        seed_host = self._host(self.seed)
-        await self._load_robots(seed_host)
-        if resuming:
-            failed = {url for url, rec in previous.items() if rec.get("error")}
-            done = set(previous) - failed if self.config.retry_failed else set(previous)
-            pending = self.frontier.restore(self.storage.frontier_from(0), done)
-            self.emit("resume", done=len(done), pending=pending)
-            if pending or done:
-                return
-        self.emit("seed", url=self.seed, depth=0)
-        if seed_host.allowed(self.seed):
-            self.frontier.push_new([(self.seed, 0)])
-        else:
-            self.emit("robots_skip", url=self.seed)
-        if self.config.sitemap:
-            await self._seed_from_sitemaps(seed_host)
+    async def _load_start_robots(self) -> None:
+        """robots.txt of every start URL's host, a few at a time."""
+        limit = asyncio.Semaphore(self.config.concurrency)
 
-    async def _seed_from_sitemaps(self, host: HostState) -> None:
-        pending = host.sitemaps() or [host.origin + "/sitemap.xml"]
-        seen: set[str] = set()
+        async def load(url: str) -> None:
+            async with limit:
+                await self._load_robots(self._host(url))
+
+        await asyncio.gather(*(load(url) for url in self.sites.urls))
+
+    async def _seed(self) -> None:
+        """Queue the start URLs (and the URLs of their sitemaps)."""
+        for seed in self.sites.urls:
+            host = self._host(seed)
+            self.emit("seed", url=seed, depth=0)
+            if host.allowed(seed):
+                await self.frontier.push(None, [(seed, 0)])
+            else:
+                self.emit("robots_skip", url=seed)
+            if self.config.sitemap:
+                await self._seed_from_sitemaps(host, seed)
+
+    async def _seed_from_sitemaps(self, host: HostState, site: str) -> None:
+        read, urls = await read_sitemaps(
+            self.client,
+            host.sitemaps() or [host.origin + "/sitemap.xml"],
+            self.fetcher.headers,
+            timeout=self.config.timeout,
+            limit=self.config.max_page_bytes,
+            emit=self.emit,
+        )
         found: list[tuple[str, int]] = []
-        while pending and len(seen) < _MAX_SITEMAPS:
-            sitemap_url = pending.pop(0)
-            if sitemap_url in seen:
+        for raw in urls:
+            url = normalize(raw, sort_query=self.config.sort_query)
+            if url is None or self.frontier.check(url) is not None:
                 continue
-            seen.add(sitemap_url)
-            try:
-                status, text = await fetch_text(
-                    self.client,
-                    sitemap_url,
-                    self.fetcher.headers,
-                    timeout=self.config.timeout,
-                    limit=self.config.max_page_bytes,
-                )
-            except (httpx.HTTPError, TimeoutError, zlib.error) as exc:
-                self.emit("fetch_err", url=sitemap_url, kind="sitemap", error=str(exc))
-                continue
-            if status != 200:
-                self.emit("fetch_err", url=sitemap_url, kind="sitemap", error=f"HTTP {status}")
-                continue
-            urls, is_index = parse_sitemap(text)
-            if is_index:
-                pending.extend(urls)
-                continue
-            for raw in urls:
-                url = normalize(raw, sort_query=self.config.sort_query)
-                if url is None or self.frontier.check(url) is not None:
-                    continue
-                if self.scope(url) is None:
-                    found.append((url, 0))
-        self.frontier.push_new(found)
-        self.emit("sitemap", sitemaps=len(seen), urls=len(found))
+            if self.scope(url, site) is None:
+                found.append((url, 0))
+        await self.frontier.push(None, found)
+        self.emit("sitemap", sitemaps=read, urls=len(found))
 
     async def _load_robots(self, host: HostState) -> None:
         if host.robots_ready:
             return
-        event = await host.load_robots(self.client, self.fetcher.headers)
+        event = await host.load_robots(self.client, self.fetcher.headers, self.frontier)
         if event is not None:
             self.emit(event[0], **event[1])
         self._changed.set()
@@ -294,11 +358,9 @@ class Crawler:
             item = await self._next_item()
             if item is None:
                 return
-            host = self.hosts[item.host]
             try:
-                await self._crawl_one(item, host)
+                await self._crawl_one(item)
             finally:
-                host.done()
                 self.stats.in_flight -= 1
                 self._changed.set()
 
@@ -306,76 +368,74 @@ class Crawler:
         """The next URL a worker may fetch now, waiting as politeness requires; None: done."""
         while True:
             self._changed.clear()
-            if self._stop_reason is None:
-                self._stop_reason = self._limit_reached()
             if self._stop_reason is not None:
                 self._changed.set()
                 return None
-            now = time.monotonic()
-            best: QueuedURL | None = None
-            wake: float | None = None
-            for key, queue in self.frontier.queues.items():
-                if not queue or (best is not None and queue[0] > best):
-                    continue
-                wait = self.hosts[key].wait_time(now) if key in self.hosts else 0.0
-                if wait == 0.0:
-                    best = queue[0]
-                elif wait is not None:
-                    wake = wait if wake is None else min(wake, wait)
-            if best is not None:
-                item = self.frontier.pop(best.host)
-                self._host(item.url).start(now)
-                self._dispatched += 1
-                self.stats.in_flight += 1
-                self.stats.queued = len(self.frontier)
-                return item
-            if self.stats.in_flight == 0 and wake is None:
+            answer = await self.frontier.claim()
+            if isinstance(answer, Stop):
+                if answer.reason != "complete" and self._stop_reason is None:
+                    self._stop_reason = answer.reason
+                self._changed.set()
                 return None
-            try:
-                async with asyncio.timeout(wake):
-                    await self._changed.wait()
-            except TimeoutError:
-                pass
+            if isinstance(answer, Seed):  # a shared crawl's first seeder went away
+                await self._load_start_robots()
+                await self._seed()
+                await self.frontier.seeded()
+                continue
+            if isinstance(answer, Wait):
+                try:
+                    async with asyncio.timeout(answer.seconds):
+                        await self._changed.wait()
+                except TimeoutError:
+                    pass
+                continue
+            self.stats.in_flight += 1
+            self.stats.queued = self.frontier.queued
+            return answer
 
-    def _limit_reached(self) -> str | None:
-        """The limit that stops the crawl now ('max_pages', 'max_bytes'), or None."""
-        config = self.config
-        if config.max_pages and self._dispatched >= config.max_pages:
-            return "max_pages"
-        if config.max_bytes and self.stats.bytes >= config.max_bytes:
-            return "max_bytes"
-        return None
-
-    async def _crawl_one(self, item: QueuedURL, host: HostState) -> None:
+    async def _crawl_one(self, item: QueuedURL) -> None:
+        host = self._host(item.url)
         if not host.robots_ready:
             await self._load_robots(host)
         if not host.allowed(item.url):
             self.stats.skipped["robots"] += 1
-            self._dispatched -= 1
             self.emit("robots_skip", url=item.url, depth=item.depth)
-            self.frontier.finish(item.url)
+            await self._finish(item, "skipped")
             return
+        if self.sites.site_of(item.host) is None:  # another worker moved a site
+            for seed, root in (await self.frontier.site_roots()).items():
+                self.sites.set_root(seed, root)
+        await self.frontier.starting(item)
         self.emit("fetch", url=item.url, depth=item.depth)
         started = time.monotonic()
         followed = item.followed if item.followed is not None else set()
         try:
             result = await self.fetcher.fetch(
                 item.url,
-                host.breaker,
+                host.guard,
                 attempts_done=item.attempts,
                 followed=followed,
                 conditional=self.pages.conditional_headers(item.url),
             )
         except HostPaused as paused:
             item.attempts, item.followed = paused.attempts, followed
-            self._dispatched -= 1
-            self.frontier.requeue(item)
+            await self.frontier.release(item)
             return
         except FetchFailed as exc:
             self.pages.failed(item, exc, int((time.monotonic() - started) * 1000))
-            if item.url == self.seed:
-                self._seed_error = f"{exc.kind}: {exc}"
+            self._start_url_done(item.url, f"{exc.kind}: {exc}")
+            await self._finish(item, "failed")
             return
-        error = self.pages.fetched(item, result)
-        if item.url == self.seed and error is not None:
-            self._seed_error = error
+        error = await self.pages.fetched(item, result)
+        self._start_url_done(item.url, error)
+        await self._finish(item, "done" if error is None else "failed")
+
+    def _start_url_done(self, url: str, error: str | None) -> None:
+        if url in self._unsettled:
+            self._unsettled.discard(url)
+            if error is not None:
+                self._seed_errors[url] = error
+
+    async def _finish(self, item: QueuedURL, outcome: str) -> None:
+        for url, reason in await self.frontier.done(item, outcome):
+            self.pages.skip_link(item.url, url, reason)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CrawlStats", "Event", "EventSink", "null_sink"]
+__all__ = ["CrawlStats", "Emit", "Event", "EventSink", "null_sink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class Event:
 
 
 EventSink = Callable[[Event], None]
+Emit = Callable[..., None]
+"""How library code reports an event: `emit(name, **fields)`."""
 
 
 def null_sink(event: Event) -> None:

@@ -11,16 +11,36 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
-from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
+from ishan_tools.breaker import CircuitBreakerOpenError
 from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.urls import normalize
 
-__all__ = ["FetchFailed", "FetchResult", "Fetcher", "HostPaused", "counts_for_breaker"]
+__all__ = [
+    "FetchFailed",
+    "FetchResult",
+    "Fetcher",
+    "HostBreaker",
+    "HostPaused",
+    "counts_for_breaker",
+    "fetch_text",
+]
+
+
+class HostBreaker(Protocol):
+    """A host's circuit breaker as the fetcher uses it: each attempt goes through
+    `call_async`, which raises `CircuitBreakerOpenError` while the circuit is open."""
+
+    def call_async(self, func: Callable[..., Awaitable[Any]], /, *args: Any) -> Awaitable[Any]:
+        """Await `func(*args)` through the breaker."""
+        ...
+
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _RETRY_STATUSES = {429, 503}
@@ -75,6 +95,31 @@ def counts_for_breaker(exc: BaseException) -> bool:
     return isinstance(exc, _ServerError) or (isinstance(exc, FetchFailed) and exc.server_side)
 
 
+async def fetch_text(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], *, timeout: float, limit: int
+) -> tuple[int, str]:
+    """GET a small text resource (robots.txt, a sitemap), redirects followed, size capped.
+
+    A gzip body (sitemap.xml.gz) is inflated, also at most `limit` bytes. Returns (status,
+    text); raises httpx errors, zlib.error and TimeoutError for the caller to log.
+    """
+    async with (
+        asyncio.timeout(timeout),
+        client.stream("GET", url, headers=headers, follow_redirects=True) as response,
+    ):
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                break
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if body[:2] == b"\x1f\x8b":
+            body = zlib.decompressobj(wbits=47).decompress(body, limit)
+        return response.status_code, body.decode("utf-8", errors="replace")
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
     if not value:
@@ -90,19 +135,19 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Fetcher:
-    """Fetch URLs for the crawler; `claim_redirect(url, target)` claims the target of a
-    redirect of a fetch of `url` for this crawl (None), or says why it is refused."""
+    """Fetch URLs for the crawler; `check_redirect(url, target)` says why the redirect of a
+    fetch of `url` to `target` is refused, or None (then it has claimed the target)."""
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         config: CrawlConfig,
-        claim_redirect: Callable[[str, str], str | None],
+        check_redirect: Callable[[str, str], Awaitable[str | None]],
         on_event: Callable[[str, dict[str, object]], None],
     ) -> None:
         self.client = client
         self.config = config
-        self.claim_redirect = claim_redirect
+        self.check_redirect = check_redirect
         self._event = on_event
         base = {"User-Agent": config.user_agent}
         base.update(config.headers)
@@ -111,7 +156,7 @@ class Fetcher:
     async def fetch(
         self,
         url: str,
-        breaker: CircuitBreaker,
+        breaker: HostBreaker,
         *,
         attempts_done: int = 0,
         followed: set[str] | None = None,
@@ -131,7 +176,9 @@ class Fetcher:
             attempt += 1
             delay: float | None = None
             try:
-                result = await breaker.call_async(self._attempt, url, headers, followed)
+                result: FetchResult = await breaker.call_async(
+                    self._attempt, url, headers, followed
+                )
                 if result.status not in _RETRY_STATUSES or attempt > self.config.retries:
                     return result
                 delay, reason = result.retry_after, f"HTTP {result.status}"
@@ -190,7 +237,7 @@ class Fetcher:
     async def _follow(self, url: str, headers: dict[str, str], followed: set[str]) -> FetchResult:
         """Request `url`, following redirects that pass the crawl's rules.
 
-        `claim_redirect` claims a target it accepts (marks it seen); `followed` remembers
+        `check_redirect` claims a target it accepts (marks it seen); `followed` remembers
         those claims so that a retry may follow the same redirect again.
         """
         hops = [url]
@@ -225,7 +272,7 @@ class Fetcher:
                     retryable=False,
                 )
             self._event("redirect", {"url": current, "status": status, "location": target})
-            refused = None if target in followed else self.claim_redirect(url, target)
+            refused = None if target in followed else await self.check_redirect(url, target)
             if refused == "duplicate":
                 # Already queued or fetched under its own name: not fetched twice.
                 return FetchResult(url=url, final_url=target, status=status)

@@ -1,30 +1,40 @@
-"""The frontier: URLs waiting to be fetched, breadth-first, one queue per host.
+"""The frontier interface: where queued URLs wait and which host may be fetched now.
 
-- Dedupe: a set of 64-bit hashes of every URL ever queued (no URL strings kept for it).
-- Traps: URLs longer than `max_url_length`, and more than `max_query_variants` URLs that
-  differ only in their query string on one path, are refused.
-- Order: each host's queue is a heap on (depth, arrival), so shallower pages go first.
-- Bounded memory: at most `memory_cap` URLs wait in memory. Beyond that they stay only in
-  the frontier log on disk (every queued URL is logged there anyway, for --resume) and are
-  read back in arrival order as the memory queue drains.
+The engine asks a frontier for work (`claim`), reports each URL's end (`done`, or `release`
+when its host's circuit is open) and hands it the links a page queued (`push`). Politeness
+is the frontier's choice: a URL is handed out only when its host has a free slot
+(`--per-host-concurrency`), its delay (`--delay`, robots.txt Crawl-delay) has run and its
+circuit admits a call; limits (`--max-pages`, `--max-bytes`, `--max-time`) end the hand-out.
+
+Two implementations, so that the engine does not know which one it has:
+- `LocalFrontier` (local_frontier.py): this process only, in memory with an on-disk log;
+- `RedisFrontier` (redis_frontier.py): one crawl shared by any number of worker processes,
+  with leases, global politeness and crawl-wide limits in Redis.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from ishan_tools.crawl.storage import Storage
-from ishan_tools.crawl.urls import host_key
+from ishan_tools.breaker import CircuitState
+from ishan_tools.crawl.fetch import HostBreaker
+from ishan_tools.crawl.sites import Sites
 
-__all__ = ["Frontier", "QueuedURL"]
+__all__ = ["Frontier", "QueuedURL", "RobotsAnswer", "Seed", "Stop", "Wait"]
+
+RobotsAnswer = tuple[int, str]
+"""robots.txt as fetched: (HTTP status, text); status 0 means it could not be fetched and the
+text is the error."""
 
 
 @dataclass(order=True, slots=True)
 class QueuedURL:
-    """One URL waiting in a host queue; `attempts` survives requeues (open breaker)."""
+    """One URL handed out by a frontier; `attempts` survives requeues (open breaker).
+
+    `token` is its lease in a shared frontier; `size` the body bytes its page counted.
+    """
 
     depth: int
     seq: int
@@ -32,159 +42,137 @@ class QueuedURL:
     host: str = field(compare=False)
     attempts: int = field(default=0, compare=False)
     followed: set[str] | None = field(default=None, compare=False)
+    token: str = field(default="", compare=False)
+    size: int = field(default=0, compare=False)
 
 
-class Frontier:
-    """Queued URLs by host; see the module docstring."""
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing may be fetched now: ask again after `seconds` (None: when a URL ends here)."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        *,
-        memory_cap: int = 50_000,
-        max_url_length: int = 2048,
-        max_query_variants: int = 100,
-    ) -> None:
-        self.storage = storage
-        self.memory_cap = max(1, memory_cap)
-        self.max_url_length = max_url_length
-        self.max_query_variants = max_query_variants
-        self.queues: dict[str, list[QueuedURL]] = {}
-        self._seen: set[int] = set()
-        self._finished: set[int] = set()
-        self._query_variants: dict[int, int] = {}
-        self._seq = itertools.count()
-        self._in_memory = 0
-        self.peak_in_memory = 0
-        self._backlog_offset: int | None = None
-        self._backlog_count = 0
+    seconds: float | None = None
 
-    # -- size ---------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        """URLs waiting, in memory and in the on-disk backlog."""
-        return self._in_memory + self._backlog_count
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Nothing more will be handed out: 'complete', 'max_pages', 'max_bytes' or 'max_time'."""
 
-    def host_of(self, url: str) -> str:
-        return host_key(url)
+    reason: str
 
-    # -- adding -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """This process is to seed the crawl now (a shared crawl whose first seeder went away)."""
+
+
+Gate = Callable[[str, int], float | None]
+"""What the engine adds to a host's politeness in a local frontier: (host, requests in
+flight) -> 0.0 when a request may start, seconds to wait, or None (wait for one to end)."""
+
+
+class Frontier(Protocol):
+    """What the engine needs of a frontier; see the module docstring."""
+
+    @property
+    def queued(self) -> int:
+        """URLs waiting (in the whole crawl, for a shared frontier; as last seen)."""
+        ...
+
+    async def join(self, sites: Sites) -> None:
+        """Join the crawl, before anything is written: a shared frontier connects, refuses
+        (UsageError) a worker whose options differ from the crawl's, naming them, and fills
+        `sites` in when they were not given."""
+        ...
+
+    async def open(
+        self, sites: Sites, previous: dict[str, dict[str, Any]] | None
+    ) -> tuple[bool, dict[str, int] | None]:
+        """Get ready: (whether this process is to seed the crawl, what a resumed local crawl
+        restored: {'done': N, 'pending': N}, else None). `previous` is the manifest of a
+        local crawl being resumed (None: not resuming)."""
+        ...
+
+    async def seeded(self) -> None:
+        """The start URLs (and sitemaps) are queued."""
+        ...
+
+    async def close(self) -> None:
+        """Give back what this process holds (a shared frontier's leases) and disconnect."""
+        ...
+
+    def time_left(self) -> float | None:
+        """Seconds left of --max-time for the whole crawl, when the frontier knows better."""
+        ...
+
+    # -- adding URLs --------------------------------------------------------------------------
 
     def seen(self, url: str) -> bool:
-        return hash(url) in self._seen
-
-    def mark_seen(self, url: str) -> None:
-        """Remember a URL reached another way (a redirect target) so it is not queued again."""
-        self._seen.add(hash(url))
+        """True when `url` is known to be queued or fetched (as far as this process knows)."""
+        ...
 
     def check(self, url: str) -> str | None:
-        """Why a new URL must not be queued ('duplicate', 'url_too_long', 'query_trap'), or None."""
-        if hash(url) in self._seen:
-            return "duplicate"
-        if len(url) > self.max_url_length:
-            return "url_too_long"
-        question = url.find("?")
-        if question != -1:
-            path_key = hash(url[:question])
-            if self._query_variants.get(path_key, 0) >= self.max_query_variants:
-                return "query_trap"
-        return None
+        """Why a found URL must not be queued ('duplicate', 'url_too_long', 'query_trap'), as
+        far as this process knows, or None."""
+        ...
 
-    def push_new(self, entries: Iterable[tuple[str, int]]) -> None:
-        """Queue URLs already accepted by `check` and log them for --resume."""
-        for url, depth in entries:
-            key = hash(url)
-            if key in self._seen:
-                continue
-            self._seen.add(key)
-            self._count_query_variant(url)
-            self._admit(url, depth, self.storage.frontier_position())
-            self.storage.log_queued(url, depth)
+    def mark_seen(self, url: str) -> None:
+        """Remember a URL reached another way (a redirect target)."""
+        ...
 
-    def _count_query_variant(self, url: str) -> None:
-        question = url.find("?")
-        if question != -1:
-            path_key = hash(url[:question])
-            self._query_variants[path_key] = self._query_variants.get(path_key, 0) + 1
+    async def push(self, item: QueuedURL | None, entries: list[tuple[str, int]]) -> None:
+        """Queue (url, depth) pairs `check` passed, found on `item`'s page (None: seeds).
+        A shared frontier may hold them until `done(item)`."""
+        ...
 
-    def _admit(self, url: str, depth: int, log_offset: int) -> None:
-        """Into memory if there is room and no backlog, else into the backlog (log only)."""
-        if self._backlog_offset is None and self._in_memory < self.memory_cap:
-            self._enqueue(url, depth, 0)
-            return
-        if self._backlog_offset is None:
-            self._backlog_offset = log_offset
-        self._backlog_count += 1
+    async def redirect_seen(self, source: str, target: str) -> bool:
+        """True when a redirect target is already queued or fetched under its own name (not
+        merely claimed by an earlier fetch of `source`)."""
+        ...
 
-    def _enqueue(self, url: str, depth: int, attempts: int) -> None:
-        host = self.host_of(url)
-        queue = self.queues.get(host)
-        if queue is None:
-            queue = self.queues[host] = []
-        heapq.heappush(queue, QueuedURL(depth, next(self._seq), url, host, attempts))
-        self._in_memory += 1
-        self.peak_in_memory = max(self.peak_in_memory, self._in_memory)
+    async def claim_redirect(self, source: str, target: str) -> bool:
+        """Claim a redirect target as seen for `source`; False when someone else had it."""
+        ...
 
-    def requeue(self, item: QueuedURL) -> None:
-        """Put back a URL that could not be fetched yet (its host's circuit is open)."""
-        heapq.heappush(self.queues[item.host], item)
-        self._in_memory += 1
+    # -- taking URLs --------------------------------------------------------------------------
 
-    # -- taking -------------------------------------------------------------------------------
+    async def claim(self) -> QueuedURL | Wait | Stop | Seed:
+        """The next URL that may be fetched now, or how long to wait, or the end."""
+        ...
 
-    def pop(self, host: str) -> QueuedURL:
-        item = heapq.heappop(self.queues[host])
-        self._in_memory -= 1
-        if self._backlog_offset is not None and self._in_memory <= self.memory_cap // 2:
-            self._refill()
-        return item
+    async def starting(self, item: QueuedURL) -> None:
+        """The fetch of `item` starts now: its host's delay runs from here."""
+        ...
 
-    def finish(self, url: str) -> None:
-        """Record that a URL is done (only needed while a backlog might still hold it)."""
-        self._finished.add(hash(url))
+    async def done(self, item: QueuedURL, outcome: str) -> list[tuple[str, str]]:
+        """`item` ended: 'done' (page handled), 'failed' (for good) or 'skipped' (robots.txt,
+        not a page). Returns the links of its page that were refused now, with the reason."""
+        ...
 
-    def _refill(self) -> None:
-        """Move backlog entries from the on-disk log into memory, up to the cap."""
-        assert self._backlog_offset is not None
-        room = self.memory_cap - self._in_memory
-        offset = self._backlog_offset
-        exhausted = True
-        for record, next_offset in self.storage.frontier_from(offset):
-            if room <= 0:
-                exhausted = False
-                break
-            offset = next_offset
-            url, depth = record.get("u"), record.get("d")
-            if not isinstance(url, str) or not isinstance(depth, int):
-                continue
-            if hash(url) not in self._finished:
-                self._backlog_count -= 1
-                self._enqueue(url, depth, 0)
-                room -= 1
-        if exhausted:
-            self._backlog_offset = None
-            self._backlog_count = 0
-        else:
-            self._backlog_offset = offset
+    async def release(self, item: QueuedURL) -> None:
+        """Put `item` back unfetched (its host's circuit is open)."""
+        ...
 
-    # -- resume -------------------------------------------------------------------------------
+    # -- per-host state -----------------------------------------------------------------------
 
-    def restore(self, records: Iterator[tuple[dict[str, object], int]], done: set[str]) -> int:
-        """Rebuild from the frontier log of an interrupted crawl; returns URLs still to fetch.
+    def shared_breaker(
+        self, host: str, on_change: Callable[[str, CircuitState, CircuitState], None]
+    ) -> HostBreaker | None:
+        """The circuit breaker of `host` shared by every worker, or None: the engine keeps a
+        breaker of its own in this process."""
+        ...
 
-        `records` yields (log record, offset after it) from the start of the log; `done` holds
-        the URLs not to fetch again.
-        """
-        self._finished = {hash(url) for url in done}
-        pending = 0
-        offset = 0
-        for record, next_offset in records:
-            url, depth = record.get("u"), record.get("d")
-            if isinstance(url, str) and isinstance(depth, int) and hash(url) not in self._seen:
-                self._seen.add(hash(url))
-                self._count_query_variant(url)
-                if hash(url) not in self._finished:
-                    pending += 1
-                    self._admit(url, depth, offset)
-            offset = next_offset
-        return pending
+    async def robots(self, host: str, fetch: Callable[[], Awaitable[RobotsAnswer]]) -> RobotsAnswer:
+        """robots.txt of `host`: fetched with `fetch`, or as another worker fetched it."""
+        ...
+
+    async def robots_loaded(self, host: str, delay: float | None) -> None:
+        """`host`'s robots.txt is parsed; `delay` is its Crawl-delay when it raises --delay."""
+        ...
+
+    async def move_site(self, seed: str, host: str) -> None:
+        """The site of start URL `seed` moved to `host` (tell the other workers)."""
+        ...
+
+    async def site_roots(self) -> dict[str, str]:
+        """Start URL -> root host of every site, as the crawl knows them."""
+        ...

@@ -1,16 +1,15 @@
-"""Per-host politeness: robots.txt, delay between requests, concurrency slots, circuit breaker.
+"""Per-host state in this process: robots.txt, its Crawl-delay, the circuit breaker.
 
-Each host the crawl touches gets one `HostState`. The engine asks `wait_time(now)` before it
-hands one of that host's URLs to a worker: a host with no free slot, a delay still running,
-robots.txt still loading or an open circuit waits, and its URLs stay queued.
+Each host the crawl touches gets one `HostState`. A local frontier asks its `gate(active)`
+before it hands out one of that host's URLs: while robots.txt loads only one request goes,
+and an open circuit holds the host's URLs in the queue. (Slots and delays are the
+frontier's; a shared frontier keeps them, and the circuit's state, for every worker.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import zlib
-from collections.abc import Callable
 from urllib.parse import urljoin
 
 import httpx
@@ -18,83 +17,44 @@ from protego import Protego
 
 from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.crawl.config import CrawlConfig
-from ishan_tools.crawl.fetch import counts_for_breaker
+from ishan_tools.crawl.fetch import HostBreaker, fetch_text
+from ishan_tools.crawl.frontier import Frontier, RobotsAnswer
 
-__all__ = ["HostState", "fetch_text"]
+__all__ = ["HostState"]
 
 _ROBOTS_MAX_BYTES = 512_000
-
-
-async def fetch_text(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], *, timeout: float, limit: int
-) -> tuple[int, str]:
-    """GET a small text resource (robots.txt, a sitemap), redirects followed, size capped.
-
-    A gzip body (sitemap.xml.gz) is inflated, also at most `limit` bytes. Returns (status,
-    text); raises httpx errors, zlib.error and TimeoutError for the caller to log.
-    """
-    async with (
-        asyncio.timeout(timeout),
-        client.stream("GET", url, headers=headers, follow_redirects=True) as response,
-    ):
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                break
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if body[:2] == b"\x1f\x8b":
-            body = zlib.decompressobj(wbits=47).decompress(body, limit)
-        return response.status_code, body.decode("utf-8", errors="replace")
 
 
 class HostState:
     """Politeness state of one host (key 'host[:port]', origin 'scheme://host[:port]')."""
 
     def __init__(
-        self,
-        key: str,
-        origin: str,
-        config: CrawlConfig,
-        on_breaker_change: Callable[[str, CircuitState, CircuitState], None],
+        self, key: str, origin: str, config: CrawlConfig, breaker: CircuitBreaker | HostBreaker
     ) -> None:
         self.key = key
         self.origin = origin
         self.config = config
         self.delay = config.delay
-        self.slots = config.per_host_concurrency
-        self.active = 0
-        self.next_start = 0.0
         self.robots: Protego | None = None
         self.robots_ready = not config.obey_robots
         self._robots_lock = asyncio.Lock()
-        self.breaker = CircuitBreaker(
-            failure_threshold=config.breaker_threshold,
-            recovery_timeout=config.breaker_cooldown,
-            failure_predicate=counts_for_breaker,
-            name=key,
-            on_state_change=lambda old, new: on_breaker_change(key, old, new),
-        )
+        self.guard = breaker  # what each fetch attempt goes through
+        # this process's own breaker, which the gate reads (None: the frontier keeps it)
+        self.breaker = breaker if isinstance(breaker, CircuitBreaker) else None
 
-    def wait_time(self, now: float) -> float | None:
-        """0 when a URL of this host may start now, seconds to wait, or None (wait for a slot)."""
-        if self.active >= self.slots or (not self.robots_ready and self.active):
+    def gate(self, active: int) -> float | None:
+        """0 when a URL of this host may start now, seconds to wait, or None (wait until one
+        of the `active` requests ends)."""
+        if not self.robots_ready and active:
             return None
+        if self.breaker is None:
+            return 0.0
         state = self.breaker.state
         if state is CircuitState.OPEN:
             return max(0.01, self.breaker.stats().retry_after)
-        if state is CircuitState.HALF_OPEN and self.active:
+        if state is CircuitState.HALF_OPEN and active:
             return None
-        return max(0.0, self.next_start - now)
-
-    def start(self, now: float) -> None:
-        self.active += 1
-        self.next_start = now + self.delay
-
-    def done(self) -> None:
-        self.active -= 1
+        return 0.0
 
     # -- robots.txt ---------------------------------------------------------------------------
 
@@ -105,32 +65,43 @@ class HostState:
         return bool(self.robots.can_fetch(url, self.config.user_agent))
 
     async def load_robots(
-        self, client: httpx.AsyncClient, headers: dict[str, str]
+        self, client: httpx.AsyncClient, headers: dict[str, str], frontier: Frontier
     ) -> tuple[str, dict[str, object]] | None:
         """Fetch and parse robots.txt once; returns an event (name, fields) to log, if any.
 
-        A missing robots.txt (4xx) allows everything; an unreachable or malformed one is
-        logged as `robots_err` and also allows everything.
+        It comes through the frontier's robots cache (fetched here unless another worker
+        did), and the frontier hears when it is loaded. A missing robots.txt (4xx) allows
+        everything; an unreachable or malformed one is logged as `robots_err` and also allows
+        everything. A Crawl-delay above --delay raises `delay` (event `robots`).
         """
         async with self._robots_lock:
             if self.robots_ready:
                 return None
             url = self.origin + "/robots.txt"
+
+            async def fetch() -> RobotsAnswer:
+                try:
+                    return await fetch_text(
+                        client, url, headers, timeout=self.config.timeout, limit=_ROBOTS_MAX_BYTES
+                    )
+                except (httpx.HTTPError, TimeoutError, ValueError, zlib.error) as exc:
+                    return 0, str(exc) or type(exc).__name__
+
+            status, text = await frontier.robots(self.key, fetch)
             event: tuple[str, dict[str, object]] | None = None
             try:
-                status, text = await fetch_text(
-                    client, url, headers, timeout=self.config.timeout, limit=_ROBOTS_MAX_BYTES
-                )
                 if status == 200:
                     self.robots = Protego.parse(text)
                     event = self._apply_crawl_delay(url)
                 elif status >= 500:
                     event = ("robots_err", {"url": url, "error": f"HTTP {status}"})
-            except (httpx.HTTPError, TimeoutError, ValueError, zlib.error) as exc:
-                event = ("robots_err", {"url": url, "error": str(exc) or type(exc).__name__})
+                elif status == 0:
+                    event = ("robots_err", {"url": url, "error": text})
             except Exception as exc:  # protego raising on hostile input
                 self.robots = None
                 event = ("robots_err", {"url": url, "error": f"malformed robots.txt: {exc}"})
+            raised = event is not None and event[0] == "robots"
+            await frontier.robots_loaded(self.key, self.delay if raised else None)
             self.robots_ready = True
             return event
 
@@ -140,7 +111,6 @@ class HostState:
         if crawl_delay is None or crawl_delay <= self.delay:
             return None
         self.delay = min(float(crawl_delay), self.config.max_crawl_delay)
-        self.next_start = time.monotonic() + self.delay
         return ("robots", {"url": url, "crawl_delay": self.delay})
 
     def sitemaps(self) -> list[str]:

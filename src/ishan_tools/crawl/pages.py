@@ -1,7 +1,8 @@
 """What happens to a fetched page: manifest line, save, link extraction, new URLs queued.
 
 Every outcome, good or bad, ends in exactly one manifest line for the URL, written after the
-URLs the page queued are in the frontier log, so that --resume never loses a link.
+URLs the page queued are handed to the frontier (in the frontier log, for a local one), so
+that --resume never loses a link. A worker of a shared crawl names itself in each line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ishan_tools.crawl.config import HTML_TYPES, CrawlConfig
-from ishan_tools.crawl.events import CrawlStats
+from ishan_tools.crawl.events import CrawlStats, Emit
 from ishan_tools.crawl.fetch import FetchFailed, FetchResult
 from ishan_tools.crawl.frontier import Frontier, QueuedURL
 from ishan_tools.crawl.links import PageLinks, decode_html, extract_links, looks_binary
@@ -21,7 +22,6 @@ from ishan_tools.crawl.urls import LinkResolver, url_hash
 
 __all__ = ["PageHandler"]
 
-Emit = Callable[..., None]
 _SKIP_MEMORY = 100_000
 
 
@@ -50,8 +50,11 @@ class PageHandler:
         storage: Storage,
         stats: CrawlStats,
         emit: Emit,
-        scope: Callable[[str], str | None],
+        scope: Callable[[str, str], str | None],
         previous: dict[str, dict[str, Any]],
+        *,
+        site_of: Callable[[str], str],
+        worker: str | None = None,
     ) -> None:
         self.config = config
         self.frontier = frontier
@@ -60,6 +63,8 @@ class PageHandler:
         self.emit = emit
         self.scope = scope
         self.previous = previous
+        self.site_of = site_of
+        self.worker = worker
         self.resolver = LinkResolver(sort_query=config.sort_query)
         self._skipped_links: set[int] = set()
 
@@ -82,7 +87,7 @@ class PageHandler:
         self.emit("fetch_err", url=item.url, depth=item.depth, kind=exc.kind, error=str(exc))
         self._record(item, None, file=None, error=f"{exc.kind}: {exc}", elapsed_ms=elapsed_ms)
 
-    def fetched(self, item: QueuedURL, result: FetchResult) -> str | None:
+    async def fetched(self, item: QueuedURL, result: FetchResult) -> str | None:
         """Handle a response; returns the error recorded for it (None when it went well)."""
         stats = self.stats
         stats.fetched += 1
@@ -97,7 +102,7 @@ class PageHandler:
         if result.final_url != item.url:
             self.frontier.mark_seen(result.final_url)
         if result.status == 304:
-            return self._not_modified(item, result)
+            return await self._not_modified(item, result)
         if 300 <= result.status < 400 and result.final_url != item.url:
             stats.skipped["redirect_to_known_url"] += 1
             self.emit("skip_links", url=item.url, reason=f"redirects to {result.final_url}")
@@ -117,9 +122,9 @@ class PageHandler:
             )
             self._record(item, result, file=None, error=None)
             return None
-        return self._page(item, result, result.body)
+        return await self._page(item, result, result.body)
 
-    def _not_modified(self, item: QueuedURL, result: FetchResult) -> str | None:
+    async def _not_modified(self, item: QueuedURL, result: FetchResult) -> str | None:
         self.stats.not_modified += 1
         record = self.previous.get(item.url, {})
         name = record.get("file")
@@ -129,14 +134,16 @@ class PageHandler:
         self.emit("not_modified", url=item.url, file=name)
         body = self.storage.read_page(name) if isinstance(name, str) else None
         if body is not None and str(name).endswith(".html"):
-            self._follow_links(item, result.final_url, self._links(body, result.content_type))
+            links = self._links(body, result.content_type)
+            await self._follow_links(item, result.final_url, links)
         size = len(body) if body is not None else 0
         self._record(item, result, file=name if body is not None else None, error=None, size=size)
         return None
 
-    def _page(self, item: QueuedURL, result: FetchResult, body: bytes) -> str | None:
+    async def _page(self, item: QueuedURL, result: FetchResult, body: bytes) -> str | None:
         stats = self.stats
         stats.bytes += len(body)
+        item.size = len(body)
         is_html = result.media_type in HTML_TYPES
         if is_html and looks_binary(body):
             stats.errors["not_html"] += 1
@@ -149,7 +156,7 @@ class PageHandler:
         noindex = links.noindex or "noindex" in robots_tag or "none" in robots_tag
         links.nofollow = links.nofollow or "nofollow" in robots_tag or "none" in robots_tag
         if is_html:
-            self._follow_links(item, result.final_url, links)
+            await self._follow_links(item, result.final_url, links)
         else:
             self.emit("skip_links", url=item.url, reason="not HTML")
         name: str | None = None
@@ -181,7 +188,7 @@ class PageHandler:
         text, _codec = decode_html(body, content_type)
         return extract_links(text)
 
-    def _follow_links(self, item: QueuedURL, page_url: str, links: PageLinks) -> None:
+    async def _follow_links(self, item: QueuedURL, page_url: str, links: PageLinks) -> None:
         depth = item.depth + 1
         limit = self.config.max_depth
         if limit != -1 and depth > limit:
@@ -196,23 +203,25 @@ class PageHandler:
             base = resolved_base or page_url
         for url in self.resolver.resolve(base, links.nofollow_hrefs).values():
             if url is not None and not self.frontier.seen(url):
-                self._skip_link(item.url, url, "nofollow")
+                self.skip_link(item.url, url, "nofollow")
         accepted: list[tuple[str, int]] = []
         check = self.frontier.check
+        site = self.site_of(item.host)
         for url in self.resolver.resolve(base, links.hrefs).values():
             if url is None:
                 continue
             reason = check(url)
             if reason is None:
-                reason = self.scope(url)
+                reason = self.scope(url, site)
             if reason is None:
                 accepted.append((url, depth))
             elif reason != "duplicate":
-                self._skip_link(item.url, url, reason)
-        self.frontier.push_new(accepted)
-        self.stats.queued = len(self.frontier)
+                self.skip_link(item.url, url, reason)
+        await self.frontier.push(item, accepted)
+        self.stats.queued = self.frontier.queued
 
-    def _skip_link(self, page: str, url: str, reason: str) -> None:
+    def skip_link(self, page: str, url: str, reason: str) -> None:
+        """Count and log (once) a link of `page` that is not followed."""
         key = hash(url)
         if key in self._skipped_links:
             return
@@ -234,20 +243,20 @@ class PageHandler:
         size: int = 0,
         elapsed_ms: int | None = None,
     ) -> None:
-        self.storage.record(
-            {
-                "url": item.url,
-                "final_url": result.final_url if result else None,
-                "status": result.status if result else None,
-                "content_type": result.content_type if result else None,
-                "bytes": size,
-                "depth": item.depth,
-                "file": file,
-                "error": error,
-                "fetched_at": _now_iso(),
-                "elapsed_ms": result.elapsed_ms if result else elapsed_ms,
-                "etag": result.etag if result else None,
-                "last_modified": result.last_modified if result else None,
-            }
-        )
-        self.frontier.finish(item.url)
+        record: dict[str, Any] = {
+            "url": item.url,
+            "final_url": result.final_url if result else None,
+            "status": result.status if result else None,
+            "content_type": result.content_type if result else None,
+            "bytes": size,
+            "depth": item.depth,
+            "file": file,
+            "error": error,
+            "fetched_at": _now_iso(),
+            "elapsed_ms": result.elapsed_ms if result else elapsed_ms,
+            "etag": result.etag if result else None,
+            "last_modified": result.last_modified if result else None,
+        }
+        if self.worker is not None:
+            record["worker"] = self.worker
+        self.storage.record(record)

@@ -24,6 +24,7 @@ __all__ = [
     "QuietSink",
     "close_sink",
     "open_sink",
+    "render_status",
     "render_summary",
 ]
 
@@ -129,7 +130,14 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     table = Table(title=f"crawl {summary.get('stop_reason', '')}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("seed", str(summary.get("seed", "")))
+    seeds = summary.get("seeds") or []
+    if seeds:
+        shown = seeds if len(seeds) <= 5 else [*seeds[:4], f"... {len(seeds) - 4} more"]
+        table.add_row("start URLs", "\n".join(shown))
+    else:
+        table.add_row("seed", str(summary.get("seed", "")))
+    if summary.get("crawl_id"):
+        table.add_row("shared crawl", f"{summary['crawl_id']} (worker {summary.get('worker')})")
     table.add_row("out dir", str(summary.get("out_dir", "")))
     table.add_row("pages fetched", str(summary["pages"]))
     table.add_row("pages saved", str(summary["saved"]))
@@ -143,10 +151,59 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     if skipped:
         table.add_row("skipped", ", ".join(f"{k} {v}" for k, v in skipped.items()))
     if summary.get("queued"):
-        table.add_row("still queued", f"{summary['queued']} (continue with --resume)")
+        where = "in the shared crawl" if summary.get("crawl_id") else "continue with --resume"
+        table.add_row("still queued", f"{summary['queued']} ({where})")
     table.add_row("duration", f"{summary['duration_s']:.2f} s")
     table.add_row("rate", f"{summary['pages_per_s']:.1f} pages/s")
     console.print(table)
+
+
+_STATUS_HOSTS = 20
+
+
+def render_status(console: Console, status: dict[str, Any]) -> None:
+    """`ishan crawl status`: the crawl's counts, its busiest hosts and its workers."""
+    urls = status["start_urls"]
+    sites = urls[0] if len(urls) == 1 else f"{len(urls)} sites"
+    console.print(
+        f"crawl [bold]{status['crawl_id']}[/bold] at {status['frontier']}: {status['state']}, "
+        f"{sites}, {status['elapsed_s']:.0f} s since it started"
+    )
+    totals = Table(show_header=True, box=None, padding=(0, 2, 0, 0))
+    columns = ("queued", "leased", "done", "failed", "skipped", "seen")
+    for name in (*columns, "bytes", "pages/s"):
+        totals.add_column(name, justify="right")
+    totals.add_row(
+        *(str(status[name]) for name in columns),
+        _human_bytes(status["bytes"]),
+        f"{status['pages_per_s']:.1f}",
+    )
+    console.print(totals)
+    hosts = sorted(status["hosts"], key=lambda h: (-(h["queued"] + h["leased"]), h["host"]))
+    table = Table(title=f"hosts ({len(hosts)})", title_justify="left")
+    for name in ("host", "queued", "leased", "done", "failed", "skipped", "breaker"):
+        table.add_column(name, justify="left" if name in ("host", "breaker") else "right")
+    for host in hosts[:_STATUS_HOSTS]:
+        table.add_row(host["host"], *(str(host[n]) for n in columns[:5]), host["breaker"])
+    if len(hosts) > _STATUS_HOSTS:
+        table.add_row(f"... {len(hosts) - _STATUS_HOSTS} more", *[""] * 6)
+    console.print(table)
+    alive = [w for w in status["workers"] if w["alive"]]
+    workers = Table(title=f"workers alive ({len(alive)})", title_justify="left")
+    for name in ("worker", "host", "pid", "pages", "pages/s", "leases", "last beat"):
+        workers.add_column(name, justify="left" if name in ("worker", "host") else "right")
+    for worker in status["workers"]:
+        beat = f"{worker['last_beat_s']:.1f} s ago" + ("" if worker["alive"] else " (gone)")
+        workers.add_row(
+            worker["worker"],
+            str(worker.get("host", "")),
+            str(worker.get("pid", "")),
+            str(worker["pages"]),
+            f"{worker['pages_per_s']:.1f}",
+            str(worker["leases"]),
+            beat,
+        )
+    console.print(workers)
 
 
 def open_sink(

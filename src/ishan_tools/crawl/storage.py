@@ -9,6 +9,7 @@ URL ever queued, the manifest every URL finished, and a line cut short by the ki
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -25,6 +26,7 @@ MANIFEST = "manifest.jsonl"
 STATE_DIR = ".ishan-crawl"
 FRONTIER_LOG = "frontier.jsonl"
 STATE_FILE = "state.json"
+LOCK_FILE = "lock"
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -64,16 +66,27 @@ class Storage:
         self._warc_file: IO[bytes] | None = None
         self._warc_writer: Any = None
         self._warc_mode = "ab"
+        self._lock: IO[bytes] | None = None
 
     # -- setting up -------------------------------------------------------------------------
 
     def holds_crawl(self) -> bool:
         return self.manifest_path.exists() or self.state_dir.exists()
 
-    def prepare(self, *, seed: str, resume: bool, overwrite: bool, refresh: bool) -> dict[str, Any]:
+    def prepare(
+        self,
+        *,
+        seeds: list[str],
+        resume: bool,
+        overwrite: bool,
+        refresh: bool,
+        crawl_id: str | None = None,
+    ) -> dict[str, Any]:
         """Check the out dir before any fetch: writable, and not holding another crawl.
 
-        Returns the state the previous crawl left (empty for a new one).
+        A worker of the shared crawl `crawl_id` goes on adding to its own dir, and holds it
+        (a lock file) so that no other worker writes there. Returns the state the previous
+        crawl left (empty for a new one).
         """
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,23 +109,64 @@ class Storage:
             )
         self._warc_mode = "wb" if overwrite else "ab"
         if self.holds_crawl():
+            state = self.read_state()
             if overwrite:
                 self._remove_previous_crawl()
+            elif crawl_id is not None:
+                if state.get("crawl_id") != crawl_id:
+                    raise UsageError(
+                        f"{self.out_dir} already holds another crawl: pass another --out-dir "
+                        "(or --overwrite to replace it)"
+                    )
+                self._hold()
+                return state
             elif not (resume or refresh):
                 raise UsageError(
                     f"{self.out_dir} already holds a crawl: pass --resume to continue it, "
                     "--refresh to re-check it, or --overwrite to start again"
                 )
             else:
-                state = self.read_state()
-                if state.get("seed") and state["seed"] != seed:
+                before = state.get("seeds") or ([state["seed"]] if state.get("seed") else [])
+                if before and before != seeds:
+                    theirs, ours = ", ".join(before), ", ".join(seeds)
                     raise UsageError(
-                        f"{self.out_dir} holds a crawl of {state['seed']}, not {seed}: "
+                        f"{self.out_dir} holds a crawl of {theirs}, not {ours}: "
                         "use the same seed or another --out-dir"
                     )
                 return state
-        self.write_state({"seed": seed})
+        if crawl_id is not None:
+            self._hold()
+        self.write_state(self.state_for(seeds, crawl_id=crawl_id))
         return {}
+
+    @staticmethod
+    def state_for(
+        seeds: list[str], roots: dict[str, str] | None = None, *, crawl_id: str | None = None
+    ) -> dict[str, Any]:
+        """The state file's content: the start URL(s), the hosts their sites are on (once
+        one moved), the shared crawl it belongs to."""
+        state: dict[str, Any] = {"seed": seeds[0]} if len(seeds) == 1 else {"seeds": seeds}
+        if roots and len(seeds) == 1:
+            state["root_host"] = roots[seeds[0]]
+        elif roots:
+            state["root_hosts"] = roots
+        if crawl_id is not None:
+            state["crawl_id"] = crawl_id
+        return state
+
+    def _hold(self) -> None:
+        """Lock the out dir for this process; another worker pointed here is refused."""
+        self.state_dir.mkdir(exist_ok=True)
+        handle = (self.state_dir / LOCK_FILE).open("ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise UsageError(
+                f"{self.out_dir} is in use by another worker: give each worker its own "
+                "--out-dir (the default crawl_out/<worker-id> is)"
+            ) from None
+        self._lock = handle
 
     def _remove_previous_crawl(self) -> None:
         for record in _read_jsonl(self.manifest_path):
@@ -137,15 +191,17 @@ class Storage:
         tmp.write_text(json.dumps(state), "utf-8")
         tmp.replace(path)
 
-    def open(self, *, fresh_run: bool) -> None:
-        """Open the manifest and frontier log for appending (truncated when `fresh_run`)."""
+    def open(self, *, fresh_run: bool, frontier_log: bool = True) -> None:
+        """Open the manifest and frontier log for appending (truncated when `fresh_run`);
+        a worker of a shared crawl keeps no frontier log (`frontier_log` False)."""
         if fresh_run:
             self.manifest_path.unlink(missing_ok=True)
             self.frontier_path.unlink(missing_ok=True)
         _end_unfinished_line(self.manifest_path)
-        _end_unfinished_line(self.frontier_path)
         self._manifest = self.manifest_path.open("a", encoding="utf-8")
-        self._frontier = self.frontier_path.open("ab")
+        if frontier_log:
+            _end_unfinished_line(self.frontier_path)
+            self._frontier = self.frontier_path.open("ab")
         if self.warc_path is not None:
             from warcio.warcwriter import WARCWriter  # type: ignore[import-untyped]
 
@@ -154,11 +210,11 @@ class Storage:
             self._warc_writer = WARCWriter(self._warc_file, gzip=True)
 
     def close(self) -> None:
-        for handle in (self._frontier, self._manifest, self._warc_file):
+        for handle in (self._frontier, self._manifest, self._warc_file, self._lock):
             if handle is not None:
                 with contextlib.suppress(OSError):
                     handle.close()
-        self._frontier = self._manifest = self._warc_file = None
+        self._frontier = self._manifest = self._warc_file = self._lock = None
 
     # -- reading a previous crawl -------------------------------------------------------------
 
@@ -213,8 +269,9 @@ class Storage:
     def record(self, entry: dict[str, Any]) -> None:
         """Append one manifest line; the frontier log is flushed first so that every URL a
         finished page queued is on disk before the page counts as finished."""
-        assert self._manifest is not None and self._frontier is not None
-        self._frontier.flush()
+        assert self._manifest is not None
+        if self._frontier is not None:
+            self._frontier.flush()
         self._manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self._manifest.flush()
 

@@ -122,10 +122,10 @@ def normalize(url: str, *, sort_query: bool = False) -> str | None:
 def host_key(url: str) -> str:
     """The key the host rule compares: host and non-default port, whatever the scheme.
 
-    `url` must be normalized (default ports already dropped), so http://h/ and https://h/
-    share a key while http://h:8080/ does not.
+    `url` must be normalized (default ports already dropped, no user info, a path), so
+    http://h/ and https://h/ share a key while http://h:8080/ does not.
     """
-    return urlsplit(url).netloc
+    return url.split("/", 3)[2]
 
 
 def url_hash(url: str) -> str:

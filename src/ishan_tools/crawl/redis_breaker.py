@@ -1,0 +1,336 @@
+"""A circuit breaker's state in Redis, shared by every process guarding the same thing.
+
+`RedisBreakerStore` is a state store for the breaker's two steps: `acquire()` before a call
+(an ordinary permit while closed, the one trial permit while half-open, `Refused` while
+open) and `record(permit, outcome)` after it. Each is one Lua script, so transitions are
+atomic across processes; times are Redis' (`TIME`). A half-open trial is a lease: a token in
+`KEY:trials` with a deadline, so that at most `half_open_max_calls` trials run at once in
+all processes together, and a trial whose process died frees its slot when it expires.
+
+The store has the synchronous methods of the breaker's seam and `*_async` twins for asyncio
+code (the crawl). `quiet` is this process's last view ("closed, no failures counted"): while
+it holds, a success needs no round trip and a call needs no permit, as in the in-memory
+store; every reply, and `observe()` (the frontier's claims carry the host's state), renews
+the view.
+
+Layout of KEY (a hash): state (closed | open | half_open), opened (ms), failures, ok (trial
+successes). The crawl's claim script reads `state`, `opened` and `KEY:trials` to keep an
+open host's URLs queued.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from ishan_tools.breaker import CircuitBreakerOpenError, CircuitState
+from ishan_tools.crawl._breaker_seam import (
+    ORDINARY,
+    BreakerRules,
+    Outcome,
+    Permit,
+    Refused,
+    StoreView,
+    Transition,
+)
+
+__all__ = ["RedisBreakerStore", "SharedBreaker"]
+
+_NOW = r"""
+redis.replicate_commands()
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local K, T = KEYS[1], KEYS[2]
+"""
+
+# Open -> half-open once the recovery timeout passed (returns the old state, or '').
+_HALF_OPEN_IF_DUE = r"""
+local function half_open_if_due(now, cooldown)
+  local h = redis.call('HMGET', K, 'state', 'opened')
+  if h[1] == 'open' and now >= (tonumber(h[2]) or 0) + cooldown then
+    redis.call('HSET', K, 'state', 'half_open', 'ok', 0)
+    redis.call('DEL', T)
+    return 'open'
+  end
+  return ''
+end
+"""
+
+# ARGV: recovery ms, half-open max calls, trial lease ms, token.
+# -> {'ordinary' | 'trial' | 'refused', state, retry after ms, moved from, failures}
+_ACQUIRE = (
+    _NOW
+    + _HALF_OPEN_IF_DUE
+    + r"""
+local cooldown, most, ttl, token = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local moved = half_open_if_due(now, cooldown)
+local h = redis.call('HMGET', K, 'state', 'opened', 'failures')
+local state = h[1] or 'closed'
+if state == 'closed' then return {'ordinary', state, 0, moved, tonumber(h[3]) or 0} end
+if state == 'half_open' then
+  redis.call('ZREMRANGEBYSCORE', T, '-inf', now)
+  if redis.call('ZCARD', T) < most then
+    redis.call('ZADD', T, now + ttl, token)
+    redis.call('PEXPIRE', T, ttl)
+    return {'trial', state, 0, moved, 0}
+  end
+  return {'refused', state, 0, moved, 0}
+end
+return {'refused', state, math.max(0, (tonumber(h[2]) or 0) + cooldown - now), moved, 0}
+"""
+)
+
+# ARGV: trial (0/1), token, outcome (success | failure | ignored), failure threshold,
+# success threshold. -> {moved from, state now, failures}
+_RECORD = (
+    _NOW
+    + r"""
+local trial, token, outcome = ARGV[1] == '1', ARGV[2], ARGV[3]
+local threshold, needed = tonumber(ARGV[4]), tonumber(ARGV[5])
+local h = redis.call('HMGET', K, 'state', 'failures')
+local state, failures = h[1] or 'closed', tonumber(h[2]) or 0
+local function open()
+  redis.call('HSET', K, 'state', 'open', 'opened', now_ms(), 'failures', 0, 'ok', 0)
+  redis.call('DEL', T)
+end
+if trial then
+  redis.call('ZREM', T, token)
+  if state ~= 'half_open' or outcome == 'ignored' then return {'', state, failures} end
+  if outcome == 'failure' then
+    open()
+    return {'half_open', 'open', 0}
+  end
+  if redis.call('HINCRBY', K, 'ok', 1) >= needed then
+    redis.call('HSET', K, 'state', 'closed', 'failures', 0, 'ok', 0)
+    redis.call('HDEL', K, 'opened')
+    redis.call('DEL', T)
+    return {'half_open', 'closed', 0}
+  end
+  return {'', state, 0}
+end
+if state ~= 'closed' or outcome == 'ignored' then return {'', state, failures} end
+if outcome == 'success' then
+  if failures > 0 then redis.call('HSET', K, 'failures', 0) end
+  return {'', state, 0}
+end
+failures = redis.call('HINCRBY', K, 'failures', 1)
+if failures >= threshold then
+  open()
+  return {'closed', 'open', 0}
+end
+return {'', state, failures}
+"""
+)
+
+# ARGV: recovery ms. -> {state, opened ms or -1, retry after ms, failures, moved from}
+_READ = (
+    _NOW
+    + _HALF_OPEN_IF_DUE
+    + r"""
+local now = now_ms()
+local moved = half_open_if_due(now, tonumber(ARGV[1]))
+local h = redis.call('HMGET', K, 'state', 'opened', 'failures')
+local state = h[1] or 'closed'
+local opened = tonumber(h[2]) or -1
+local retry = 0
+if state == 'open' then retry = math.max(0, opened + tonumber(ARGV[1]) - now) end
+return {state, opened, retry, tonumber(h[3]) or 0, moved}
+"""
+)
+
+# ARGV: the state to force (open | closed). -> {moved from}
+_FORCE = (
+    _NOW
+    + r"""
+local old = redis.call('HGET', K, 'state') or 'closed'
+if ARGV[1] == 'open' then
+  redis.call('HSET', K, 'state', 'open', 'opened', now_ms(), 'failures', 0, 'ok', 0)
+else
+  redis.call('HSET', K, 'state', 'closed', 'failures', 0, 'ok', 0)
+  redis.call('HDEL', K, 'opened')
+end
+redis.call('DEL', T)
+if old == ARGV[1] then return {''} end
+return {old}
+"""
+)
+
+_STATES = {state.value: state for state in CircuitState}
+
+
+def _moved(old: str, new: str) -> Transition | None:
+    return (_STATES[old], _STATES[new]) if old and old != new else None
+
+
+def _texts(reply: list[Any]) -> list[Any]:
+    """A script's reply with bytes decoded (the client may not decode responses)."""
+    return [part.decode() if isinstance(part, bytes) else part for part in reply]
+
+
+class RedisBreakerStore:
+    """One circuit's state under `key` in Redis; see the module docstring.
+
+    `RedisBreakerStore(rules, clock, client=..., key=...)` has the shape of the breaker's
+    store factory (`functools.partial(RedisBreakerStore, client=c, key=k)`); `clock` is not
+    used, Redis keeps the time. Only the consecutive counting mode is supported.
+    """
+
+    def __init__(
+        self,
+        rules: BreakerRules,
+        clock: Callable[[], float] | None = None,
+        *,
+        key: str,
+        client: redis.Redis | None = None,
+        async_client: redis.asyncio.Redis | None = None,
+        trial_ttl: float = 60.0,
+    ) -> None:
+        if rules.failure_window is not None or rules.failure_rate_threshold is not None:
+            raise ValueError("the Redis breaker store counts consecutive failures only")
+        self.rules = rules
+        self.key = key
+        self.keys = [key, key + ":trials"]
+        self.quiet = True
+        self._acquire_args = [
+            int(rules.recovery_timeout * 1000),
+            rules.half_open_max_calls,
+            int(trial_ttl * 1000),
+        ]
+        self._sync = self._register(client) if client is not None else {}
+        self._async = self._register(async_client) if async_client is not None else {}
+
+    @staticmethod
+    def _register(client: Any) -> dict[str, Any]:
+        sources = {"acquire": _ACQUIRE, "record": _RECORD, "read": _READ, "force": _FORCE}
+        return {name: client.register_script(source) for name, source in sources.items()}
+
+    # -- arguments and replies, shared by the two faces ---------------------------------------
+
+    def _record_args(self, permit: Permit, outcome: Outcome) -> list[Any]:
+        token = permit.token if isinstance(permit.token, str) else ""
+        rules = self.rules
+        return [
+            int(permit.trial),
+            token,
+            outcome.value,
+            rules.failure_threshold,
+            rules.success_threshold,
+        ]
+
+    def _permit(self, reply: list[Any], token: str) -> Permit:
+        kind, state, retry_ms, moved, failures = _texts(reply)
+        self.quiet = state == "closed" and int(failures) == 0
+        transition = _moved(moved, state)
+        if kind == "refused":
+            raise Refused(int(retry_ms) / 1000)
+        if kind == "trial":
+            return Permit(trial=True, transition=transition, token=token)
+        return ORDINARY if transition is None else Permit(trial=False, transition=transition)
+
+    def _recorded(self, reply: list[Any]) -> Transition | None:
+        moved, state, failures = _texts(reply)
+        self.quiet = state == "closed" and int(failures) == 0
+        return _moved(moved, state)
+
+    def _view(self, reply: list[Any]) -> StoreView:
+        state, opened, retry_ms, failures, moved = _texts(reply)
+        self.quiet = state == "closed" and int(failures) == 0
+        return StoreView(
+            state=_STATES[state],
+            opened_at=int(opened) / 1000 if int(opened) >= 0 else None,
+            retry_after=int(retry_ms) / 1000,
+            current_failures=int(failures),
+            transition=_moved(moved, state),
+        )
+
+    def observe(self, state: str, failures: int) -> None:
+        """Renew this process's view from state read elsewhere (a frontier claim)."""
+        self.quiet = state == "closed" and failures == 0
+
+    # -- the seam: synchronous ----------------------------------------------------------------
+
+    def acquire(self) -> Permit:
+        token = uuid.uuid4().hex
+        return self._permit(self._sync["acquire"](self.keys, [*self._acquire_args, token]), token)
+
+    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        return self._recorded(self._sync["record"](self.keys, self._record_args(permit, outcome)))
+
+    def read(self) -> StoreView:
+        return self._view(self._sync["read"](self.keys, [self._acquire_args[0]]))
+
+    def force(self, state: CircuitState) -> Transition | None:
+        (moved,) = _texts(self._sync["force"](self.keys, [state.value]))
+        self.quiet = state is CircuitState.CLOSED
+        return _moved(moved, state.value)
+
+    # -- the same, for asyncio ----------------------------------------------------------------
+
+    async def acquire_async(self) -> Permit:
+        token = uuid.uuid4().hex
+        reply = await self._async["acquire"](self.keys, [*self._acquire_args, token])
+        return self._permit(reply, token)
+
+    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        reply = await self._async["record"](self.keys, self._record_args(permit, outcome))
+        return self._recorded(reply)
+
+    async def read_async(self) -> StoreView:
+        return self._view(await self._async["read"](self.keys, [self._acquire_args[0]]))
+
+
+Retrying = Callable[..., Awaitable[Any]]
+
+
+class SharedBreaker:
+    """A host's breaker for the fetcher (`call_async`), over a `RedisBreakerStore`.
+
+    The breaker's own steps, for asyncio: acquire (skipped while the store is quiet), the
+    call, the outcome classified by `failure_predicate` and recorded (a quiet success is not).
+    Transitions this process made go to `on_change(host, old, new)`. `retrying(func)` runs
+    each store call, retrying while Redis is away (the frontier's).
+    """
+
+    def __init__(
+        self,
+        store: RedisBreakerStore,
+        host: str,
+        *,
+        failure_predicate: Callable[[BaseException], bool],
+        on_change: Callable[[str, CircuitState, CircuitState], None],
+        retrying: Retrying,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.failure_predicate = failure_predicate
+        self.on_change = on_change
+        self.retrying = retrying
+
+    def _report(self, transition: Transition | None) -> None:
+        if transition is not None:
+            self.on_change(self.host, *transition)
+
+    async def call_async(self, func: Callable[..., Awaitable[Any]], /, *args: Any) -> Any:
+        permit = ORDINARY
+        if not self.store.quiet:
+            try:
+                permit = await self.retrying(self.store.acquire_async)
+            except Refused as exc:
+                raise CircuitBreakerOpenError(self.host, exc.retry_after) from None
+            self._report(permit.transition)
+        try:
+            result = await func(*args)
+        except Exception as exc:
+            outcome = Outcome.FAILURE if self.failure_predicate(exc) else Outcome.IGNORED
+            self._report(await self.retrying(self.store.record_async, permit, outcome))
+            raise
+        if permit.trial or not self.store.quiet:
+            self._report(await self.retrying(self.store.record_async, permit, Outcome.SUCCESS))
+        return result

@@ -1,0 +1,228 @@
+"""The shared crawl's parts against a real redis-server: dedupe hashing, the breaker store,
+status and forget, merge, a crawl whose first worker left before seeding it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from ishan_tools.breaker import CircuitState
+from ishan_tools.cli import app
+from ishan_tools.crawl import CrawlConfig
+from ishan_tools.crawl._breaker_seam import BreakerRules, Outcome, Refused
+from ishan_tools.crawl.redis_breaker import RedisBreakerStore
+from ishan_tools.crawl.redis_frontier import RedisFrontier
+from ishan_tools.crawl.redis_keys import CrawlKeys, stable_hash
+from ishan_tools.crawl.redis_scripts import LOW_BITS
+from ishan_tools.crawl.sites import Sites
+
+from .conftest import FixtureServer
+from .helpers import manifest
+from .workers import merged, run_workers, saved_urls
+
+
+def test_the_scripts_bucket_hashes_as_python_does(frontier: str) -> None:
+    client = redis.Redis.from_url(frontier)
+    script = client.register_script(
+        LOW_BITS + "local out = {} for i = 1, #ARGV, 2 do "
+        "out[#out + 1] = low_bits(ARGV[i], tonumber(ARGV[i + 1])) end return out"
+    )
+    rng = random.Random(7)
+    values = [stable_hash(f"http://h/{i}") for i in range(200)]
+    values += [-(2**63), 2**63 - 1, 0, -1, 1, 10**15, -(10**15) - 1]
+    args: list[object] = []
+    expected = []
+    for value in values:
+        k = rng.randrange(0, 27)
+        args += [str(value), k]
+        expected.append(value % (1 << k))
+    assert script(args=args) == expected
+
+
+def test_the_dedupe_set_keeps_every_url_through_its_splits(frontier: str) -> None:
+    config = CrawlConfig(seed="http://127.0.0.1:9/", frontier=frontier, crawl_id="dedupe")
+    urls = [f"http://127.0.0.1:9/p/{i}" for i in range(3000)]
+
+    async def crawl() -> None:
+        first = RedisFrontier(config, emit=lambda name, **fields: None)
+        await first.open(Sites(config.start_urls, allow_subdomains=False), None)
+        await first.push(None, [(url, 1) for url in urls])
+        await first.close()
+        # another worker, knowing nothing locally, finds each of them already there
+        second = RedisFrontier(config, emit=lambda name, **fields: None)
+        await second.open(Sites(config.start_urls, allow_subdomains=False), None)
+        await second.push(None, [(url, 2) for url in urls[::7]])
+        await second.close()
+
+    asyncio.run(crawl())
+    client = redis.Redis.from_url(frontier, decode_responses=True)
+    keys = CrawlKeys("dedupe")
+    meta = client.hgetall(keys.meta)
+    assert int(meta["n"]) == 3000 and int(meta["L"]) >= 3  # it split
+    assert client.hget(keys.stats, "queued") == "3000"  # none queued twice
+    buckets = [key for key in client.scan_iter(keys.prefix + "seen:*")]
+    assert sum(client.scard(key) for key in buckets) == 3000
+    assert {client.object("encoding", key) for key in buckets} == {"intset"}
+
+
+def _store(frontier: str, **rules: float) -> RedisBreakerStore:
+    client = redis.Redis.from_url(frontier, decode_responses=True)
+    settings = BreakerRules(**{"failure_threshold": 2, "recovery_timeout": 0.3, **rules})
+    return RedisBreakerStore(settings, client=client, key="test:breaker", trial_ttl=5)
+
+
+def test_the_breaker_store_opens_and_admits_exactly_one_trial_across_clients(
+    frontier: str,
+) -> None:
+    store = _store(frontier)
+    for _ in range(2):
+        permit = store.acquire()
+        transition = store.record(permit, Outcome.FAILURE)
+    assert transition == (CircuitState.CLOSED, CircuitState.OPEN)
+    with pytest.raises(Refused) as refused:
+        store.acquire()
+    assert 0 < refused.value.retry_after <= 0.3
+    asyncio.run(asyncio.sleep(0.35))
+    stores = [_store(frontier) for _ in range(8)]  # eight clients, as if eight processes
+    results: list[object] = []
+    barrier = threading.Barrier(len(stores))
+
+    def race(own: RedisBreakerStore) -> None:
+        barrier.wait()
+        try:
+            results.append(own.acquire())
+        except Refused as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=race, args=(own,)) for own in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    trials = [r for r in results if not isinstance(r, Refused)]
+    assert len(trials) == 1
+    assert store.read().state is CircuitState.HALF_OPEN
+    assert stores[0].record(trials[0], Outcome.SUCCESS) == (  # type: ignore[arg-type]
+        CircuitState.HALF_OPEN,
+        CircuitState.CLOSED,
+    )
+    assert store.read().state is CircuitState.CLOSED
+
+
+def test_a_trial_whose_process_died_frees_its_slot(frontier: str) -> None:
+    store = _store(frontier)
+    store.force(CircuitState.OPEN)
+    asyncio.run(asyncio.sleep(0.35))
+    short = RedisBreakerStore(
+        store.rules, client=redis.Redis.from_url(frontier), key=store.key, trial_ttl=0.2
+    )
+    assert short.acquire().trial  # and its process never reports back
+    with pytest.raises(Refused):
+        store.acquire()
+    asyncio.run(asyncio.sleep(0.25))
+    assert store.acquire().trial
+
+
+def test_merge_keeps_the_last_line_per_url_and_copies_each_file_once(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    for path, lines in (
+        (
+            one,
+            [
+                ("http://h/a", "a1.html", "2026-01-01T00:00:01Z"),
+                ("http://h/b", "b.html", "2026-01-01T00:00:01Z"),
+            ],
+        ),
+        (
+            two,
+            [
+                ("http://h/a", "a1.html", "2026-01-01T00:00:05Z"),
+                ("http://h/c", None, "2026-01-01T00:00:02Z"),
+            ],
+        ),
+    ):
+        path.mkdir()
+        with (path / "manifest.jsonl").open("w") as fh:
+            for url, file, when in lines:
+                fh.write(
+                    json.dumps({"url": url, "file": file, "fetched_at": when, "worker": path.name})
+                    + "\n"
+                )
+                if file:
+                    (path / file).write_text(f"{url} by {path.name}")
+        with (path / "manifest.jsonl").open("a") as fh:
+            fh.write('{"url": "http://h/cut')  # a line a kill cut short
+    result = CliRunner().invoke(
+        app, ["crawl", "merge", str(one), str(two), "-o", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 URLs (1 repeated lines dropped), 2 files" in result.stdout
+    records = manifest(tmp_path / "m")
+    assert records["http://h/a"]["worker"] == "two"
+    assert (tmp_path / "m" / "a1.html").read_text() == "http://h/a by two"
+    again = CliRunner().invoke(app, ["crawl", "merge", str(one), "-o", str(tmp_path / "m")])
+    assert again.exit_code == 2 and "already holds a crawl" in again.stderr
+
+
+def test_status_then_forget_of_a_finished_crawl(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    site.dyn_pages = 5
+    run_workers(frontier, [site.url("/dyn/")], tmp_path, 2)
+    runner = CliRunner()
+    result = runner.invoke(app, ["crawl", "status", "--frontier", frontier, "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["state"] == "finished"
+    assert (status["queued"], status["leased"], status["done"], status["failed"]) == (0, 0, 6, 0)
+    assert status["hosts"] == [
+        {"host": site.netloc, "queued": 0, "leased": 0, "done": 6, "failed": 0, "skipped": 0,
+         "breaker": "closed"}
+    ]  # fmt: skip
+    table = runner.invoke(app, ["crawl", "status", "--frontier", frontier])
+    assert "finished" in table.stdout and site.netloc in table.stdout
+    gone = runner.invoke(app, ["crawl", "forget", "--frontier", frontier])
+    assert gone.exit_code == 0 and "keys deleted" in gone.stdout
+    assert redis.Redis.from_url(frontier).dbsize() == 0
+
+
+def test_a_crawl_left_unseeded_by_its_first_worker_is_seeded_by_the_next(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    site.dyn_pages = 4
+    seeds = [site.url("/dyn/")]
+    config = CrawlConfig(
+        seeds=seeds, frontier=frontier, max_depth=-1, lease=1.5, heartbeat=0.3,
+        frontier_timeout=20, out_dir=tmp_path / "gone",
+    )  # fmt: skip
+
+    async def join_and_leave() -> bool:
+        first = RedisFrontier(config, emit=lambda name, **fields: None)
+        seed_it, _ = await first.open(Sites(config.start_urls, allow_subdomains=False), None)
+        await first.close()
+        return seed_it
+
+    assert asyncio.run(join_and_leave())
+    workers = run_workers(frontier, seeds, tmp_path, 1)
+    assert len(saved_urls(merged(workers, tmp_path))) == 5
+
+
+def test_a_worker_writes_to_crawl_out_worker_id_by_default(
+    site: FixtureServer, frontier: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.dyn_pages = 1
+    monkeypatch.chdir(tmp_path)
+    args = ["crawl", site.url("/dyn/"), "--frontier", frontier, "--worker-id", "one", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = manifest(tmp_path / "crawl_out" / "one")
+    assert {r["worker"] for r in records.values()} == {"one"}
+    refused = CliRunner().invoke(app, [*args, "--resume"])
+    assert refused.exit_code == 2 and "--resume" in refused.stderr

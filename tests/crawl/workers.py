@@ -1,0 +1,98 @@
+"""Running real `ishan crawl --frontier` worker processes and reading what they left."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ishan_tools.crawl.merge import merge_crawls
+
+from .helpers import manifest
+
+ISHAN = str(Path(sys.executable).with_name("ishan"))
+# short leases and heartbeats keep the suite fast (a dead worker's URLs return in 1.5 s)
+FAST = ["--lease", "1.5", "--heartbeat", "0.3", "--frontier-timeout", "20"]
+
+
+@dataclass
+class Worker:
+    name: str
+    out: Path
+    process: subprocess.Popen[str]
+    stdout: str = ""
+    stderr: str = ""
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait until it ends by itself; its exit status."""
+        try:
+            self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.stdout, self.stderr = self.process.communicate()
+            last = "\n".join(self.stdout.splitlines()[-10:])
+            raise AssertionError(
+                f"worker {self.name} did not end within {timeout} s; its last events:\n{last}"
+                f"\nstderr: {self.stderr[-2000:]}"
+            ) from None
+        return self.process.returncode
+
+    def stop(self) -> None:
+        """Kill it if it still runs (cleanup after a failed test)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+        return [e for e in lines if name is None or e["event"] == name]
+
+    def saved(self) -> int:
+        path = self.out / "manifest.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def start_worker(frontier: str, seeds: list[str], tmp: Path, name: str, *extra: str) -> Worker:
+    out = tmp / name
+    args = [ISHAN, "crawl", *seeds, "--frontier", frontier, "--worker-id", name, "-o", str(out)]
+    args += ["--log-format", "json", "-c", "2", "--depth", "-1", *FAST, *extra]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return Worker(name, out, process)
+
+
+def run_workers(
+    frontier: str, seeds: list[str], tmp: Path, count: int, *extra: str
+) -> list[Worker]:
+    workers = [start_worker(frontier, seeds, tmp, f"w{i}", *extra) for i in range(count)]
+    for worker in workers:
+        assert worker.finish() == 0, worker.stderr
+    return workers
+
+
+def wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def merged(workers: list[Worker], tmp: Path, name: str = "merged") -> dict[str, dict[str, Any]]:
+    """Merge the workers' dirs; the merged manifest, each URL's line exactly once."""
+    out = tmp / name
+    merge_crawls([w.out for w in workers if (w.out / "manifest.jsonl").exists()], out)
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    records = manifest(out)
+    assert len(records) == len(lines), "a URL has two lines after merge"
+    for record in records.values():
+        if record["file"]:
+            assert (out / record["file"]).is_file()
+    return records
+
+
+def saved_urls(records: dict[str, dict[str, Any]]) -> set[str]:
+    return {url for url, record in records.items() if record["file"]}
