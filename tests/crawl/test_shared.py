@@ -8,6 +8,7 @@ times); a Redis blip or restart loses nothing; a joiner with other options is re
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import statistics
@@ -221,3 +222,22 @@ def test_the_shared_breaker_pauses_a_failing_host_for_every_worker(
     # both workers fetched pages again once the host was closed
     assert all(w.events("save") for w in workers)
     assert after > times[0]
+
+
+def test_ctrl_c_gives_the_leases_back_at_once(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    site.dyn_pages = 30
+    site.dyn_delay = 0.3
+    worker = start_worker(frontier, [site.url("/dyn/")], tmp_path, "w", "--lease", "60")
+    try:
+        wait_for(lambda: worker.saved() >= 3)
+        worker.process.send_signal(signal.SIGINT)
+        assert worker.finish() == 130
+    finally:
+        worker.stop()
+    status = CliRunner().invoke(app, ["crawl", "status", "--frontier", frontier, "--json"])
+    snapshot = json.loads(status.stdout)
+    # not held for the 60 s lease: back in the queue for the next worker
+    assert snapshot["leased"] == 0 and snapshot["queued"] > 0
+    assert snapshot["workers_alive"] == 0

@@ -226,3 +226,27 @@ def test_a_worker_writes_to_crawl_out_worker_id_by_default(
     assert {r["worker"] for r in records.values()} == {"one"}
     refused = CliRunner().invoke(app, [*args, "--resume"])
     assert refused.exit_code == 2 and "--resume" in refused.stderr
+
+
+def test_a_page_of_thousands_of_links_is_queued_whole(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    site.dyn_pages = 2500  # more links than one script call carries
+    workers = run_workers(frontier, [site.url("/dyn/")], tmp_path, 1, "--max-pages", "1")
+    assert workers[0].events("summary")[-1]["stop_reason"] == "max_pages"
+    status = json.loads(
+        CliRunner().invoke(app, ["crawl", "status", "--frontier", frontier, "--json"]).stdout
+    )
+    assert (status["queued"], status["done"], status["seen"]) == (2500, 1, 2501)
+
+
+def test_query_traps_are_capped_for_the_whole_crawl(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    workers = run_workers(
+        frontier, [site.url("/trap/calendar")], tmp_path, 2, "--max-query-variants", "3"
+    )
+    months = [path for path in site.hits if path.startswith("/trap/calendar?")]
+    assert len(months) == 3  # across both workers
+    skipped = [e for w in workers for e in w.events("link_skip") if e["reason"] == "query_trap"]
+    assert skipped

@@ -192,7 +192,7 @@ class CrawlConfig:
             )
         self.crawl_id = check_crawl_id(self.crawl_id or crawl_id_for(self.start_urls))
         self.worker_id = self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        check_crawl_id(self.worker_id)
+        check_crawl_id(self.worker_id, "--worker-id")
         if self.out_dir == DEFAULT_OUT_DIR:
             self.out_dir = DEFAULT_OUT_DIR / self.worker_id
         if self.heartbeat >= self.lease:

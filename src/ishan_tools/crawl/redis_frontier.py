@@ -285,8 +285,7 @@ class RedisFrontier:
         if item is not None:
             self._found.setdefault(item.url, []).extend(entries)
             return
-        for start in range(0, len(entries), 1000):
-            batch = entries[start : start + 1000]
+        for batch in _batches(entries):
             await self._run("push", self.config.max_query_variants, *self._entries(batch))
 
     def _entries(self, entries: list[tuple[str, int]]) -> list[str]:
@@ -364,7 +363,13 @@ class RedisFrontier:
         return [item.url, item.token, item.host, item.depth]
 
     async def done(self, item: QueuedURL, outcome: str) -> list[tuple[str, str]]:
-        links = self._found.pop(item.url, [])
+        """Acknowledge `item` with the last batch of its page's links; earlier batches (a page
+        with thousands) go first, on their own: a repeat after a death only finds them known."""
+        *first, last = _batches(self._found.pop(item.url, [])) or [[]]
+        maxqv = self.config.max_query_variants
+        refused = []
+        for batch in first:
+            refused += _refused(batch, await self._run("push", maxqv, *self._entries(batch)))
         reply = await self._run(
             "ack",
             self.worker,
@@ -373,13 +378,12 @@ class RedisFrontier:
             item.host,
             outcome,
             item.size,
-            self.config.max_query_variants,
-            *self._entries(links),
+            maxqv,
+            *self._entries(last),
         )
         self._held.pop(item.url, None)
         self._idle_until = 0.0
-        refused = reply[1:]
-        return [(links[int(refused[i]) - 1][0], refused[i + 1]) for i in range(0, len(refused), 2)]
+        return refused + _refused(last, reply[1:])
 
     async def release(self, item: QueuedURL) -> None:
         self._found.pop(item.url, None)
@@ -439,6 +443,16 @@ class RedisFrontier:
     async def site_roots(self) -> dict[str, str]:
         roots = await self._call(self.client.hgetall, self.keys.sites)
         return {str(seed): str(root) for seed, root in roots.items()}
+
+
+def _batches(entries: list[tuple[str, int]], size: int = 1000) -> list[list[tuple[str, int]]]:
+    """Links in script-sized batches (a page may hold tens of thousands)."""
+    return [entries[start : start + size] for start in range(0, len(entries), size)]
+
+
+def _refused(batch: list[tuple[str, int]], reply: list[Any]) -> list[tuple[str, str]]:
+    """(url, reason) for the {index, reason} pairs a script refused of `batch`."""
+    return [(batch[int(reply[i]) - 1][0], str(reply[i + 1])) for i in range(0, len(reply), 2)]
 
 
 def _shown(value: Any) -> str:

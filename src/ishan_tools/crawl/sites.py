@@ -50,10 +50,11 @@ def crawl_id_for(urls: list[str]) -> str:
     return f"{first}-{digest}"
 
 
-def check_crawl_id(name: str) -> str:
+def check_crawl_id(name: str, option: str = "--crawl-id") -> str:
+    """`name` when it is fit to be part of Redis key names (a crawl or worker id)."""
     if not _CRAWL_ID.match(name):
         raise UsageError(
-            f"--crawl-id {name!r}: use letters, digits and . _ : - (at most 100, "
+            f"{option} {name!r}: use letters, digits and . _ : - (at most 100, "
             "starting with a letter or digit)"
         )
     return name
