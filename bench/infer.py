@@ -298,6 +298,13 @@ def main() -> None:
         help="comma-separated rows of the concurrent workloads (the one-at-a-time servers "
         "take 4x as long)",
     )
+    parser.add_argument(
+        "--ishan-variant",
+        action="append",
+        default=[],
+        metavar="ARGS",
+        help="one more ishan row, served with these extra options (an A/B run), repeatable",
+    )
     parser.add_argument("--build-llama-server", action="store_true")
     args = parser.parse_args()
     if args.build_llama_server:
@@ -318,7 +325,7 @@ def main() -> None:
     load_before = os.getloadavg()
 
     llama = Llama(str(model), n_ctx=args.ctx, n_batch=args.batch, n_threads=args.threads,
-                  n_threads_batch=args.threads, verbose=False)  # fmt: skip
+                  n_threads_batch=args.threads, flash_attn=True, verbose=False)  # fmt: skip
     import llama_cpp
 
     vocab = llama._model.vocab
@@ -333,7 +340,9 @@ def main() -> None:
                 timer.token()
         return timer, True
 
-    ports = {name: free_port() for name in ("llama-server", "ishan", "llama_cpp.server")}
+    variants = {f"ishan {extra}": extra.split() for extra in args.ishan_variant}
+    names = ("llama-server", "ishan", "llama_cpp.server", *variants)
+    ports = {name: free_port() for name in names}
     argv = {
         "llama-server": [
             str(binary), "-m", str(model), "-np", str(clients), "-c", str(args.ctx * clients),
@@ -353,6 +362,9 @@ def main() -> None:
             "--port", str(ports["llama_cpp.server"]), "--interrupt_requests", "false",
         ],
     }  # fmt: skip
+    for name, extra in variants.items():
+        argv[name] = [*argv["ishan"], *extra]
+        argv[name][argv[name].index("--port") + 1] = str(ports[name])
     ready = {
         "llama-server": ("/health", lambda r: r.is_success),
         "ishan": (
@@ -361,6 +373,8 @@ def main() -> None:
         ),
         "llama_cpp.server": ("/v1/models", lambda r: r.is_success),
     }
+    for name in variants:
+        ready[name] = ready["ishan"]
 
     def openai(name: str, extra: Callable[[bool], dict[str, Any]]) -> Server:
         url = f"http://127.0.0.1:{ports[name]}/v1/completions"
@@ -371,24 +385,30 @@ def main() -> None:
 
         return Server(name, stream)
 
-    def ishan(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
-        url = f"http://127.0.0.1:{ports['ishan']}/coordinator/infer"
-        body = {"model": "m", "prompt": prompt, "raw": True, "ignore_eos": ignore_eos, **common}
-        return sse_stream(client, url, body, lambda e: e["token"])
+    def ishan(name: str) -> Server:
+        url = f"http://127.0.0.1:{ports[name]}/coordinator/infer"
+
+        def stream(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+            body = {"model": "m", "prompt": prompt, "raw": True, "ignore_eos": ignore_eos}
+            return sse_stream(client, url, {**body, **common}, lambda e: e["token"])
+
+        return Server(name, stream)
 
     servers = [
         openai("llama-server", lambda ignore: {"ignore_eos": ignore}),
-        Server("ishan", ishan),
+        ishan("ishan"),
         openai("llama_cpp.server", lambda ignore: {"logit_bias": no_end} if ignore else {}),
         Server("direct", direct),
     ]
     servers[2].lock = threading.Lock()  # it serves one at a time: its clients queue
     servers[3].lock = threading.Lock()
-    wanted = {"llama-server", *args.servers.split(",")}
+    servers[2:2] = [ishan(name) for name in variants]
+    wanted = {"llama-server", *args.servers.split(","), *variants}
     servers = [s for s in servers if s.name in wanted]
     argv = {name: command for name, command in argv.items() if name in wanted}
     print(f"llama-server: {' '.join(argv['llama-server'][1:])}")
     print(f"ishan: ishan infer serve {' '.join(argv['ishan'][5:])}")
+    print("direct: Llama(n_ctx, n_batch, n_threads, n_threads_batch, flash_attn=True)")
     with ExitStack() as stack:
         for name, command in argv.items():
             path, check = ready[name]
@@ -401,7 +421,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for server in servers:
                 single[server.name].append(server.one(client, PROMPT.format(n=round_))[0])
-        chosen = args.concurrent_servers.split(",")
+        chosen = [*args.concurrent_servers.split(","), *variants]
         together = [s for s in servers if s.name in chosen]
         results: dict[int, dict[str, list[list[Timed]]]] = {
             w: {s.name: [] for s in together} for w in WORKLOADS
@@ -418,7 +438,8 @@ def main() -> None:
         f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after"
     )
     report_single(single, args)
-    report_concurrent(results, n)
+    if args.concurrent_rounds > 0:
+        report_concurrent(results, n)
 
 
 if __name__ == "__main__":

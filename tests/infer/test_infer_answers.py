@@ -30,7 +30,7 @@ STORY = "Once upon a time, there was a lighthouse keeper who"
 @pytest.fixture(scope="module")
 def direct(smollm2: Path) -> Iterator[Llama]:
     llama = Llama(str(smollm2), n_ctx=512, n_batch=512, n_threads=1, n_threads_batch=1,
-                  verbose=False)  # fmt: skip
+                  flash_attn=True, verbose=False)  # fmt: skip
     yield llama
     llama.close()
 
@@ -209,3 +209,28 @@ def test_gpu_layers_come_from_the_option_or_the_environment(tiny_model: Path) ->
     settings = ServeSettings(CoordinatorSettings(), ModelSettings(tiny_model, n_gpu_layers=-1))
     argv = worker_argv(settings, 0, "http://127.0.0.1:1")
     assert argv[argv.index("--gpu-layers") + 1] == "-1"
+
+
+def test_flash_attention_is_on_by_default_and_off_on_request(tiny_model: Path) -> None:
+    import llama_cpp
+
+    from ishan_tools.infer.config import ModelSettings, ServeSettings
+    from ishan_tools.infer.coordinator.supervisor import worker_argv
+
+    enabled = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    for flash_attn in (True, False):
+        engine = Engine.load(
+            EngineSettings(ModelSettings(tiny_model, n_ctx=256, n_threads=1, flash_attn=flash_attn))
+        )
+        try:
+            # the decode loop's batch context copies the model's context parameters
+            assert (engine.llama.context_params.flash_attn_type == enabled) is flash_attn
+            done = list(engine.stream(GenerationRequest(prompt="hi", max_tokens=2)))[-1]
+            assert isinstance(done, Done)
+        finally:
+            engine.close()
+    settings = ServeSettings(CoordinatorSettings(), ModelSettings(tiny_model, flash_attn=False))
+    assert "--no-flash-attn" in worker_argv(settings, 0, "http://127.0.0.1:1")
+    assert "--no-flash-attn" not in worker_argv(
+        ServeSettings(CoordinatorSettings(), ModelSettings(tiny_model)), 0, "http://127.0.0.1:1"
+    )

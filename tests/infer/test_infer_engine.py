@@ -105,7 +105,13 @@ def test_a_context_too_large_for_the_per_session_kv_limit_is_refused(smollm2: Pa
 def test_solo_greedy_output_matches_llama_cpp_python_directly(smollm2: Path) -> None:
     prompt = "The capital of France is"
     llama = Llama(
-        str(smollm2), n_ctx=512, n_batch=512, n_threads=2, n_threads_batch=2, verbose=False
+        str(smollm2),
+        n_ctx=512,
+        n_batch=512,
+        n_threads=2,
+        n_threads_batch=2,
+        flash_attn=True,
+        verbose=False,
     )
     direct = llama.create_completion(prompt, max_tokens=24, temperature=0.0)
     expected = direct["choices"][0]["text"]  # type: ignore[index]

@@ -176,7 +176,7 @@ def test_greedy_schema_output_is_llama_cpp_pythons_own(cluster: Any, smollm2: Pa
     from llama_cpp import Llama
 
     llama = Llama(str(smollm2), n_ctx=512, n_batch=512, n_threads=2, n_threads_batch=2,
-                  verbose=False)  # fmt: skip
+                  flash_attn=True, verbose=False)  # fmt: skip
     try:
         for prompt, schema in SCHEMAS[:3]:
             messages: Any = [{"role": "user", "content": prompt}]

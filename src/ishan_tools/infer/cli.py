@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ishan_tools._cli.extras import require_extra
-from ishan_tools._cli.options import host_option, port_option
+from ishan_tools._cli.options import port_option
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import (
     DEFAULT_WORKER_PORT,
@@ -27,6 +27,31 @@ from ishan_tools.infer.config import (
     parse_limits,
     resolve_model_path,
 )
+from ishan_tools.infer.options import (
+    ApiKeyOpt,
+    BatchOpt,
+    ChatOpt,
+    ClientBufferOpt,
+    CoordPortOpt,
+    CtxOpt,
+    FirstTokenOpt,
+    FlashAttnOpt,
+    GpuLayersOpt,
+    GraceOpt,
+    HeartbeatOpt,
+    HostOpt,
+    LimitOpt,
+    MaxSessionsOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    PrefixCacheOpt,
+    RawOpt,
+    RoutingMarginOpt,
+    SlotsOpt,
+    SystemOpt,
+    ThreadsOpt,
+    TtlOpt,
+)
 
 app = typer.Typer(
     help="Run a GGUF model locally, or serve it: coordinator + workers, streaming, OpenAI API.",
@@ -38,83 +63,14 @@ E, M, G = EngineSettings, ModelSettings, GenerationRequest
 ASK_MAX_TOKENS = 128  # a quick question to a running service
 SERVER_MODULES = ("fastapi", "uvicorn", "httpx", "prometheus_client")
 
-ModelOpt = Annotated[
-    Path | None,
-    typer.Option("--model", envvar="MODEL_PATH", help="GGUF file [default: SmolLM2-135M-Instruct]"),
-]
-CtxOpt = Annotated[
-    int, typer.Option("--ctx", envvar="ISHAN_INFER_CTX", min=16, help="Context tokens per session.")
-]
-ThreadsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--threads", envvar="ISHAN_INFER_THREADS", min=1, help="CPU threads [default: all]"
-    ),
-]
-BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Prompt tokens per llama batch.")]
-GpuLayersOpt = Annotated[
-    int,
-    typer.Option(
-        "--gpu-layers",
-        envvar="ISHAN_INFER_GPU_LAYERS",
-        min=-1,
-        help="Model layers offloaded to the GPU (-1: all); no effect on a CPU-only build.",
-    ),
-]
-SystemOpt = Annotated[
-    str | None, typer.Option("--system", help="System message before the prompt.")
-]
-RawOpt = Annotated[
-    bool, typer.Option("--raw", help="Send the prompt verbatim, without the chat template.")
-]
-ChatOpt = Annotated[
-    bool,
-    typer.Option("--chat", help="The chat template (the default now; kept for old scripts)."),
-]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens to generate.")]
-ApiKeyOpt = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="ISHAN_INFER_API_KEY", help="Require this bearer token."),
-]
-HeartbeatOpt = Annotated[
-    float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
-]
-MaxSessionsOpt = Annotated[
-    int,
-    typer.Option("--max-sessions", min=1, help="Sessions one worker holds (running + waiting)."),
-]
-SlotsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--slots",
-        envvar="ISHAN_INFER_SLOTS",
-        min=1,
-        help="Sessions one worker decodes together in one batch [default: what the KV budget "
-        "holds, at most 8].",
-    ),
-]
-
-PrefixCacheOpt = Annotated[
-    bool,
-    typer.Option(
-        "--prefix-cache/--no-prefix-cache",
-        help="Reuse the KV cache of a prompt prefix already in the worker (running or "
-        "finished sessions) instead of prefilling it again.",
-    ),
-]
-RoutingMarginOpt = Annotated[
-    float,
-    typer.Option(
-        "--routing-margin",
-        min=0.0,
-        help="Send a request to the worker that served its leading text unless that worker's "
-        "load score is worse than the best by more than this.",
-    ),
-]
-
 
 def _model(
-    model: Path | None, ctx: int, threads: int | None, batch: int, gpu_layers: int
+    model: Path | None,
+    ctx: int,
+    threads: int | None,
+    batch: int,
+    gpu_layers: int,
+    flash_attn: bool,
 ) -> ModelSettings:
     return ModelSettings(
         path=resolve_model_path(model),
@@ -122,6 +78,7 @@ def _model(
         n_threads=threads or cpu_count(),
         n_batch=batch,
         n_gpu_layers=gpu_layers,
+        flash_attn=flash_attn,
     )
 
 
@@ -166,6 +123,7 @@ def run(
     threads: ThreadsOpt = None,
     batch: BatchOpt = M.n_batch,
     gpu_layers: GpuLayersOpt = M.n_gpu_layers,
+    flash_attn: FlashAttnOpt = M.flash_attn,
 ) -> None:
     """Stream an answer from a local GGUF model (through its chat template), then tok/s."""
     require_extra("ishan infer run", "infer", ("llama_cpp",))
@@ -174,7 +132,7 @@ def run(
     del chat  # the chat template is the default
     _check_raw(raw, system)
     _show_notices()
-    settings = _model(model, ctx, threads, batch, gpu_layers)
+    settings = _model(model, ctx, threads, batch, gpu_layers, flash_attn)
     request = GenerationRequest(
         prompt=prompt,
         system=system,
@@ -253,33 +211,6 @@ def ask(
     _summary(result.tokens, result.tokens_per_s, result.ttft_s, f"{result.elapsed_s:.2f} s")
 
 
-HostOpt = Annotated[str, host_option("HOST")]
-CoordPortOpt = Annotated[int, port_option("PORT", "Coordinator port (0: any free port).")]
-TtlOpt = Annotated[
-    float, typer.Option("--session-ttl", min=0.1, help="Seconds a session may sit idle.")
-]
-GraceOpt = Annotated[
-    int, typer.Option("--grace", min=0, help="Seconds running streams get on shutdown.")
-]
-FirstTokenOpt = Annotated[
-    float,
-    typer.Option("--first-token-timeout", min=0.1, help="Seconds before a silent worker failed."),
-]
-
-
-ClientBufferOpt = Annotated[
-    int, typer.Option("--client-buffer", min=1, help="Events held for a slow client.")
-]
-LimitOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--limit",
-        help="KEY=VALUE admission limit, repeatable: worker-sessions (100), worker-kv (8GB), "
-        "session-kv (512MB), sessions (1000), kv (64GB).",
-    ),
-]
-
-
 def _coordinator_settings(
     host: str,
     port: int,
@@ -333,6 +264,7 @@ def serve(
     ] = None,
     batch: BatchOpt = M.n_batch,
     gpu_layers: GpuLayersOpt = M.n_gpu_layers,
+    flash_attn: FlashAttnOpt = M.flash_attn,
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
     prefix_cache: PrefixCacheOpt = S.prefix_cache,
@@ -362,7 +294,7 @@ def serve(
             limit,
             routing_margin,
         ),
-        model=_model(model, ctx, threads, batch, gpu_layers),
+        model=_model(model, ctx, threads, batch, gpu_layers, flash_attn),
         workers=workers,
         threads=threads,
         worker_port=worker_port,
@@ -418,6 +350,7 @@ def worker(
     threads: ThreadsOpt = None,
     batch: BatchOpt = M.n_batch,
     gpu_layers: GpuLayersOpt = M.n_gpu_layers,
+    flash_attn: FlashAttnOpt = M.flash_attn,
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
     prefix_cache: PrefixCacheOpt = E.prefix_cache,
@@ -433,7 +366,7 @@ def worker(
     _show_notices()
     settings = WorkerSettings(
         engine=EngineSettings(
-            model=_model(model, ctx, threads, batch, gpu_layers),
+            model=_model(model, ctx, threads, batch, gpu_layers, flash_attn),
             max_sessions=max_sessions,
             slots=slots,
             prefix_cache=prefix_cache,

@@ -64,6 +64,7 @@ class ModelSettings:
     n_threads_batch: int | None = None  # None: same as n_threads
     n_batch: int = DEFAULT_BATCH
     n_gpu_layers: int = 0  # layers offloaded to the GPU (-1: all); none on a CPU-only build
+    flash_attn: bool = True  # llama.cpp's flash attention, as llama-server picks on CPU
 
     @property
     def threads_batch(self) -> int:

@@ -136,6 +136,7 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         str(settings.max_sessions),
         *(["--slots", str(settings.slots)] if settings.slots else []),
         *([] if settings.prefix_cache else ["--no-prefix-cache"]),
+        *([] if model.flash_attn else ["--no-flash-attn"]),
     ]
 
 

@@ -127,6 +127,7 @@ def load_llama(settings: EngineSettings) -> Any:
             n_threads=model.n_threads,
             n_threads_batch=model.threads_batch,
             n_gpu_layers=model.n_gpu_layers,
+            flash_attn=model.flash_attn,
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:

@@ -1,0 +1,122 @@
+"""The options the `ishan infer` commands share, as `Annotated` types for their signatures.
+
+Defaults stay in the command signatures, read from the settings classes (`infer.config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ishan_tools._cli.options import host_option, port_option
+
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option("--model", envvar="MODEL_PATH", help="GGUF file [default: SmolLM2-135M-Instruct]"),
+]
+CtxOpt = Annotated[
+    int, typer.Option("--ctx", envvar="ISHAN_INFER_CTX", min=16, help="Context tokens per session.")
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", envvar="ISHAN_INFER_THREADS", min=1, help="CPU threads [default: all]"
+    ),
+]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Prompt tokens per llama batch.")]
+GpuLayersOpt = Annotated[
+    int,
+    typer.Option(
+        "--gpu-layers",
+        envvar="ISHAN_INFER_GPU_LAYERS",
+        min=-1,
+        help="Model layers offloaded to the GPU (-1: all); no effect on a CPU-only build.",
+    ),
+]
+FlashAttnOpt = Annotated[
+    bool,
+    typer.Option(
+        "--flash-attn/--no-flash-attn",
+        envvar="ISHAN_INFER_FLASH_ATTN",
+        help="llama.cpp's flash attention (llama-server's default on CPU): attention skips "
+        "the KV cells a session cannot see.",
+    ),
+]
+SystemOpt = Annotated[
+    str | None, typer.Option("--system", help="System message before the prompt.")
+]
+RawOpt = Annotated[
+    bool, typer.Option("--raw", help="Send the prompt verbatim, without the chat template.")
+]
+ChatOpt = Annotated[
+    bool,
+    typer.Option("--chat", help="The chat template (the default now; kept for old scripts)."),
+]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens to generate.")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="ISHAN_INFER_API_KEY", help="Require this bearer token."),
+]
+HeartbeatOpt = Annotated[
+    float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
+]
+MaxSessionsOpt = Annotated[
+    int,
+    typer.Option("--max-sessions", min=1, help="Sessions one worker holds (running + waiting)."),
+]
+SlotsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--slots",
+        envvar="ISHAN_INFER_SLOTS",
+        min=1,
+        help="Sessions one worker decodes together in one batch [default: what the KV budget "
+        "holds, at most 8].",
+    ),
+]
+
+PrefixCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prefix-cache/--no-prefix-cache",
+        help="Reuse the KV cache of a prompt prefix already in the worker (running or "
+        "finished sessions) instead of prefilling it again.",
+    ),
+]
+RoutingMarginOpt = Annotated[
+    float,
+    typer.Option(
+        "--routing-margin",
+        min=0.0,
+        help="Send a request to the worker that served its leading text unless that worker's "
+        "load score is worse than the best by more than this.",
+    ),
+]
+
+HostOpt = Annotated[str, host_option("HOST")]
+CoordPortOpt = Annotated[int, port_option("PORT", "Coordinator port (0: any free port).")]
+TtlOpt = Annotated[
+    float, typer.Option("--session-ttl", min=0.1, help="Seconds a session may sit idle.")
+]
+GraceOpt = Annotated[
+    int, typer.Option("--grace", min=0, help="Seconds running streams get on shutdown.")
+]
+FirstTokenOpt = Annotated[
+    float,
+    typer.Option("--first-token-timeout", min=0.1, help="Seconds before a silent worker failed."),
+]
+
+
+ClientBufferOpt = Annotated[
+    int, typer.Option("--client-buffer", min=1, help="Events held for a slow client.")
+]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        help="KEY=VALUE admission limit, repeatable: worker-sessions (100), worker-kv (8GB), "
+        "session-kv (512MB), sessions (1000), kv (64GB).",
+    ),
+]
