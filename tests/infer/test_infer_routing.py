@@ -134,3 +134,30 @@ def test_a_hot_prefix_does_not_starve_the_other_worker(cluster: Any, smollm2: Pa
     assert all(a.status_code == 200 for a in answers)
     served = sorted(s["completed"] for s in worker_stats(c).values())
     assert served == [2, 3]  # not five on one worker, three of them queued behind two
+
+
+def routed(url: str) -> dict[str, float]:
+    """The coordinator's affinity counters by outcome (followed, overridden)."""
+    prefix = "ishan_infer_routing_affinity_total{outcome="
+    lines = httpx.get(f"{url}/metrics", timeout=5).text.splitlines()
+    return {
+        line[len(prefix) + 1 : line.index('"}')]: float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith(prefix)
+    }
+
+
+def test_a_restarted_worker_gets_no_stale_affinity(cluster: Any, smollm2: Path) -> None:
+    c: Cluster = cluster(model=smollm2)
+    c.add_worker("w1", ctx=1024)
+    c.add_worker("w2", ctx=1024)
+    assert complete(c.url, SYSTEM + "When do you open?").status_code == 200
+    [owner] = [w for w, s in worker_stats(c).items() if s["completed"] == 1]
+    c.workers[owner].signal(9)  # its KV cache, and the prefix in it, are gone
+    c.add_worker(owner, ctx=1024)  # the same id, a new process
+    assert complete(c.url, SYSTEM + "Do you sell maps?").status_code == 200
+    assert routed(c.url).get("followed", 0) == 0  # nothing sent after the dead cache
+    assert complete(c.url, SYSTEM + "Gift cards?").status_code == 200
+    assert routed(c.url).get("followed", 0) == 1  # the new owner was learned ...
+    hits = {w: s["prefix_cache_hits"] for w, s in worker_stats(c).items()}
+    assert sorted(hits.values()) == [0, 1]  # ... and its cache served the third request
