@@ -28,13 +28,11 @@ from typing import Any, TypeVar
 
 import redis
 
-from ishan_tools.breaker import CircuitState
-from ishan_tools.crawl._breaker_seam import BreakerRules
+from ishan_tools.breaker.store import BreakerRules, StoreFactory
 from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.events import Emit
-from ishan_tools.crawl.fetch import HostBreaker, counts_for_breaker
 from ishan_tools.crawl.frontier import QueuedURL, RobotsAnswer, Seed, Stop, Wait
-from ishan_tools.crawl.redis_breaker import RedisBreakerStore, SharedBreaker
+from ishan_tools.crawl.redis_breaker import RedisBreakerStore
 from ishan_tools.crawl.redis_keys import (
     REDIS_DOWN,
     CrawlKeys,
@@ -393,27 +391,22 @@ class RedisFrontier:
 
     # -- per-host state ---------------------------------------------------------------------
 
-    def shared_breaker(
-        self, host: str, on_change: Callable[[str, CircuitState, CircuitState], None]
-    ) -> HostBreaker | None:
-        config = self.config
-        rules = BreakerRules(
-            failure_threshold=config.breaker_threshold, recovery_timeout=config.breaker_cooldown
-        )
-        store = RedisBreakerStore(
-            rules,
-            key=self.keys.breaker(host),
-            async_client=self.client,
-            trial_ttl=config.timeout + config.lease,
-        )
-        self._breakers[host] = store
-        return SharedBreaker(
-            store,
-            host,
-            failure_predicate=counts_for_breaker,
-            on_change=on_change,
-            retrying=self._call,
-        )
+    def breaker_store(self, host: str) -> StoreFactory:
+        """The host's breaker state in Redis, kept here by host too: claims renew its view."""
+
+        def build(rules: BreakerRules, clock: Callable[[], float]) -> RedisBreakerStore:
+            store = RedisBreakerStore(
+                rules,
+                clock,
+                key=self.keys.breaker(host),
+                async_client=self.client,
+                trial_ttl=self.config.timeout + self.config.lease,  # a dead trial's slot returns
+                retrying=self._call,
+            )
+            self._breakers[host] = store
+            return store
+
+        return build
 
     async def robots(self, host: str, fetch: Callable[[], Awaitable[RobotsAnswer]]) -> RobotsAnswer:
         """From the crawl's cache; else fetched by the one worker that takes the lock."""
