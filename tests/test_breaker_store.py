@@ -35,17 +35,17 @@ class AskedStore:
         self.inner = MemoryStore(rules, clock)
         self.asked: list[str] = []
 
-    def acquire(self) -> Permit:
+    def acquire(self, face: str = "") -> Permit:
         try:
             permit = self.inner.acquire()
         except Refused:
-            self.asked.append("refused")
+            self.asked.append(face + "refused")
             raise
-        self.asked.append("trial" if permit.trial else "acquire")
+        self.asked.append(face + ("trial" if permit.trial else "acquire"))
         return permit
 
-    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        self.asked.append(outcome.value)
+    def record(self, permit: Permit, outcome: Outcome, face: str = "") -> Transition | None:
+        self.asked.append(face + outcome.value)
         return self.inner.record(permit, outcome)
 
     def read(self) -> StoreView:
@@ -170,18 +170,11 @@ class AwaitedStore(AskedStore):
 
     async def acquire_async(self) -> Permit:
         await asyncio.sleep(0)
-        try:
-            permit = self.inner.acquire()
-        except Refused:
-            self.asked.append("async refused")
-            raise
-        self.asked.append("async trial" if permit.trial else "async acquire")
-        return permit
+        return self.acquire("async ")
 
     async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
         await asyncio.sleep(0)
-        self.asked.append(f"async {outcome.value}")
-        return self.inner.record(permit, outcome)
+        return self.record(permit, outcome, "async ")
 
 
 def test_async_entry_points_await_the_steps_of_a_store_that_has_them() -> None:
