@@ -16,49 +16,18 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-DOCROOT = Path("/usr/share/doc/python3.11/html")
-INSTALL_HINT = """\
-missing prerequisites: {missing}
-install them with:
-    apt-get update && apt-get install -y nginx-light wget time python3.11-doc
-    pip install -e ".[crawl,bench]"
-"""
-
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-error_log {tmp}/nginx-error.log;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  include /etc/nginx/mime.types;
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    root {root};
-    index index.html;
-  }}
-}}
-"""
+from _sites import DOCROOT, TREE_SERVER, check_prerequisites, nginx, python_site
 
 SPIDER = '''\
 import hashlib
@@ -92,56 +61,11 @@ class DocsSpider(CrawlSpider):
 '''
 
 
-# A site of 100,000 pages: /p/N links to /p/20N+1 .. /p/20N+20. Served by a subprocess.
-TREE_SERVER = """\
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-PAGES = int(sys.argv[1])
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes: without TCP_NODELAY, Nagle and delayed ACKs
-    # hold the body some 40 ms on loopback
-    disable_nagle_algorithm = True
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path == "/robots.txt":
-            body = b"User-agent: *\\nAllow: /\\n"
-        else:
-            n = int(self.path.rsplit("/", 1)[-1] or 0)
-            kids = range(20 * n + 1, min(20 * n + 21, PAGES))
-            links = "".join(f'<li><a href="/p/{k}">page {k}</a></li>' for k in kids)
-            body = f"<!doctype html><title>{n}</title><ul>{links}</ul>".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-ThreadingHTTPServer.request_queue_size = 256
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
-
-
 @dataclass
 class Run:
     wall: float
     rss_mb: float
     pages: set[str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def measure(cmd: list[str]) -> tuple[float, float, int]:
@@ -202,57 +126,13 @@ def run_scrapy(spider: Path, seed: str, work: Path) -> Run:
     return Run(wall, rss, pages)
 
 
-def check_prerequisites(docroot: Path) -> str:
-    """The ishan executable; exits with install instructions when something is missing."""
-    missing = [tool for tool in ("nginx", "wget") if shutil.which(tool) is None]
-    if not Path("/usr/bin/time").exists():
-        missing.append("time (GNU time, for peak RSS)")
-    if not (docroot / "index.html").exists():
-        missing.append(f"python3.11-doc ({docroot}/index.html)")
-    if importlib.util.find_spec("scrapy") is None:
-        missing.append("scrapy (the bench extra)")
-    ishan = Path(sys.executable).with_name("ishan")
-    if not ishan.exists():
-        missing.append("ishan (pip install -e '.[crawl]')")
-    if missing:
-        sys.stderr.write(INSTALL_HINT.format(missing=", ".join(missing)))
-        raise SystemExit(1)
-    return str(ishan)
-
-
-def start_nginx(tmp: Path, root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=root))
-    nginx = shutil.which("nginx") or "nginx"
-    process = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp)])
-    seed = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            urllib.request.urlopen(seed, timeout=1).read()
-            return process, seed
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise SystemExit(f"nginx did not start; see {tmp}/nginx-error.log") from None
-            time.sleep(0.1)
-
-
 def frontier_memory(
     ishan: str, tmp: Path, pages: int, fetch: int
 ) -> list[tuple[str, int, int, float]]:
     """Peak RSS of `ishan crawl` fetching `fetch` pages of a `pages`-page site, for several
     --memory-queue sizes: (setting, URLs left queued, failed fetches, peak RSS MB)."""
-    script = tmp / "tree_server.py"
-    script.write_text(TREE_SERVER)
-    server = subprocess.Popen(
-        [sys.executable, str(script), str(pages)], stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    seed = f"http://127.0.0.1:{server.stdout.readline().strip()}/p/0"
     rows = []
-    try:
+    with python_site(tmp, TREE_SERVER, pages) as seed:
         for cap in (1_000_000, 50_000, 5_000):
             out = tmp / f"tree-{cap}"
             cmd = [ishan, "crawl", seed, "-o", str(out), "--depth", "-1", "-q"]
@@ -267,9 +147,6 @@ def frontier_memory(
             label = "50000 (default)" if cap == 50_000 else str(cap)
             rows.append((label, queued, failed, rss))
             shutil.rmtree(out)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     return rows
 
 
@@ -281,15 +158,14 @@ def main() -> None:
     parser.add_argument("--tree-pages", type=int, default=100_000, help="frontier memory site")
     parser.add_argument("--tree-fetch", type=int, default=5_000, help="pages fetched of it")
     args = parser.parse_args()
-    ishan = check_prerequisites(args.docroot)
+    ishan = check_prerequisites(args.docroot, ["nginx", "wget"], ["scrapy"])
 
     with tempfile.TemporaryDirectory(prefix="ishan-bench-crawl-") as tmp_name:
         tmp = Path(tmp_name)
         spider = tmp / "docs_spider.py"
         spider.write_text(SPIDER)
-        nginx, seed = start_nginx(tmp, args.docroot)
         results: dict[str, list[Run]] = {"ishan crawl": [], "wget -r": [], "scrapy": []}
-        try:
+        with nginx(tmp, args.docroot) as [seed]:
             for index in range(max(args.runs, args.scrapy_runs)):
                 work = tmp / f"run{index}"
                 work.mkdir()
@@ -299,9 +175,6 @@ def main() -> None:
                 if index < args.scrapy_runs:
                     results["scrapy"].append(run_scrapy(spider, seed, work))
                 shutil.rmtree(work)
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=10)
         report(results, seed, args)
         rows = frontier_memory(ishan, tmp, args.tree_pages, args.tree_fetch)
     print()

@@ -42,35 +42,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crawl import DOCROOT, TREE_SERVER, free_port  # bench/crawl.py
+from _sites import DOCROOT, TREE_SERVER, check_prerequisites, free_port, nginx, python_site
 
 SITES = 8
-NGINX_CONF = """\
-worker_processes 2;
-daemon off;
-error_log {tmp}/nginx-error.log;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-  include /etc/nginx/mime.types;
-  access_log off;
-  sendfile on;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-{servers}
-}}
-"""
-NGINX_SERVER = "  server {{ listen 127.0.0.1:{port}; root {root}; index index.html; }}"
-
 # Tiny pages answered after 50 ms: /p/N links to /p/20N+1 .. /p/20N+20, PAGES pages in all.
 SLOW_SERVER = TREE_SERVER.replace(
     "    def do_GET(self):\n", "    def do_GET(self):\n        time.sleep(0.05)\n"
@@ -107,13 +85,6 @@ class SharedSpider(RedisSpider):
                 yield response.follow(link.url, self.parse)
 '''
 
-INSTALL_HINT = """\
-missing prerequisites: {missing}
-install them with:
-    apt-get update && apt-get install -y nginx-light redis-server time python3.11-doc
-    pip install -e ".[crawl,bench]"
-"""
-
 
 @dataclass
 class Run:
@@ -138,51 +109,6 @@ class Run:
 
 
 # -- servers ---------------------------------------------------------------------------------
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise SystemExit(f"{what} did not start") from None
-            time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def nginx(tmp: Path, root: Path) -> Iterator[list[str]]:
-    ports = [free_port() for _ in range(SITES)]
-    servers = "\n".join(NGINX_SERVER.format(port=port, root=root) for port in ports)
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, servers=servers))
-    binary = shutil.which("nginx") or "nginx"
-    process = subprocess.Popen([binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
-    seeds = [f"http://127.0.0.1:{port}/" for port in ports]
-    try:
-        for seed in seeds:
-            wait_http(seed, process, "nginx")
-        yield seeds
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def python_site(tmp: Path, source: str, pages: int) -> Iterator[str]:
-    script = tmp / f"site-{pages}.py"
-    script.write_text(source)
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(pages)], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    try:
-        yield f"http://127.0.0.1:{process.stdout.readline().strip()}/p/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 class Redis:
@@ -464,26 +390,6 @@ def section(title: str, rows: list[str]) -> None:
         print(line)
 
 
-def check_prerequisites(docroot: Path) -> str:
-    import importlib.util
-
-    missing = [tool for tool in ("nginx", "redis-server") if shutil.which(tool) is None]
-    if not Path("/usr/bin/time").exists():
-        missing.append("time (GNU time)")
-    if not (docroot / "index.html").exists():
-        missing.append(f"python3.11-doc ({docroot}/index.html)")
-    for module in ("scrapy", "scrapy_redis", "redis"):
-        if importlib.util.find_spec(module) is None:
-            missing.append(f"{module} (the bench extra)")
-    ishan = Path(sys.executable).with_name("ishan")
-    if not ishan.exists():
-        missing.append("ishan (pip install -e '.[crawl]')")
-    if missing:
-        sys.stderr.write(INSTALL_HINT.format(missing=", ".join(missing)))
-        raise SystemExit(1)
-    return str(ishan)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each ishan run")
@@ -492,7 +398,9 @@ def main() -> None:
     parser.add_argument("--slow-pages", type=int, default=1200, help="latency-bound site size")
     parser.add_argument("--tree-fetch", type=int, default=3000, help="pages of the 100k site")
     args = parser.parse_args()
-    ishan = check_prerequisites(args.docroot)
+    ishan = check_prerequisites(
+        args.docroot, ["nginx", "redis-server"], ["scrapy", "scrapy_redis", "redis"]
+    )
     started = time.monotonic()
     load = os.getloadavg()[0]
     parallel = cpu_parallelism()
@@ -521,7 +429,7 @@ def report_docs(
     ishan: str, spider: Path, tmp: Path, redis: Redis, args: argparse.Namespace
 ) -> None:
     runs: dict[str, list[Run]] = {}
-    with nginx(tmp, args.docroot) as seeds:
+    with nginx(tmp, args.docroot, SITES, workers=2, connections=4096, sendfile=True) as seeds:
         # a fresh redis-server keeps some 900 KB after its first crawl (scripts and more that
         # FLUSHALL leaves): one crawl first, so that B/URL counts what each crawl adds
         run_ishan(ishan, seeds[:1], tmp / "warm", 2, redis, [])

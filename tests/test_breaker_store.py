@@ -35,17 +35,17 @@ class AskedStore:
         self.inner = MemoryStore(rules, clock)
         self.asked: list[str] = []
 
-    def acquire(self) -> Permit:
+    def acquire(self, face: str = "") -> Permit:
         try:
             permit = self.inner.acquire()
         except Refused:
-            self.asked.append("refused")
+            self.asked.append(face + "refused")
             raise
-        self.asked.append("trial" if permit.trial else "acquire")
+        self.asked.append(face + ("trial" if permit.trial else "acquire"))
         return permit
 
-    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        self.asked.append(outcome.value)
+    def record(self, permit: Permit, outcome: Outcome, face: str = "") -> Transition | None:
+        self.asked.append(face + outcome.value)
         return self.inner.record(permit, outcome)
 
     def read(self) -> StoreView:
@@ -162,3 +162,68 @@ def test_a_trial_permit_goes_back_to_the_store_that_issued_it() -> None:
     assert breaker.call(lambda: 1) == 1
     assert asked(breaker) == ["acquire", "failure", "trial", "success"]
     assert breaker.state is CircuitState.CLOSED
+
+
+class AwaitedStore(AskedStore):
+    """An `AskedStore` with the two steps also as coroutines, logged with an 'async ' prefix;
+    each awaits once, as a store on a network client would."""
+
+    async def acquire_async(self) -> Permit:
+        await asyncio.sleep(0)
+        return self.acquire("async ")
+
+    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        await asyncio.sleep(0)
+        return self.record(permit, outcome, "async ")
+
+
+def test_async_entry_points_await_the_steps_of_a_store_that_has_them() -> None:
+    now = [0.0]
+    moves: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(
+        failure_threshold=2,
+        recovery_timeout=5,
+        store=AwaitedStore,
+        clock=lambda: now[0],
+        on_state_change=lambda old, new: moves.append((old.value, new.value)),
+    )
+
+    async def ok() -> int:
+        return 1
+
+    @breaker
+    async def fail() -> int:
+        raise Boom()
+
+    async def main() -> None:
+        assert await breaker.call_async(ok) == 1
+        with pytest.raises(Boom):
+            async with breaker:
+                raise Boom()
+        with pytest.raises(Boom):
+            await fail()  # the second failure opens the circuit
+        with pytest.raises(CircuitBreakerOpenError) as refused:
+            await breaker.call_async(ok)
+        assert refused.value.retry_after == 5
+        now[0] = 5.0
+        async with breaker:  # the trial, which closes it again
+            pass
+
+    asyncio.run(main())
+    assert asked(breaker) == [
+        *("async acquire", "async success", "async acquire", "async failure"),
+        *("async acquire", "async failure", "async refused", "async trial", "async success"),
+    ]
+    assert moves == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    stats = breaker.stats()
+    assert (stats.successes, stats.failures, stats.rejected) == (2, 2, 1)
+    assert stats.state is CircuitState.CLOSED
+
+
+def test_sync_entry_points_of_a_store_with_async_steps_take_its_sync_ones() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, store=AwaitedStore)
+    assert breaker.call(lambda: 2) == 2
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert breaker.state is CircuitState.OPEN
+    assert asked(breaker) == ["acquire", "success", "acquire", "failure"]

@@ -4,23 +4,26 @@ status and forget, merge, a crawl whose first worker left before seeding it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 from typer.testing import CliRunner
 
-from ishan_tools.breaker import CircuitState
+from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError, CircuitState
+from ishan_tools.breaker.store import BreakerRules, Outcome, Refused
 from ishan_tools.cli import app
 from ishan_tools.crawl import CrawlConfig
-from ishan_tools.crawl._breaker_seam import BreakerRules, Outcome, Refused
 from ishan_tools.crawl.redis_breaker import RedisBreakerStore
+from ishan_tools.crawl.redis_dedupe import LOW_BITS
 from ishan_tools.crawl.redis_frontier import RedisFrontier
 from ishan_tools.crawl.redis_keys import CrawlKeys, stable_hash
-from ishan_tools.crawl.redis_scripts import LOW_BITS
 from ishan_tools.crawl.sites import Sites
 
 from .conftest import FixtureServer
@@ -128,6 +131,67 @@ def test_a_trial_whose_process_died_frees_its_slot(frontier: str) -> None:
         store.acquire()
     asyncio.run(asyncio.sleep(0.25))
     assert store.acquire().trial
+
+
+def test_breakers_over_one_redis_store_share_the_circuit_and_its_one_trial(
+    frontier: str,
+) -> None:
+    """`CircuitBreaker.call_async` over async `RedisBreakerStore`s, one client each (as the
+    workers have): one breaker's failures open the circuit for all, one trial in all runs,
+    each transition's callbacks fire in the breaker that made it, every step is `retrying`'s."""
+    moves: list[tuple[int, str]] = []
+    round_trips = 0
+
+    async def retrying(func: Callable[..., Awaitable[object]], *args: object) -> object:
+        nonlocal round_trips
+        round_trips += 1
+        return await func(*args)
+
+    async def crawl() -> list[object]:
+        clients = [redis.asyncio.Redis.from_url(frontier) for _ in range(4)]
+        breakers = [
+            CircuitBreaker(
+                failure_threshold=2,
+                recovery_timeout=0.3,
+                name="h",
+                on_state_change=lambda old, new, i=i: moves.append((i, new.value)),
+                store=functools.partial(
+                    RedisBreakerStore,
+                    key="test:shared",
+                    async_client=client,
+                    trial_ttl=5,
+                    retrying=retrying,
+                ),
+            )
+            for i, client in enumerate(clients)
+        ]
+
+        async def fail() -> None:
+            raise OSError("down")
+
+        async def trial() -> str:
+            await asyncio.sleep(0.1)
+            return "ran"
+
+        for _ in range(2):
+            with pytest.raises(OSError):
+                await breakers[0].call_async(fail)
+        with pytest.raises(CircuitBreakerOpenError):
+            await breakers[1].call_async(trial)  # a store with no view yet asks Redis
+        await asyncio.sleep(0.35)
+        results = await asyncio.gather(
+            *(b.call_async(trial) for b in breakers), return_exceptions=True
+        )
+        for client in clients:
+            await client.aclose()
+        return results
+
+    results = asyncio.run(crawl())
+    assert results.count("ran") == 1
+    assert all(isinstance(r, CircuitBreakerOpenError) for r in results if r != "ran")
+    closer = results.index("ran")
+    assert moves == [(0, "open"), (closer, "half_open"), (closer, "closed")]
+    assert round_trips == 4 + 1 + 4 + 1  # two failures, a refusal, four permits, one success
 
 
 def test_merge_keeps_the_last_line_per_url_and_copies_each_file_once(tmp_path: Path) -> None:

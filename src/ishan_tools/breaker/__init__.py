@@ -28,7 +28,8 @@ process's state under one `threading.Lock` held for a few attribute updates, nev
 call or an await; while it is `quiet` (closed, successes change nothing) a successful call
 takes no lock and no step at all, only `next()` on an `itertools.count` (atomic under the
 GIL). `CircuitBreaker(store=...)` takes another store's factory, such as one shared across
-processes, which is never quiet and so is asked at both steps of every call.
+processes, which is quiet at most as of its last reply. A store that also has the steps as
+coroutines (`AsyncStateStore`) has them awaited by the async entry points.
 """
 
 from __future__ import annotations

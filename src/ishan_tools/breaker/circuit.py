@@ -5,7 +5,9 @@
 callbacks that follow. `call`, `call_async`, the context manager and the decorators do
 nothing else, so a store (`ishan_tools.breaker.store`) sees every call at the same two points.
 While the store is `quiet` a success needs neither step; the two sync shells (`call` and the
-sync decorator) then skip the steps' frames, which is most of a guarded call's cost.
+sync decorator) then skip the steps' frames, which is most of a guarded call's cost. A store
+that is also an `AsyncStateStore` gets the async shells' steps awaited (`_acquire_async`,
+`_record_async`); which pair they take is decided once, when the breaker builds its store.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import itertools
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -33,6 +33,7 @@ from ishan_tools.breaker.state import (
 )
 from ishan_tools.breaker.store import (
     ORDINARY,
+    AsyncStateStore,
     BreakerRules,
     MemoryStore,
     Outcome,
@@ -42,6 +43,7 @@ from ishan_tools.breaker.store import (
     StoreView,
     Transition,
 )
+from ishan_tools.breaker.totals import CallTotals
 
 log = logging.getLogger("ishan_tools.breaker")
 
@@ -109,15 +111,10 @@ class CircuitBreaker:
         self.on_half_open = on_half_open
 
         self._store = store(self.rules, clock)
-        self._lock = threading.Lock()  # guards the totals below; the store guards the state
-        self._successes = itertools.count()  # bumped without a lock: next() is atomic
-        self._success_readings = 0
-        self._successes_before_reset = 0
-        self._failures_total = 0
-        self._ignored_total = 0
-        self._rejected_total = 0
-        self._last_failure: str | None = None
-        self._last_failure_at: float | None = None
+        # What the async entry points await instead of the sync steps, if the store has it.
+        self._async_store = self._store if isinstance(self._store, AsyncStateStore) else None
+        self._totals = CallTotals(clock)
+        self._successes = self._totals.successes  # one attribute away, for the fast path
         self._permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
             f"ishan_breaker_permits_{id(self)}", default=()
         )
@@ -132,12 +129,25 @@ class CircuitBreaker:
         try:
             permit = store.acquire()
         except Refused as refused:
-            with self._lock:
-                self._rejected_total += 1
-            raise CircuitBreakerOpenError(self.name, refused.retry_after) from None
+            raise self._refused(refused) from None
         if permit.transition is not None:
             self._fire(self._callbacks(permit.transition))
         return permit
+
+    async def _acquire_async(self, store: AsyncStateStore) -> Permit:
+        """`_acquire()` for the async entry points of a store with async steps."""
+        if store.quiet:
+            return ORDINARY
+        try:
+            permit = await store.acquire_async()
+        except Refused as refused:
+            raise self._refused(refused) from None
+        self._fire_transition(permit.transition)
+        return permit
+
+    def _refused(self, refused: Refused) -> CircuitBreakerOpenError:
+        self._totals.rejected()
+        return CircuitBreakerOpenError(self.name, refused.retry_after)
 
     def _record(self, permit: Permit, exc: BaseException | None) -> None:
         """After a call: its outcome (`exc` None for a success) to the totals and the store."""
@@ -146,20 +156,39 @@ class CircuitBreaker:
             if self._store.quiet and self.on_success is None:
                 return
             outcome = Outcome.SUCCESS
-            pending = [] if self.on_success is None else [self.on_success]
         else:
-            outcome = self._classify(exc)
-            pending = []
-            with self._lock:
-                if outcome is Outcome.FAILURE:
-                    self._failures_total += 1
-                    self._last_failure = f"{type(exc).__name__}: {exc}"
-                    self._last_failure_at = self.clock()
-                else:
-                    self._ignored_total += 1
-            if outcome is Outcome.FAILURE and self.on_failure is not None:
-                pending.append(self.on_failure)
-        transition = self._store.record(permit, outcome)
+            outcome = self._count(exc)
+        self._recorded(outcome, self._store.record(permit, outcome))
+
+    async def _record_async(
+        self, store: AsyncStateStore, permit: Permit, exc: BaseException | None
+    ) -> None:
+        """`_record()` for the async entry points of a store with async steps."""
+        if exc is None:
+            next(self._successes)
+            if store.quiet and self.on_success is None:
+                return
+            outcome = Outcome.SUCCESS
+        else:
+            outcome = self._count(exc)
+        self._recorded(outcome, await store.record_async(permit, outcome))
+
+    def _count(self, exc: BaseException) -> Outcome:
+        """The outcome of a call that raised `exc`, added to the totals."""
+        outcome = self._classify(exc)
+        if outcome is Outcome.FAILURE:
+            self._totals.failure(exc)
+        else:
+            self._totals.ignored()
+        return outcome
+
+    def _recorded(self, outcome: Outcome, transition: Transition | None) -> None:
+        """The callbacks for an outcome the store recorded and the transition it caused."""
+        pending: list[Callable[[], object]] = []
+        if outcome is Outcome.SUCCESS and self.on_success is not None:
+            pending.append(self.on_success)
+        elif outcome is Outcome.FAILURE and self.on_failure is not None:
+            pending.append(self.on_failure)
         if transition is not None:
             pending += self._callbacks(transition)
         self._fire(pending)
@@ -232,8 +261,9 @@ class CircuitBreaker:
         self, func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await `func(*args, **kwargs)` through the breaker (the fallback's result if open)."""
+        steps = self._async_store
         try:
-            permit = self._acquire()
+            permit = self._acquire() if steps is None else await self._acquire_async(steps)
         except CircuitBreakerOpenError as refused:
             result = self._fallback(refused, args, kwargs)
             if inspect.isawaitable(result):
@@ -242,9 +272,15 @@ class CircuitBreaker:
         try:
             value = await func(*args, **kwargs)
         except BaseException as exc:
-            self._record(permit, exc)
+            if steps is None:
+                self._record(permit, exc)
+            else:
+                await self._record_async(steps, permit, exc)
             raise
-        self._record(permit, None)
+        if steps is None:
+            self._record(permit, None)
+        else:
+            await self._record_async(steps, permit, None)
         return value
 
     @overload
@@ -298,13 +334,20 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._record(self._pop_permit(), exc)
+
+    def _pop_permit(self) -> Permit:
         stack = self._permits.get()
-        permit = stack[-1] if stack else ORDINARY
         self._permits.set(stack[:-1])
-        self._record(permit, exc)
+        return stack[-1] if stack else ORDINARY
 
     async def __aenter__(self) -> CircuitBreaker:
-        return self.__enter__()
+        steps = self._async_store
+        if steps is None:
+            return self.__enter__()
+        permit = await self._acquire_async(steps)
+        self._permits.set((*self._permits.get(), permit))
+        return self
 
     async def __aexit__(
         self,
@@ -312,7 +355,11 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        steps = self._async_store
+        if steps is None:
+            self.__exit__(exc_type, exc, tb)
+        else:
+            await self._record_async(steps, self._pop_permit(), exc)
 
     # -- manual control and inspection ------------------------------------------------------
 
@@ -342,37 +389,11 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Close the circuit and zero every counter, as if new."""
         self.close()
-        with self._lock:
-            self._successes_before_reset = self._successes_so_far()
-            self._failures_total = self._ignored_total = self._rejected_total = 0
-            self._last_failure = self._last_failure_at = None
-
-    def _successes_so_far(self) -> int:
-        """Successes since creation (lock held), read from the count without a look inside:
-        each reading draws one number too, so it takes back one per reading so far."""
-        drawn = next(self._successes)
-        self._success_readings += 1
-        return drawn - self._success_readings + 1
+        self._totals.reset()
 
     def stats(self) -> BreakerStats:
         """The store's state and this breaker's own totals (its calls, not another process's)."""
-        view = self._read()
-        with self._lock:
-            successes = self._successes_so_far() - self._successes_before_reset
-            return BreakerStats(
-                name=self.name,
-                state=view.state,
-                calls=successes + self._failures_total + self._ignored_total,
-                successes=successes,
-                failures=self._failures_total,
-                ignored=self._ignored_total,
-                rejected=self._rejected_total,
-                current_failures=view.current_failures,
-                last_failure=self._last_failure,
-                last_failure_at=self._last_failure_at,
-                opened_at=view.opened_at,
-                retry_after=view.retry_after,
-            )
+        return self._totals.snapshot(self.name, self._read())
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.value}>"

@@ -26,7 +26,13 @@ the same four methods, each as one atomic operation (a Lua script), with its own
   re-opens; an ordinary call's failure (and, in the consecutive and rate modes, its success)
   updates the counter of `rules`' mode, and opening happens in the same operation;
 - `read()` and `force()` likewise.
-It keeps `quiet` False, so that the breaker asks it at both steps of every call.
+Its `quiet` is at best its last view of the shared state (see `StateStore.quiet`).
+
+A store whose steps are I/O can also be an `AsyncStateStore`: `acquire_async()` and
+`record_async(permit, outcome)`, the same two steps as coroutines. The breaker checks once,
+when it builds the store, and its async entry points (`call_async`, `async with`, the async
+decorator) then await those; its sync entry points, inspection and manual control keep using
+the sync four, so such a store has both faces (one of them may refuse, naming the other).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ishan_tools.breaker.counting import (
     ConsecutiveCounter,
@@ -150,7 +156,8 @@ class StateStore(Protocol):
     """True only while the circuit is closed and a success, whatever permit its call holds,
     changes nothing in the store: the breaker then admits without `acquire()` and records a
     success without `record()`. A store shared across processes keeps it False, so that it
-    is asked at both steps."""
+    is asked at both steps, or keeps it as of its last reply (the crawl's Redis store: closed
+    with no failures counted), so that other processes' failures reach it a reply late."""
 
     def acquire(self) -> Permit:
         """Admit one call or raise `Refused`; move open to half-open when the timeout passed."""
@@ -166,6 +173,21 @@ class StateStore(Protocol):
 
     def force(self, state: CircuitState) -> Transition | None:
         """Manual control: open (restarting the timeout) or close (forgetting failures)."""
+        ...
+
+
+@runtime_checkable
+class AsyncStateStore(Protocol):
+    """The two steps as coroutines, for a store whose steps are I/O (a Redis client's)."""
+
+    quiet: bool
+
+    async def acquire_async(self) -> Permit:
+        """`acquire()`, awaited."""
+        ...
+
+    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        """`record(permit, outcome)`, awaited."""
         ...
 
 

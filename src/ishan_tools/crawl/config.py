@@ -13,7 +13,7 @@ from ishan_tools import __version__
 from ishan_tools.crawl.sites import check_crawl_id, crawl_id_for, read_seeds_file, start_urls
 from ishan_tools.errors import UsageError
 
-__all__ = ["DEFAULT_USER_AGENT", "CrawlConfig"]
+__all__ = ["DEFAULT_USER_AGENT", "CrawlConfig", "option_differences"]
 
 DEFAULT_USER_AGENT = f"ishan-crawl/{__version__} (+https://pypi.org/project/ishan-tools/)"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -217,6 +217,29 @@ class CrawlConfig:
         if self.include_patterns and not any(p.search(url) for p in self.include_patterns):
             return False
         return not any(p.search(url) for p in self.exclude_patterns)
+
+
+def option_differences(stored: dict[str, Any], mine: dict[str, Any]) -> list[str]:
+    """Each `shared_options()` entry where `mine` differs from `stored`, as a refusal names it:
+    `--delay 0 (here 0.5)`."""
+    return [
+        f"--{name.replace('_', '-')} {_shown(stored.get(name))} (here {_shown(mine.get(name))})"
+        for name in sorted(set(stored) | set(mine))
+        if stored.get(name) != mine.get(name)
+    ]
+
+
+def _shown(value: Any) -> str:
+    """An option's value as it is given on the command line."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return ",".join(f"{k}: {v}" for k, v in value.items()) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _compile(pattern: str, option: str) -> re.Pattern[str]:

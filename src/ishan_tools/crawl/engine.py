@@ -142,15 +142,14 @@ class Crawler:
         host = self.hosts.get(key)
         if host is None:
             origin = url.split("/", 3)
-            breaker = self.frontier.shared_breaker(key, self._on_breaker)
-            if breaker is None:
-                breaker = CircuitBreaker(
-                    failure_threshold=self.config.breaker_threshold,
-                    recovery_timeout=self.config.breaker_cooldown,
-                    failure_predicate=counts_for_breaker,
-                    name=key,
-                    on_state_change=lambda old, new: self._on_breaker(key, old, new),
-                )
+            breaker = CircuitBreaker(
+                failure_threshold=self.config.breaker_threshold,
+                recovery_timeout=self.config.breaker_cooldown,
+                failure_predicate=counts_for_breaker,
+                name=key,
+                on_state_change=lambda old, new: self._on_breaker(key, old, new),
+                store=self.frontier.breaker_store(key),
+            )
             host = HostState(key, f"{origin[0]}//{origin[2]}", self.config, breaker)
             self.hosts[key] = host
         return host
@@ -412,7 +411,7 @@ class Crawler:
         try:
             result = await self.fetcher.fetch(
                 item.url,
-                host.guard,
+                host.breaker,
                 attempts_done=item.attempts,
                 followed=followed,
                 conditional=self.pages.conditional_headers(item.url),

@@ -14,11 +14,10 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import httpx
 
-from ishan_tools.breaker import CircuitBreakerOpenError
+from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.crawl.config import CrawlConfig
 from ishan_tools.crawl.urls import normalize
 
@@ -26,20 +25,10 @@ __all__ = [
     "FetchFailed",
     "FetchResult",
     "Fetcher",
-    "HostBreaker",
     "HostPaused",
     "counts_for_breaker",
     "fetch_text",
 ]
-
-
-class HostBreaker(Protocol):
-    """A host's circuit breaker as the fetcher uses it: each attempt goes through
-    `call_async`, which raises `CircuitBreakerOpenError` while the circuit is open."""
-
-    def call_async(self, func: Callable[..., Awaitable[Any]], /, *args: Any) -> Awaitable[Any]:
-        """Await `func(*args)` through the breaker."""
-        ...
 
 
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -156,7 +145,7 @@ class Fetcher:
     async def fetch(
         self,
         url: str,
-        breaker: HostBreaker,
+        breaker: CircuitBreaker,
         *,
         attempts_done: int = 0,
         followed: set[str] | None = None,

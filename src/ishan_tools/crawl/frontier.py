@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ishan_tools.breaker import CircuitState
-from ishan_tools.crawl.fetch import HostBreaker
+from ishan_tools.breaker.store import StoreFactory
 from ishan_tools.crawl.sites import Sites
 
 __all__ = ["Frontier", "QueuedURL", "RobotsAnswer", "Seed", "Stop", "Wait"]
@@ -154,11 +153,9 @@ class Frontier(Protocol):
 
     # -- per-host state -----------------------------------------------------------------------
 
-    def shared_breaker(
-        self, host: str, on_change: Callable[[str, CircuitState, CircuitState], None]
-    ) -> HostBreaker | None:
-        """The circuit breaker of `host` shared by every worker, or None: the engine keeps a
-        breaker of its own in this process."""
+    def breaker_store(self, host: str) -> StoreFactory:
+        """Where the state of `host`'s circuit breaker lives: this process's memory, or a store
+        every worker shares (the engine builds the breaker itself, the same in both)."""
         ...
 
     async def robots(self, host: str, fetch: Callable[[], Awaitable[RobotsAnswer]]) -> RobotsAnswer:

@@ -17,7 +17,7 @@ from protego import Protego
 
 from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.crawl.config import CrawlConfig
-from ishan_tools.crawl.fetch import HostBreaker, fetch_text
+from ishan_tools.crawl.fetch import fetch_text
 from ishan_tools.crawl.frontier import Frontier, RobotsAnswer
 
 __all__ = ["HostState"]
@@ -28,9 +28,7 @@ _ROBOTS_MAX_BYTES = 512_000
 class HostState:
     """Politeness state of one host (key 'host[:port]', origin 'scheme://host[:port]')."""
 
-    def __init__(
-        self, key: str, origin: str, config: CrawlConfig, breaker: CircuitBreaker | HostBreaker
-    ) -> None:
+    def __init__(self, key: str, origin: str, config: CrawlConfig, breaker: CircuitBreaker) -> None:
         self.key = key
         self.origin = origin
         self.config = config
@@ -38,17 +36,14 @@ class HostState:
         self.robots: Protego | None = None
         self.robots_ready = not config.obey_robots
         self._robots_lock = asyncio.Lock()
-        self.guard = breaker  # what each fetch attempt goes through
-        # this process's own breaker, which the gate reads (None: the frontier keeps it)
-        self.breaker = breaker if isinstance(breaker, CircuitBreaker) else None
+        self.breaker = breaker  # what each fetch attempt goes through
 
     def gate(self, active: int) -> float | None:
         """0 when a URL of this host may start now, seconds to wait, or None (wait until one
-        of the `active` requests ends)."""
+        of the `active` requests ends). A local frontier's question: a shared frontier's claim
+        reads the shared circuit itself."""
         if not self.robots_ready and active:
             return None
-        if self.breaker is None:
-            return 0.0
         state = self.breaker.state
         if state is CircuitState.OPEN:
             return max(0.01, self.breaker.stats().retry_after)

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ishan_tools.breaker import CircuitState
-from ishan_tools.crawl.fetch import HostBreaker
+from ishan_tools.breaker.store import MemoryStore, StoreFactory
 from ishan_tools.crawl.frontier import Gate, QueuedURL, RobotsAnswer, Seed, Stop, Wait
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.crawl.storage import Storage
@@ -256,10 +255,8 @@ class LocalFrontier:
 
     # -- per-host state -----------------------------------------------------------------------
 
-    def shared_breaker(
-        self, host: str, on_change: Callable[[str, CircuitState, CircuitState], None]
-    ) -> HostBreaker | None:
-        return None
+    def breaker_store(self, host: str) -> StoreFactory:
+        return MemoryStore
 
     async def robots(self, host: str, fetch: Callable[[], Awaitable[RobotsAnswer]]) -> RobotsAnswer:
         return await fetch()

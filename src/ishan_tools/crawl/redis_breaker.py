@@ -7,11 +7,17 @@ atomic across processes; times are Redis' (`TIME`). A half-open trial is a lease
 `KEY:trials` with a deadline, so that at most `half_open_max_calls` trials run at once in
 all processes together, and a trial whose process died frees its slot when it expires.
 
-The store has the synchronous methods of the breaker's seam and `*_async` twins for asyncio
-code (the crawl). `quiet` is this process's last view ("closed, no failures counted"): while
-it holds, a success needs no round trip and a call needs no permit, as in the in-memory
-store; every reply, and `observe()` (the frontier's claims carry the host's state), renews
-the view.
+The store has both faces of the breaker's seam (`ishan_tools.breaker.store`): the
+synchronous `StateStore` over a `redis.Redis` client, and the `AsyncStateStore` steps over a
+`redis.asyncio.Redis` one, which the breaker's async entry points await (the crawl's fetches
+go through `CircuitBreaker.call_async`). `retrying(func, *args)` runs each async call (the
+frontier's, which retries while Redis is away).
+
+`quiet` is this process's last view ("closed, no failures counted"): while it holds, a
+success needs no round trip and a call needs no permit, as in the in-memory store. Every
+reply, and `observe()` (the frontier's claims carry the host's state), renews the view; a new
+store has none yet, so its first call asks. An ordinary call's ignored outcome changes
+nothing in Redis, so it makes no round trip either (nor does a fetch cancelled at shutdown).
 
 Layout of KEY (a hash): state (closed | open | half_open), opened (ms), failures, ok (trial
 successes). The crawl's claim script reads `state`, `opened` and `KEY:trials` to keep an
@@ -27,8 +33,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ishan_tools.breaker import CircuitBreakerOpenError, CircuitState
-from ishan_tools.crawl._breaker_seam import (
+from ishan_tools.breaker import CircuitState
+from ishan_tools.breaker.store import (
     ORDINARY,
     BreakerRules,
     Outcome,
@@ -38,7 +44,10 @@ from ishan_tools.crawl._breaker_seam import (
     Transition,
 )
 
-__all__ = ["RedisBreakerStore", "SharedBreaker"]
+__all__ = ["RedisBreakerStore", "Retrying"]
+
+Retrying = Callable[..., Awaitable[Any]]
+"""`retrying(func, *args)`: `await func(*args)`, retried as the caller sees fit."""
 
 _NOW = r"""
 redis.replicate_commands()
@@ -174,12 +183,18 @@ def _texts(reply: list[Any]) -> list[Any]:
     return [part.decode() if isinstance(part, bytes) else part for part in reply]
 
 
+async def _once(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return await func(*args)
+
+
 class RedisBreakerStore:
     """One circuit's state under `key` in Redis; see the module docstring.
 
-    `RedisBreakerStore(rules, clock, client=..., key=...)` has the shape of the breaker's
-    store factory (`functools.partial(RedisBreakerStore, client=c, key=k)`); `clock` is not
-    used, Redis keeps the time. Only the consecutive counting mode is supported.
+    `RedisBreakerStore(rules, clock, key=..., client=..., async_client=...)` has the shape of
+    the breaker's store factory (`functools.partial(RedisBreakerStore, key=k, client=c)`);
+    `clock` is not used, Redis keeps the time. `client` serves the sync face, `async_client`
+    the async one; a face without its client refuses. Only the consecutive counting mode is
+    supported.
     """
 
     def __init__(
@@ -191,25 +206,33 @@ class RedisBreakerStore:
         client: redis.Redis | None = None,
         async_client: redis.asyncio.Redis | None = None,
         trial_ttl: float = 60.0,
+        retrying: Retrying = _once,
     ) -> None:
         if rules.failure_window is not None or rules.failure_rate_threshold is not None:
             raise ValueError("the Redis breaker store counts consecutive failures only")
         self.rules = rules
         self.key = key
         self.keys = [key, key + ":trials"]
-        self.quiet = True
+        self.quiet = False  # no view yet: the first call asks
         self._acquire_args = [
             int(rules.recovery_timeout * 1000),
             rules.half_open_max_calls,
             int(trial_ttl * 1000),
         ]
-        self._sync = self._register(client) if client is not None else {}
-        self._async = self._register(async_client) if async_client is not None else {}
+        self._sync = self._register(client, "client", "async")
+        self._async = self._register(async_client, "async_client", "sync")
+        self._retrying = retrying
 
     @staticmethod
-    def _register(client: Any) -> dict[str, Any]:
+    def _register(client: Any, given: str, other: str) -> dict[str, Any]:
         sources = {"acquire": _ACQUIRE, "record": _RECORD, "read": _READ, "force": _FORCE}
-        return {name: client.register_script(source) for name, source in sources.items()}
+        if client is not None:
+            return {name: client.register_script(source) for name, source in sources.items()}
+
+        def refuse(*args: Any) -> Any:
+            raise TypeError(f"this RedisBreakerStore has no {given}=: use its {other} steps")
+
+        return dict.fromkeys(sources, refuse)
 
     # -- arguments and replies, shared by the two faces ---------------------------------------
 
@@ -261,6 +284,8 @@ class RedisBreakerStore:
         return self._permit(self._sync["acquire"](self.keys, [*self._acquire_args, token]), token)
 
     def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        if outcome is Outcome.IGNORED and not permit.trial:
+            return None
         return self._recorded(self._sync["record"](self.keys, self._record_args(permit, outcome)))
 
     def read(self) -> StoreView:
@@ -275,62 +300,11 @@ class RedisBreakerStore:
 
     async def acquire_async(self) -> Permit:
         token = uuid.uuid4().hex
-        reply = await self._async["acquire"](self.keys, [*self._acquire_args, token])
-        return self._permit(reply, token)
+        args = [*self._acquire_args, token]
+        return self._permit(await self._retrying(self._async["acquire"], self.keys, args), token)
 
     async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        reply = await self._async["record"](self.keys, self._record_args(permit, outcome))
-        return self._recorded(reply)
-
-    async def read_async(self) -> StoreView:
-        return self._view(await self._async["read"](self.keys, [self._acquire_args[0]]))
-
-
-Retrying = Callable[..., Awaitable[Any]]
-
-
-class SharedBreaker:
-    """A host's breaker for the fetcher (`call_async`), over a `RedisBreakerStore`.
-
-    The breaker's own steps, for asyncio: acquire (skipped while the store is quiet), the
-    call, the outcome classified by `failure_predicate` and recorded (a quiet success is not).
-    Transitions this process made go to `on_change(host, old, new)`. `retrying(func)` runs
-    each store call, retrying while Redis is away (the frontier's).
-    """
-
-    def __init__(
-        self,
-        store: RedisBreakerStore,
-        host: str,
-        *,
-        failure_predicate: Callable[[BaseException], bool],
-        on_change: Callable[[str, CircuitState, CircuitState], None],
-        retrying: Retrying,
-    ) -> None:
-        self.store = store
-        self.host = host
-        self.failure_predicate = failure_predicate
-        self.on_change = on_change
-        self.retrying = retrying
-
-    def _report(self, transition: Transition | None) -> None:
-        if transition is not None:
-            self.on_change(self.host, *transition)
-
-    async def call_async(self, func: Callable[..., Awaitable[Any]], /, *args: Any) -> Any:
-        permit = ORDINARY
-        if not self.store.quiet:
-            try:
-                permit = await self.retrying(self.store.acquire_async)
-            except Refused as exc:
-                raise CircuitBreakerOpenError(self.host, exc.retry_after) from None
-            self._report(permit.transition)
-        try:
-            result = await func(*args)
-        except Exception as exc:
-            outcome = Outcome.FAILURE if self.failure_predicate(exc) else Outcome.IGNORED
-            self._report(await self.retrying(self.store.record_async, permit, outcome))
-            raise
-        if permit.trial or not self.store.quiet:
-            self._report(await self.retrying(self.store.record_async, permit, Outcome.SUCCESS))
-        return result
+        if outcome is Outcome.IGNORED and not permit.trial:
+            return None
+        args = self._record_args(permit, outcome)
+        return self._recorded(await self._retrying(self._async["record"], self.keys, args))

@@ -28,21 +28,14 @@ from typing import Any, TypeVar
 
 import redis
 
-from ishan_tools.breaker import CircuitState
-from ishan_tools.crawl._breaker_seam import BreakerRules
-from ishan_tools.crawl.config import CrawlConfig
+from ishan_tools.breaker.store import BreakerRules, StoreFactory
+from ishan_tools.crawl.config import CrawlConfig, option_differences
 from ishan_tools.crawl.events import Emit
-from ishan_tools.crawl.fetch import HostBreaker, counts_for_breaker
 from ishan_tools.crawl.frontier import QueuedURL, RobotsAnswer, Seed, Stop, Wait
-from ishan_tools.crawl.redis_breaker import RedisBreakerStore, SharedBreaker
-from ishan_tools.crawl.redis_keys import (
-    REDIS_DOWN,
-    CrawlKeys,
-    async_client,
-    stable_hash,
-    unreachable,
-)
-from ishan_tools.crawl.redis_scripts import INTSET_LOAD_SHARE, SCRIPTS
+from ishan_tools.crawl.redis_breaker import RedisBreakerStore
+from ishan_tools.crawl.redis_dedupe import INTSET_LOAD_SHARE
+from ishan_tools.crawl.redis_keys import CrawlKeys, RedisRetry, async_client, stable_hash
+from ishan_tools.crawl.redis_scripts import SCRIPTS
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.errors import CrawlError, UsageError
 
@@ -67,6 +60,8 @@ class RedisFrontier:
         self.worker = config.worker_id
         self.keys = CrawlKeys(config.crawl_id)
         self.client = async_client(self.url, min(5.0, max(0.5, config.frontier_timeout / 3)))
+        # every Redis call goes through it: retried while Redis is away, up to a limit
+        self._call = RedisRetry(self.url, config.frontier_timeout, emit)
         self._scripts = {name: self.client.register_script(src) for name, src in SCRIPTS.items()}
         self._lease_ms = int(config.lease * 1000)
         self._queued = 0
@@ -76,8 +71,6 @@ class RedisFrontier:
         self._idle_until = 0.0
         self._claiming = asyncio.Lock()
         self._poll = _POLL_MIN
-        self._down_since: float | None = None
-        self._failure: CrawlError | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._deadline_s: float | None = None
         self._breakers: dict[str, RedisBreakerStore] = {}
@@ -87,40 +80,6 @@ class RedisFrontier:
     @property
     def queued(self) -> int:
         return self._queued
-
-    # -- Redis calls, resilient -------------------------------------------------------------
-
-    async def _call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """`await func(*args)`, retried with backoff while Redis is away, at most
-        --frontier-timeout seconds in a row."""
-        delay = 0.05
-        while True:
-            try:
-                result = await func(*args)
-            except REDIS_DOWN as exc:
-                now = time.monotonic()
-                if self._down_since is None:
-                    self._down_since = now
-                    self.emit("frontier_lost", frontier=self.url, error=str(exc) or repr(exc))
-                waited = now - self._down_since
-                if waited >= self.config.frontier_timeout:
-                    self._failure = unreachable(
-                        self.url,
-                        exc,
-                        f"no answer for {waited:.0f} s (--frontier-timeout); what this worker "
-                        "held goes back to the queue: start Redis and run it again",
-                    )
-                    raise self._failure from None
-                await asyncio.sleep(min(delay, self.config.frontier_timeout - waited))
-                delay = min(delay * 2, 1.0)
-                continue
-            if self._down_since is not None:
-                self.emit("frontier_back", frontier=self.url, after_s=round(self._pause(), 3))
-            return result
-
-    def _pause(self) -> float:
-        started, self._down_since = self._down_since, None
-        return 0.0 if started is None else time.monotonic() - started
 
     async def _run(self, name: str, *args: Any) -> Any:
         return await self._call(self._scripts[name], [], [self.keys.prefix, *args])
@@ -197,13 +156,7 @@ class RedisFrontier:
         differences = []
         if given_urls and theirs["urls"] != mine["urls"]:
             differences.append(f"start URLs {', '.join(theirs['urls'])}")
-        old, new = theirs["options"], mine["options"]
-        for name in sorted(set(old) | set(new)):
-            if old.get(name) != new.get(name):
-                option = "--" + name.replace("_", "-")
-                differences.append(
-                    f"{option} {_shown(old.get(name))} (here {_shown(new.get(name))})"
-                )
+        differences += option_differences(theirs["options"], mine["options"])
         if differences:
             raise UsageError(
                 f"crawl {self.config.crawl_id} at {self.url} was started with "
@@ -223,7 +176,7 @@ class RedisFrontier:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._heartbeat
-        if self._failure is None:
+        if self._call.failure is None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(min(5.0, self.config.frontier_timeout)):
                     for item in list(self._held.values()):
@@ -310,8 +263,8 @@ class RedisFrontier:
     # -- taking URLs ------------------------------------------------------------------------
 
     async def claim(self) -> QueuedURL | Wait | Stop | Seed:
-        if self._failure is not None:
-            raise self._failure
+        if self._call.failure is not None:
+            raise self._call.failure
         async with self._claiming:  # one claim in flight: idle tasks share its answer
             now = time.monotonic()
             if now < self._idle_until:
@@ -393,27 +346,22 @@ class RedisFrontier:
 
     # -- per-host state ---------------------------------------------------------------------
 
-    def shared_breaker(
-        self, host: str, on_change: Callable[[str, CircuitState, CircuitState], None]
-    ) -> HostBreaker | None:
-        config = self.config
-        rules = BreakerRules(
-            failure_threshold=config.breaker_threshold, recovery_timeout=config.breaker_cooldown
-        )
-        store = RedisBreakerStore(
-            rules,
-            key=self.keys.breaker(host),
-            async_client=self.client,
-            trial_ttl=config.timeout + config.lease,
-        )
-        self._breakers[host] = store
-        return SharedBreaker(
-            store,
-            host,
-            failure_predicate=counts_for_breaker,
-            on_change=on_change,
-            retrying=self._call,
-        )
+    def breaker_store(self, host: str) -> StoreFactory:
+        """The host's breaker state in Redis, kept here by host too: claims renew its view."""
+
+        def build(rules: BreakerRules, clock: Callable[[], float]) -> RedisBreakerStore:
+            store = RedisBreakerStore(
+                rules,
+                clock,
+                key=self.keys.breaker(host),
+                async_client=self.client,
+                trial_ttl=self.config.timeout + self.config.lease,  # a dead trial's slot returns
+                retrying=self._call,
+            )
+            self._breakers[host] = store
+            return store
+
+        return build
 
     async def robots(self, host: str, fetch: Callable[[], Awaitable[RobotsAnswer]]) -> RobotsAnswer:
         """From the crawl's cache; else fetched by the one worker that takes the lock."""
@@ -453,16 +401,3 @@ def _batches(entries: list[tuple[str, int]], size: int = 1000) -> list[list[tupl
 def _refused(batch: list[tuple[str, int]], reply: list[Any]) -> list[tuple[str, str]]:
     """(url, reason) for the {index, reason} pairs a script refused of `batch`."""
     return [(batch[int(reply[i]) - 1][0], str(reply[i + 1])) for i in range(0, len(reply), 2)]
-
-
-def _shown(value: Any) -> str:
-    """An option's value as the refusal names it."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return ",".join(map(str, value)) or "none"
-    if isinstance(value, dict):
-        return ",".join(f"{k}: {v}" for k, v in value.items()) or "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)

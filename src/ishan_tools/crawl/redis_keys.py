@@ -1,5 +1,8 @@
 """Naming a shared crawl in Redis, hashing its URLs, and reaching the server.
 
+Clients do not retry by themselves; a worker's calls go through `RedisRetry`, which waits
+for a server that is away (a restart, a blip) up to --frontier-timeout.
+
 Every key of crawl NAME starts with `ishan:crawl:{NAME}:` (the braces are a Redis Cluster
 hash tag: one crawl, one slot); `redis_scripts` lists the keys. URL hashes are the first 8
 bytes of BLAKE2b as a signed 64-bit integer: the same in every process and on every machine,
@@ -8,19 +11,24 @@ unlike Python's salted `hash()`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 
+from ishan_tools.crawl.events import Emit
 from ishan_tools.errors import CrawlError
 
 __all__ = [
     "KEY_ROOT",
     "REDIS_DOWN",
     "CrawlKeys",
+    "RedisRetry",
     "async_client",
     "stable_hash",
     "sync_client",
@@ -117,3 +125,49 @@ def unreachable(url: str, exc: BaseException, hint: str) -> CrawlError:
     """The one-line error for a Redis server that does not answer."""
     reason = str(exc).strip().rstrip(".") or type(exc).__name__
     return CrawlError(f"cannot reach the frontier {url} ({reason}): {hint}")
+
+
+T = TypeVar("T")
+
+
+class RedisRetry:
+    """`await retry(func, *args)`: `await func(*args)`, retried with backoff while the server
+    at `url` is away, at most `timeout` seconds in a row (events `frontier_lost` and
+    `frontier_back` to `emit`); after that it raises CrawlError, kept in `failure`."""
+
+    def __init__(self, url: str, timeout: float, emit: Emit) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.emit = emit
+        self.failure: CrawlError | None = None
+        self._down_since: float | None = None
+
+    async def __call__(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        delay = 0.05
+        while True:
+            try:
+                result = await func(*args)
+            except REDIS_DOWN as exc:
+                now = time.monotonic()
+                if self._down_since is None:
+                    self._down_since = now
+                    self.emit("frontier_lost", frontier=self.url, error=str(exc) or repr(exc))
+                waited = now - self._down_since
+                if waited >= self.timeout:
+                    self.failure = unreachable(
+                        self.url,
+                        exc,
+                        f"no answer for {waited:.0f} s (--frontier-timeout); what this worker "
+                        "held goes back to the queue: start Redis and run it again",
+                    )
+                    raise self.failure from None
+                await asyncio.sleep(min(delay, self.timeout - waited))
+                delay = min(delay * 2, 1.0)
+                continue
+            if self._down_since is not None:
+                self.emit("frontier_back", frontier=self.url, after_s=round(self._pause(), 3))
+            return result
+
+    def _pause(self) -> float:
+        started, self._down_since = self._down_since, None
+        return 0.0 if started is None else time.monotonic() - started
