@@ -53,6 +53,22 @@ def test_the_ledger_counts_shared_cells_once_and_frees_them_with_the_last_holder
     assert ledger.cells() == 0
 
 
+def test_a_truncated_sequence_frees_only_the_cells_no_other_sequence_holds() -> None:
+    ledger = Ledger()
+    ledger.grow(0, 100)
+    ledger.copy(0, 1, 80)
+    ledger.grow(1, 120)  # 40 of its own, positions 80..119
+    ledger.truncate(1, 90)  # keeps 10 of its own
+    assert ledger.length(1) == 90 and ledger.cells() == 110
+    ledger.truncate(1, 50)  # only shared cells left: sequence 0 still holds them all
+    assert ledger.length(1) == 50 and ledger.cells() == 100 and ledger.cells({1}) == 50
+    ledger.truncate(0, 30)
+    assert ledger.cells() == 50  # 30..49 are sequence 1's now, 50..99 nobody's
+    ledger.drop(1)
+    ledger.drop(0)
+    assert ledger.cells() == 0
+
+
 def test_the_cache_drops_entries_that_a_longer_one_covers_and_evicts_oldest_first() -> None:
     cache = PrefixCache(max_entries=4)
     assert cache.add(1, [5, 6, 7]) == []
@@ -137,6 +153,24 @@ def test_four_newcomers_with_one_system_prompt_prefill_it_once(smollm2: Path) ->
         engine.close()
 
 
+def test_a_finished_session_stays_as_cache_without_its_answer(cached: Engine) -> None:
+    prompt = SYSTEM + "Question: do you post books abroad? Answer:"
+    n_prompt = len(cached._decoder.prepare(greedy(prompt)).tokens)
+    before = cached.stats()
+    answer = dataclasses.replace(greedy(prompt, 40), ignore_eos=True)
+    assert text_of(list(cached.stream(answer)))
+    after = cached.stats()
+    assert after.kv_used_bytes == 0  # nothing running: every filled cell is cache
+    # the prompt's cells stay (shared with what was cached before), the 40 answer cells go
+    per_token = cached.shape.kv_bytes_per_token
+    assert after.prefix_cache_bytes - before.prefix_cache_bytes < n_prompt * per_token
+    assert after.prefix_cache_bytes >= n_prompt * per_token
+    again = greedy(prompt + " Yes", 4)  # the whole prompt comes back from the cache
+    assert text_of(list(cached.stream(again)))
+    reused = cached.stats().prefix_cache_reused_tokens - after.prefix_cache_reused_tokens
+    assert reused == n_prompt
+
+
 def test_live_sessions_take_the_cells_of_the_cache_and_admission_ignores_it(
     smollm2: Path,
 ) -> None:
@@ -148,7 +182,7 @@ def test_live_sessions_take_the_cells_of_the_cache_and_admission_ignores_it(
         assert text_of(list(engine.stream(first)))
         stats = engine.stats()
         assert stats.kv_used_bytes == 0 and stats.prefix_cache_entries == 1
-        assert stats.prefix_cache_bytes > 150 * engine.shape.kv_bytes_per_token
+        assert stats.prefix_cache_bytes > 40 * engine.shape.kv_bytes_per_token  # its prompt
         other = dataclasses.replace(greedy("Once upon a time " * 8, 200), ignore_eos=True)
         events = list(engine.stream(other))
         done = events[-1]

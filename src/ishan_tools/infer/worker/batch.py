@@ -79,6 +79,10 @@ class BatchContext:
         """Drop sequence `seq` from its KV cells (cells no other sequence holds are free)."""
         self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
 
+    def truncate(self, seq: int, n: int) -> None:
+        """Sequence `seq` keeps only its cells at positions below `n`."""
+        self._lib.llama_memory_seq_rm(self.memory, seq, n, -1)
+
     def copy(self, src: int, dst: int, n: int) -> None:
         """Sequence `dst` now holds `src`'s cells at positions 0..n-1 too (no data copied)."""
         self._lib.llama_memory_seq_cp(self.memory, src, dst, 0, n)

@@ -12,8 +12,12 @@ copies those KV cells (`BatchContext.copy`) instead of prefilling them; its last
 token is always decoded, since its logits are needed. A running session still reading a
 prompt that shares a prefix with the newcomer is waited for: the newcomer copies the
 prefix once it is in the KV cache, so concurrent sessions with one system prompt prefill it
-once. A finished session's sequence stays as cache (`PrefixCache`, LRU) until its cells
-or its sequence id are needed; `Ledger` counts shared cells once.
+once. A finished session's prompt stays as cache (`PrefixCache`, LRU) until its cells or
+its sequence id are needed; its answer's cells are freed at once. All sequences share one
+KV cache, and attention visits every filled cell of it for every token (flash attention
+skips the masked ones, but not for free): four sessions decoded 5-9% faster without the
+answers of finished ones beside them, and an answer is the part least often sent again (a
+chat's next turn prefills it). `Ledger` counts shared cells once.
 """
 
 from __future__ import annotations
@@ -214,6 +218,10 @@ class Decoder:
         run.sampler.close()
         self.runs.remove(run)
         if self.cache is not None and outcome != "failed" and run.pos >= MIN_REUSE:
+            if run.pos > len(run.prompt):  # the prompt stays as cache, the answer goes
+                self.ctx.truncate(run.seq, len(run.prompt))
+                self.ledger.truncate(run.seq, len(run.prompt))
+                del run.tokens[len(run.prompt) :]
             for seq in self.cache.add(run.seq, run.tokens):
                 self._forget(seq)
             while len(self.cache) > self.cache.max_entries:

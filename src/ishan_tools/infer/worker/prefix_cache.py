@@ -82,6 +82,23 @@ class Ledger:
             self._chains.setdefault(seq, []).append(own)
         own.users[seq] = length
 
+    def truncate(self, seq: int, length: int) -> None:
+        """`seq` keeps only its cells at positions below `length` (others may still hold the
+        rest)."""
+        kept: list[Span] = []
+        for span in self._chains.get(seq, []):
+            if span.start < length:
+                span.users[seq] = min(span.users[seq], length)
+                kept.append(span)
+                continue
+            del span.users[seq]
+            if not span.users:
+                del self._spans[id(span)]
+            if self._own.get(seq) is span:
+                del self._own[seq]
+        if seq in self._chains:
+            self._chains[seq] = kept
+
     def drop(self, seq: int) -> None:
         """`seq` let go of all its cells (those no other sequence holds are free)."""
         for span in self._chains.pop(seq, []):
