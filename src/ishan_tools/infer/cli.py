@@ -143,7 +143,7 @@ def run(
         seed=seed,
     )
 
-    result = run_model(EngineSettings(model=settings), request, on_token=_show)
+    result = run_model(EngineSettings(model=settings, slots=1), request, on_token=_show)
     typer.echo()
     _summary(
         result.completion_tokens,

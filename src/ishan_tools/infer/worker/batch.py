@@ -11,6 +11,7 @@ one KV stream), `free(seq)` lets go of a sequence's cells.
 from __future__ import annotations
 
 import ctypes
+import logging
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,18 @@ class BatchContext:
         params.n_ctx = n_ctx * slots
         params.n_seq_max = sequences
         params.kv_unified = True
+        # llama.cpp warns that the unified cache's n_ctx_seq (all slots' cells) exceeds the
+        # model's training context; no sequence gets more than n_ctx positions, so it does not
+        # apply. llama-cpp-python maps llama.cpp's warnings to errors: quiet them here.
+        llama_log = logging.getLogger("llama-cpp-python")
+        level = llama_log.level
+        llama_log.setLevel(logging.CRITICAL)
         try:
             self._context = LlamaContext(model=llama._model, params=params, verbose=False)
         except ValueError as exc:
             raise InferenceError(f"cannot create a context for {slots} slots: {exc}") from exc
+        finally:
+            llama_log.setLevel(level)
         self.ctx = self._context.ctx
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_batch = int(params.n_batch)
