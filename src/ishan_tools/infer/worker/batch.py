@@ -32,6 +32,9 @@ class BatchContext:
         params.n_ctx = n_ctx * slots
         params.n_seq_max = sequences
         params.kv_unified = True
+        if params.flash_attn_type != llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED:
+            # llama-server's default: on wherever the device supports it, off elsewhere
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
         # llama.cpp warns that the unified cache's n_ctx_seq (all slots' cells) exceeds the
         # model's training context; no sequence gets more than n_ctx positions, so it does not
         # apply. llama-cpp-python maps llama.cpp's warnings to errors: quiet them here.
