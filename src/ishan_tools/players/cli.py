@@ -8,7 +8,6 @@ the commands, so `ishan --help` stays fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,12 +15,33 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
-from ishan_tools._cli.options import host_option, json_option, port_option
+from ishan_tools._cli.options import host_option, port_option
 from ishan_tools._cli.output import print_json
 from ishan_tools.errors import PlayersError, UsageError
+from ishan_tools.players.options import (
+    AsCsv,
+    AsJson,
+    Club,
+    Data,
+    Explain,
+    Foot,
+    League,
+    MaxAge,
+    MaxValue,
+    MinAge,
+    MinOverall,
+    Nationality,
+    Plays,
+    Plot,
+    Rating,
+    RoleFrom,
+    RoleRule,
+    Top,
+    Weight,
+    filters_from,
+)
 
 if TYPE_CHECKING:
-    from ishan_tools.players.filters import Filters
     from ishan_tools.players.index import Index, Match, Profile
 
 app = typer.Typer(
@@ -33,89 +53,6 @@ app = typer.Typer(
 
 DEFAULT_HOST = "127.0.0.1"  # `ishan players serve`, as the original project's API
 DEFAULT_PORT = 8000
-_FILTERS = "Filters"
-_OUTPUT = "Output"
-Data = Annotated[
-    Path | None,
-    typer.Option(
-        "--data",
-        envvar="ISHAN_PLAYERS_DATA",
-        help="Players CSV (.csv or .csv.gz, Kaggle column names); default: the embedded FIFA 22.",
-        show_default=False,
-    ),
-]
-
-
-class RoleRule(StrEnum):
-    """How a player's positions become his role (see `data.role_of_positions`)."""
-
-    first = "first"
-    majority = "majority"
-
-
-RoleFrom = Annotated[
-    RoleRule,
-    typer.Option(help="A player's role: his first position's, or most of his positions'."),
-]
-Rating = Annotated[float | None, typer.Option(min=0, max=99, show_default=False)]
-Top = Annotated[int, typer.Option("--top", "-n", min=1, help="How many matches to show.")]
-MinAge = Annotated[
-    int | None,
-    typer.Option(min=0, help="Youngest age to include.", rich_help_panel=_FILTERS),
-]
-MaxAge = Annotated[
-    int | None,
-    typer.Option(min=0, help="Oldest age to include.", rich_help_panel=_FILTERS),
-]
-MinOverall = Annotated[
-    int | None,
-    typer.Option(min=0, help="Lowest overall rating to include.", rich_help_panel=_FILTERS),
-]
-MaxValue = Annotated[
-    str | None,
-    typer.Option(help="Market value in euros: 20000000, 20M, 500k.", rich_help_panel=_FILTERS),
-]
-Foot = Annotated[str | None, typer.Option(help="left or right.", rich_help_panel=_FILTERS)]
-Plays = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="A position code he lists (CB, LW, ...); repeat for any of several.",
-        rich_help_panel=_FILTERS,
-    ),
-]
-League = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="Part of the league name; repeat for any of several.", rich_help_panel=_FILTERS
-    ),
-]
-Club = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="Part of the club name; repeat for any of several.", rich_help_panel=_FILTERS
-    ),
-]
-Nationality = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="Part of the nationality; repeat for any of several.", rich_help_panel=_FILTERS
-    ),
-]
-Weight = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--weight", "-w", help="ATTRIBUTE=W, repeatable: pace=2, role=0 (default 1 each)."
-    ),
-]
-Explain = Annotated[
-    bool, typer.Option("--explain", help="Show which ratings differ most.", rich_help_panel=_OUTPUT)
-]
-AsJson = Annotated[bool, json_option(panel=_OUTPUT)]
-AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=_OUTPUT)]
-Plot = Annotated[
-    Path | None,
-    typer.Option(help="Also write a radar chart (PNG, SVG, PDF).", rich_help_panel=_OUTPUT),
-]
 
 
 @dataclass(frozen=True)
@@ -137,33 +74,6 @@ def _load(data: Path | None, role_from: str = "first") -> Index:
     from ishan_tools.players.index import Index
 
     return Index.from_file(data, role_rule=role_from)
-
-
-def _filters(
-    *,
-    min_age: int | None,
-    max_age: int | None,
-    min_overall: int | None,
-    max_value: str | None,
-    foot: str | None,
-    plays: list[str] | None,
-    league: list[str] | None,
-    club: list[str] | None,
-    nationality: list[str] | None,
-) -> Filters:
-    from ishan_tools.players.filters import Filters, parse_money
-
-    return Filters(
-        min_age=min_age,
-        max_age=max_age,
-        min_overall=min_overall,
-        max_value=None if max_value is None else parse_money(max_value),
-        foot=foot,
-        leagues=tuple(league or ()),
-        clubs=tuple(club or ()),
-        nationalities=tuple(nationality or ()),
-        plays=tuple(plays or ()),
-    )
 
 
 def _weights(weight: list[str] | None) -> dict[str, float]:
@@ -225,6 +135,7 @@ def find(
     ] = None,
     physic: Rating = None,
     top: Top = 3,
+    # the filter options: filters_from(ctx.params) reads them
     min_age: MinAge = None,
     max_age: MaxAge = None,
     min_overall: MinOverall = None,
@@ -259,17 +170,7 @@ def find(
 
     output = Output(explain=explain, json=as_json, csv=as_csv, plot=plot)
     profile = Profile.of(position, ratings)
-    filters = _filters(
-        min_age=min_age,
-        max_age=max_age,
-        min_overall=min_overall,
-        max_value=max_value,
-        foot=foot,
-        plays=plays,
-        league=league,
-        club=club,
-        nationality=nationality,
-    )
+    filters = filters_from(ctx.params)
     index = _load(data or ctx.obj, role_from.value)
     matches = index.similar(profile, top=top, filters=filters, weights=_weights(weight))
     _show(matches, profile, output, title=f"Most similar to {describe(profile)}")
@@ -283,6 +184,7 @@ def like(
     include_self: Annotated[
         bool, typer.Option("--include-self", help="Keep the player himself.")
     ] = False,
+    # the filter options: filters_from(ctx.params) reads them
     min_age: MinAge = None,
     max_age: MaxAge = None,
     min_overall: MinOverall = None,
@@ -302,17 +204,7 @@ def like(
 ) -> None:
     """Players most similar to an existing player (himself excluded)."""
     output = Output(explain=explain, json=as_json, csv=as_csv, plot=plot)
-    filters = _filters(
-        min_age=min_age,
-        max_age=max_age,
-        min_overall=min_overall,
-        max_value=max_value,
-        foot=foot,
-        plays=plays,
-        league=league,
-        club=club,
-        nationality=nationality,
-    )
+    filters = filters_from(ctx.params)
     index = _load(data or ctx.obj, role_from.value)
     row = _resolve(index, player)
     matches = index.like(
