@@ -12,7 +12,6 @@ the run goes on elsewhere).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ishan_tools._process import die_with_parent
 from ishan_tools.migrate import lock
 from ishan_tools.migrate.changelog import INTERRUPTED
 from ishan_tools.migrate.connection import ConnectionConfig
@@ -34,15 +34,8 @@ from ishan_tools.migrate.runner import Progress
 from ishan_tools.migrate.script import MigrationScript
 from ishan_tools.migrate.worker import INTERRUPTED_REASON
 
-PR_SET_PDEATHSIG = 1
 POLL_S = 0.25
 STOP_WAIT_S = 30.0
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """In the child: get SIGTERM if the supervisor dies without stopping us (Linux)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -123,7 +116,7 @@ def _start(spec: Path, index: int, error: Path) -> subprocess.Popen[bytes]:
             stderr=stderr,
             env=dict(os.environ),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 

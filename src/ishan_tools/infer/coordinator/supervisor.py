@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
+from ishan_tools._process import die_with_parent
 from ishan_tools.errors import IshanError
 from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings
 from ishan_tools.infer.coordinator.app import create_app
@@ -29,7 +28,6 @@ from ishan_tools.infer.coordinator.app import create_app
 # Variables meant for the coordinator or for one worker: children must not inherit them.
 PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
 MAX_RESTART_DELAY = 30.0
-PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
 WORKER_HOST = "127.0.0.1"
 
@@ -54,7 +52,7 @@ class WorkerProcess:
             env=env,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -66,13 +64,6 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the supervisor dies without stopping us (Linux)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _port_is_free(host: str, port: int) -> bool:
