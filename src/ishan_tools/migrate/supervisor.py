@@ -25,10 +25,10 @@ from typing import Any
 
 from ishan_tools._process import die_with_parent
 from ishan_tools.migrate import lock
+from ishan_tools.migrate.board import Board
 from ishan_tools.migrate.changelog import INTERRUPTED
 from ishan_tools.migrate.connection import ConnectionConfig
 from ishan_tools.migrate.participants import Heartbeat
-from ishan_tools.migrate.partitions import Board
 from ishan_tools.migrate.report import RunSettings
 from ishan_tools.migrate.runner import Progress
 from ishan_tools.migrate.script import MigrationScript

@@ -20,10 +20,10 @@ from pymongo.errors import PyMongoError
 
 from ishan_tools.errors import IshanError, MigrationError
 from ishan_tools.migrate import lock, participants, session
+from ishan_tools.migrate.board import Board, LeaseLost
 from ishan_tools.migrate.changelog import FAILED, INTERRUPTED
 from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.participants import Heartbeat
-from ishan_tools.migrate.partitions import Board, LeaseLost
 from ishan_tools.migrate.report import RunSettings, RunSummary
 from ishan_tools.migrate.runner import DONE, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript
