@@ -2,8 +2,9 @@
 with several workers on slow callbacks.
 
 On one server, in one run, over the same N documents (default 50,000) and the same update:
-  (a) the seed's way: one `update_one` round trip per document (timed on the first
-      --seed-sample documents: its rate is per document, and a full pass takes minutes);
+  (a) the original project's way: one `update_one` round trip per document (timed on the
+      first --per-document-sample documents: its rate is per document, and a full pass takes
+      minutes);
   (b) `ishan migrate` with that callback, with before-images (default) and with --no-backup;
   (c) hand-written pymongo: one `bulk_write` per 1,000 documents, no wait (the baseline);
   (d) `ishan migrate --workers 1, 4, 16` with a callback that waits 2 ms per document first
@@ -16,7 +17,8 @@ table gives median docs/s and the median of those ratios. Then the peak Python m
 at N/10 and N documents (tracemalloc, untimed). Starts its own `secantusd-py` (from the
 `test` extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a server.
 
-    .venv/bin/python bench/migrate.py [--docs 50000] [--repeat 1] [--seed-sample 5000] [--uri mongodb://...]
+    .venv/bin/python bench/migrate.py [--docs 50000] [--repeat 1] [--per-document-sample 5000]
+        [--uri mongodb://...]
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def migrate(doc: dict[str, Any], users: Any, write_log: Callable[..., None]) -> 
     )
 
 
-def seed(database: Any, count: int) -> None:
+def insert_users(database: Any, count: int) -> None:
     database.users.drop()
     chunk = 5000
     for start in range(0, count, chunk):
@@ -208,7 +210,7 @@ BASELINE = "(c) hand-written bulk_write per 1,000"
 BACKUP = "(b) ishan migrate (backups, default)"
 WAIT = "(d) 2 ms wait, --workers {}"
 CPU = "(e) ~1 ms CPU, --workers {}"
-SEED = "(a) per-document update_one (seed)"
+PER_DOCUMENT = "(a) per-document update_one (original)"
 
 
 def main() -> None:
@@ -216,7 +218,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=50_000, help="documents (default 50,000)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of (b)-(e) (median)")
     parser.add_argument(
-        "--seed-sample", type=int, default=5_000, help="documents (a) updates (default 5,000)"
+        "--per-document-sample",
+        type=int,
+        default=5_000,
+        help="documents (a) updates (default 5,000)",
     )
     parser.add_argument(
         "--only",
@@ -243,7 +248,7 @@ def main() -> None:
             f"server: {base.split('@')[-1]}  documents: {args.docs:,}  rounds: {args.repeat}  "
             f"cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.1f}  busy loop: {rounds:,}"
         )
-        seed(database, args.docs)
+        insert_users(database, args.docs)
         busy = BUSY.replace("ROUNDS", str(rounds))
         variants: dict[str, Callable[[Any, str, int], float]] = {
             BASELINE: hand_bulk,
@@ -270,10 +275,10 @@ def main() -> None:
         for round_no in range(args.repeat):
             names = [name for name in variants if name != BASELINE]
             names = names[round_no % len(names) :] + names[: round_no % len(names)]  # rotate
-            if round_no == 0 and (not args.only or any(t in SEED for t in args.only)):
-                names.append(SEED)
-                variants[SEED] = per_document(args.seed_sample)
-                rates[SEED], ratios[SEED] = [], []
+            if round_no == 0 and (not args.only or any(t in PER_DOCUMENT for t in args.only)):
+                names.append(PER_DOCUMENT)
+                variants[PER_DOCUMENT] = per_document(args.per_document_sample)
+                rates[PER_DOCUMENT], ratios[PER_DOCUMENT] = [], []
             for name in names:
                 rates[BASELINE].append(hand_bulk(database, base, args.docs))
                 rates[name].append(variants[name](database, base, args.docs))
@@ -291,8 +296,8 @@ def main() -> None:
             print(
                 f"{name:<42} {median[name]:>16,.0f} {ratio[name]:>13.2f}x {1 / ratio[name]:>11.2f}x"
             )
-        sampled = min(args.seed_sample, args.docs)
-        if SEED in rates:
+        sampled = min(args.per_document_sample, args.docs)
+        if PER_DOCUMENT in rates:
             print(f"(a) timed on the first {sampled:,} documents, in round 1; (c): every run of it")
         print()
         targets: list[tuple[str, float, bool]] = []

@@ -1,13 +1,14 @@
-"""Benchmark `ishan players` against the seed's approach (an all-pairs similarity matrix).
+"""Benchmark `ishan players` against the original project's approach (all-pairs similarity).
 
-Measured in one run, each side in its own processes so peak memory is its own:
-  cold start   `ishan players <seed profile>` vs a seed-style script (pandas + scikit-learn,
-               all-pairs matrix), process start to printed result
-  index build  load + encode (ours) vs load + encode + all-pairs cosine matrix (seed)
+Measured in one run, each side in its own processes so peak memory is its own; the baseline
+is the original project's approach:
+  cold start   `ishan players <the original project's profile>` vs a baseline script (pandas +
+               scikit-learn, all-pairs matrix), process start to printed result
+  index build  load + encode (ours) vs load + encode + all-pairs cosine matrix (baseline)
   query        1,000 random profiles: p50/p99 in-process; plus `like` (player -> players)
   peak memory  maximum resident set of the process that builds and queries
-  API          requests/s on the seed endpoint, `wrk` on loopback (an asyncio httpx
-               client when wrk is missing), ours vs a seed-style FastAPI server
+  API          requests/s on the original project's endpoint, `wrk` on loopback (an asyncio
+               httpx client when wrk is missing), ours vs a baseline FastAPI server
 
 Run: .venv/bin/python bench/players.py [--quick]   (about three minutes; medians of repeats)
 """
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.processes import stop_process
 
 ISHAN = Path(sys.executable).with_name("ishan")
-SEED_BODY = {
+# The original project's example profile: its API's request body, and `ishan players` options.
+PROFILE_BODY = {
     "player_positions": "midfielder",
     "speed": 75,
     "physic": 70,
@@ -43,12 +45,12 @@ SEED_BODY = {
     "shooting": 72,
     "passing": 85,
 }
-SEED_ARGS = "--position midfielder --pace 75 --shooting 72 --passing 85 --dribbling 80"
-SEED_ARGS += " --defending 65 --physic 70"
+PROFILE_ARGS = "--position midfielder --pace 75 --shooting 72 --passing 85 --dribbling 80"
+PROFILE_ARGS += " --defending 65 --physic 70"
 
-# The seed's approach, written the way the seed describes it: pandas + scikit-learn and an
-# all-pairs similarity matrix built at startup.
-SEED_SETUP = """
+# The baseline: the original project's approach, written the way it describes it: pandas +
+# scikit-learn and an all-pairs similarity matrix built at startup.
+BASELINE_SETUP = """
 import numpy as np, pandas as pd
 from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
@@ -76,16 +78,16 @@ def like(state, i, top=3):
     order = np.argsort(-matrix[i], kind="stable")
     return df["short_name"].to_numpy()[[j for j in order[: top + 1] if j != i][:top]].tolist()
 """
-SEED_CLI = (
-    SEED_SETUP
+BASELINE_CLI = (
+    BASELINE_SETUP
     + """
 state = build()
 print(query(state, "midfielder", {"pace": 75, "shooting": 72, "passing": 85,
                                   "dribbling": 80, "defending": 65, "physic": 70}))
 """
 )
-SEED_SERVER = (
-    SEED_SETUP
+BASELINE_SERVER = (
+    BASELINE_SETUP
     + """
 import sys, uvicorn
 from fastapi import FastAPI
@@ -169,7 +171,7 @@ def worker(side: str, builds: int, queries: int) -> dict[str, Any]:
         size = len(index)
     else:
         namespace: dict[str, Any] = {}
-        exec(SEED_SETUP, namespace)
+        exec(BASELINE_SETUP, namespace)
         for _ in range(builds):
             namespace.pop("state", None)
             start = time.perf_counter()
@@ -215,7 +217,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 1
         if process.poll() is not None:
             raise SystemExit(f"server exited with {process.returncode}")
         try:
-            if httpx.post(url, json=SEED_BODY, timeout=5).status_code == 200:
+            if httpx.post(url, json=PROFILE_BODY, timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.2)
@@ -224,7 +226,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 1
 
 def load_wrk(url: str, seconds: int) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        body = json.dumps(SEED_BODY).replace('"', '\\"')
+        body = json.dumps(PROFILE_BODY).replace('"', '\\"')
         script.write(
             f'wrk.method = "POST"\nwrk.body = "{body}"\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
@@ -252,7 +254,7 @@ def load_httpx(url: str, seconds: int) -> float:
             async def one() -> None:
                 nonlocal done
                 while time.perf_counter() < deadline:
-                    (await client.post(url, json=SEED_BODY)).raise_for_status()
+                    (await client.post(url, json=PROFILE_BODY)).raise_for_status()
                     done += 1
 
             start = time.perf_counter()
@@ -277,15 +279,15 @@ def figure(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
 
 
-def row(name: str, ours: float, seed: float, unit: str, better: str = "lower") -> str:
-    ratio = seed / ours if better == "lower" else ours / seed
-    return f"| {name} | {figure(ours)} {unit} | {figure(seed)} {unit} | {ratio:,.1f}x |"
+def row(name: str, ours: float, baseline: float, unit: str, better: str = "lower") -> str:
+    ratio = baseline / ours if better == "lower" else ours / baseline
+    return f"| {name} | {figure(ours)} {unit} | {figure(baseline)} {unit} | {ratio:,.1f}x |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter load")
-    parser.add_argument("--worker", choices=["ours", "seed"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats, seconds, queries = (3, 5, 1000) if args.quick else (5, 10, 1000)
     if args.worker:
@@ -295,32 +297,39 @@ def main() -> None:
 
     env_note = f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
     print(f"ishan players benchmark ({env_note}); medians of repeats", file=sys.stderr)
-    ours_cli = [timed_process([str(ISHAN), "players", *SEED_ARGS.split()]) for _ in range(repeats)]
-    seed_cli = [timed_process([sys.executable, "-c", SEED_CLI]) for _ in range(3)]
+    ours_cli = [
+        timed_process([str(ISHAN), "players", *PROFILE_ARGS.split()]) for _ in range(repeats)
+    ]
+    baseline_cli = [timed_process([sys.executable, "-c", BASELINE_CLI]) for _ in range(3)]
     me = [sys.executable, __file__] + (["--quick"] if args.quick else [])
     ours = json.loads(timed_process([*me, "--worker", "ours"])[2])
-    seed = json.loads(timed_process([*me, "--worker", "seed"])[2])
+    baseline = json.loads(timed_process([*me, "--worker", "baseline"])[2])
     port = free_port()
     ours_api = api_throughput(
         [str(ISHAN), "players", "serve", "--port", str(port)], port, 3, seconds
     )
     port = free_port()
-    seed_api = api_throughput([sys.executable, "-c", SEED_SERVER, str(port)], port, 3, seconds)
-    print("| measure | ishan players | seed approach (all-pairs) | ours better by |")
+    baseline_api = api_throughput(
+        [sys.executable, "-c", BASELINE_SERVER, str(port)], port, 3, seconds
+    )
+    print("| measure | ishan players | baseline approach (all-pairs) | ours better by |")
     print("| --- | ---: | ---: | ---: |")
-    print(row("cold CLI start (process start to table)", *(
-        statistics.median(r[0] for r in runs) for runs in (ours_cli, seed_cli)), "s"))  # fmt: skip
-    print(row("cold CLI peak memory", *(
-        statistics.median(r[1] for r in runs) for runs in (ours_cli, seed_cli)), "MB"))  # fmt: skip
-    print(row("index build", ours["build_s"], seed["build_s"], "s"))
+
+    def cold(field: int) -> list[float]:  # medians of (wall s, peak MB)[field]: ours, baseline
+        return [statistics.median(r[field] for r in runs) for runs in (ours_cli, baseline_cli)]
+
+    print(row("cold CLI start (process start to table)", *cold(0), "s"))
+    print(row("cold CLI peak memory", *cold(1), "MB"))
+    print(row("index build", ours["build_s"], baseline["build_s"], "s"))
     for kind in ("query", "like"):
         for stat in ("p50_ms", "p99_ms"):
             what = "profiles" if kind == "query" else "players"
             label = f"{kind} latency {stat[:3]} ({queries:,} {what})"
-            print(row(label, ours[kind][stat], seed[kind][stat], "ms"))
-    print(row("peak memory (build + queries)", ours["peak_mb"], seed["peak_mb"], "MB"))
+            print(row(label, ours[kind][stat], baseline[kind][stat], "ms"))
+    print(row("peak memory (build + queries)", ours["peak_mb"], baseline["peak_mb"], "MB"))
     tool = "wrk -t1 -c32" if shutil.which("wrk") else "httpx asyncio, 32 clients"
-    print(row(f"API seed endpoint ({tool}, {seconds} s)", ours_api, seed_api, "req/s", "higher"))
+    label = f"API baseline endpoint ({tool}, {seconds} s)"
+    print(row(label, ours_api, baseline_api, "req/s", "higher"))
 
 
 if __name__ == "__main__":
