@@ -14,6 +14,7 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.options import port_option
+from ishan_tools._cli.server import run_loop
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import (
     DEFAULT_WORKER_PORT,
@@ -278,7 +279,6 @@ def serve(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
-    import asyncio
 
     require_extra("ishan infer serve", "infer")
     from ishan_tools.infer.coordinator.supervisor import run_serve
@@ -304,7 +304,7 @@ def serve(
         prefix_cache=prefix_cache,
         grace=grace,
     )
-    asyncio.run(run_serve(settings, _say))
+    run_loop(run_serve(settings, _say))
 
 
 @app.command()
@@ -319,7 +319,6 @@ def coordinator(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run only the coordinator; workers join it with `ishan infer worker`."""
-    import asyncio
 
     require_extra("ishan infer coordinator", "infer", SERVER_MODULES)
     from ishan_tools.infer.coordinator.app import run_coordinator
@@ -327,7 +326,7 @@ def coordinator(
     settings = _coordinator_settings(
         host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit, routing_margin
     )
-    asyncio.run(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
+    run_loop(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
 
 
 @app.command()
@@ -358,7 +357,6 @@ def worker(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run one worker: it loads the model and reports to the coordinator."""
-    import asyncio
 
     require_extra("ishan infer worker", "infer")
     from ishan_tools.infer.worker.app import run_worker
@@ -381,4 +379,4 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         api_key=api_key,
     )
-    asyncio.run(run_worker(settings, lambda url: _say(f"worker {worker_id} listening on {url}")))
+    run_loop(run_worker(settings, lambda url: _say(f"worker {worker_id} listening on {url}")))
