@@ -59,25 +59,9 @@ def _start(
     settings = session.start(
         database, script, config, run_id, member, None if log is None else str(log.path)
     )
-    mine = None
-    failures: list[str] = []
-    try:
-        if log is not None:
-            mine = work(database, script, settings, member, log, progress, stops_run=True)
-        else:
-            failures = supervise(
-                database,
-                script,
-                settings,
-                member,
-                connection,
-                config.log_dir,
-                config.workers,
-                progress,
-            )
-    finally:
-        if not isinstance(sys.exc_info()[1], ServerLost):
-            session.leave(database, script.name, settings, member, mine)
+    _, failures, _ = _take_part(
+        database, script, settings, member, log, connection, config, progress, stops_run=True
+    )
     session.wait_until_closed(database, script.name, settings)
     summary = session.run_summary(database, script.name, settings, config.workers)
     summary.elapsed_s = time.perf_counter() - started
@@ -106,25 +90,9 @@ def _join(
         log = RunLog(config.log_dir, script.name, settings.run_id, worker)
     started = time.perf_counter()
     session.enlist(database, script.name, settings, member, None if log is None else str(log.path))
-    mine, closed = None, None
-    try:
-        if log is not None:
-            mine = work(database, script, settings, member, log, progress)
-        else:
-            supervise(
-                database,
-                script,
-                settings,
-                member,
-                connection,
-                config.log_dir,
-                config.workers,
-                progress,
-                stops_run=False,
-            )
-    finally:
-        if not isinstance(sys.exc_info()[1], ServerLost):
-            closed = session.leave(database, script.name, settings, member, mine)
+    mine, _, closed = _take_part(
+        database, script, settings, member, log, connection, config, progress, stops_run=False
+    )
     summary = session.run_summary(database, script.name, settings, config.workers)
     if closed is None and summary.status == changelog.RUNNING:
         summary.stop_reason = "the run goes on in its other participants"
@@ -135,6 +103,44 @@ def _join(
     summary.joined = True
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _take_part(
+    database: Any,
+    script: MigrationScript,
+    settings: RunSettings,
+    member: dict[str, Any],
+    log: RunLog | None,
+    connection: ConnectionConfig,
+    config: RunConfig,
+    progress: Progress | None,
+    *,
+    stops_run: bool,
+) -> tuple[RunSummary | None, list[str], str | None]:
+    """Work here (with `log`: one worker) or supervise `config.workers` worker processes,
+    then leave the run (unless the server is gone). Returns this process's own summary (one
+    worker), what failed workers said, and what leaving reported (the run closed, or None).
+    `stops_run`: a Ctrl-C here stops every participant."""
+    mine, failures, closed = None, [], None
+    try:
+        if log is not None:
+            mine = work(database, script, settings, member, log, progress, stops_run=stops_run)
+        else:
+            failures = supervise(
+                database,
+                script,
+                settings,
+                member,
+                connection,
+                config.log_dir,
+                config.workers,
+                progress,
+                stops_run=stops_run,
+            )
+    finally:
+        if not isinstance(sys.exc_info()[1], ServerLost):
+            closed = session.leave(database, script.name, settings, member, mine)
+    return mine, failures, closed
 
 
 def _dry_run(database: Any, script: MigrationScript, config: RunConfig) -> RunSummary:
