@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,21 @@ def test_join_from_a_second_process(mongo_uri: str, db: Any, tmp_path: Path) -> 
     assert len(summary["logs"]) == 2
     assert {u["visits"] for u in db.users.find()} == {1}
     assert {o["total"] for o in db.orders.find()} == {u * 10 + 1 for u in range(1000)}
+    # a worker of --workers N that starts after the others finished the run is not a failure
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "uri": mongo_uri, "db": db.name, "timeout_s": 10.0, "script": str(script),
+                "log_dir": str(tmp_path / "logs"), "run_id": summary["run_id"], "backup": True,
+            }
+        )
+    )  # fmt: skip
+    late = subprocess.run(
+        [sys.executable, "-m", "ishan_tools.migrate.worker", str(spec), "4"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (late.returncode, late.stderr) == (0, "")
 
 
 def test_one_migration_at_a_time_with_several_participants(

@@ -134,11 +134,17 @@ def start(
     return settings
 
 
-def joinable(database: Any, script: MigrationScript, config: RunConfig) -> RunSettings:
-    """The settings of the run of `script` going on now, or why it cannot be joined."""
+def joinable(
+    database: Any, script: MigrationScript, config: RunConfig, run_id: str | None = None
+) -> RunSettings:
+    """The settings of the run of `script` going on now, or why it cannot be joined.
+    With `run_id` (a worker sent to that run), RunOver once that run no longer goes on."""
     holder = current_holder(database)
     where = database.name
-    if holder is None or "settings" not in holder or is_stale(holder):
+    live = holder is not None and "settings" in holder and not is_stale(holder)
+    if run_id is not None and not (live and holder is not None and holder["run_id"] == run_id):
+        raise RunOver(f"nothing to join: run {run_id} of {script.name} has ended")
+    if holder is None or not live:
         raise MigrationError(
             f"nothing to join: no migration is running in database {where!r} "
             "(start it without --join)"

@@ -182,11 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         connection = ConnectionConfig(spec["uri"], spec["db"], spec["timeout_s"])
         config = RunConfig(script=script.path, backup=spec["backup"], join=True)
         with connected(connection) as database:
-            if lock.run_holder(database, spec["run_id"]) is None:
-                return 0  # the other workers finished the run before this one started
-            settings = session.joinable(database, script, config)
-            if settings.run_id != spec["run_id"]:
-                return 0
+            # RunOver (exit 0) if the other workers finished the run before this one started
+            settings = session.joinable(database, script, config, spec["run_id"])
             member = participants.new_member(participants.WORKER)
             log = RunLog(Path(spec["log_dir"]), script.name, settings.run_id, f"w{index}")
             session.enlist(database, script.name, settings, member, str(log.path))
