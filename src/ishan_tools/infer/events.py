@@ -7,14 +7,19 @@ and renders them for its clients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Token:
-    """A piece of generated text (one token, or a few held back to complete a character)."""
+    """A piece of generated text (one token, or a few held back to complete a character).
+
+    `json` is the text as a JSON string literal when the stream that carried it had one:
+    every hop after the worker splices it into its own format instead of encoding again.
+    """
 
     text: str
+    json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ hung up before the end (`client-dropped` when the server dropped a client that r
 slowly); a stream that fails after its 200 header counts under the failure's status. The
 streaming code passes each event it sends to the request's `RequestRecord` (found in the
 ASGI scope under `SCOPE_KEY`): `observe` feeds the token counter and the time-to-first-token
-and inter-token histograms. Live state (sessions, KV bytes, worker health, breaker state) is
-read from the app at scrape time by the `gauges` callable. `web.add_metrics` mounts it all.
+and inter-token histograms (a stream's tokens in batches, all of them before its last
+event). Live state (sessions, KV bytes, worker health, breaker state) is read from the app
+at scrape time by the `gauges` callable. `web.add_metrics` mounts it all.
 """
 
 from __future__ import annotations
@@ -76,30 +77,51 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+FLUSH_EVERY = 32  # tokens a stream counts before it hands them to the shared metrics
+
+
 class RequestRecord:
-    """What one request's stream reports: its tokens and how it ended."""
+    """What one request's stream reports: its tokens and how it ended.
+
+    A stream keeps its inter-token gaps and hands them over every `FLUSH_EVERY` tokens and
+    at its end (`flush`): the shared counters take a lock per update, too dear per token.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.start = time.monotonic()
         self.last: float | None = None
         self.outcome: str | None = None
+        self.gaps: list[float] = []
 
     def observe(self, event: Event) -> None:
         """Count `event` as it leaves this process: a token, or the failure that ends it."""
         if isinstance(event, Token):
             self.token()
-        elif isinstance(event, Failed):
+            return
+        self.flush()  # before the last event leaves: a client that then reads /metrics sees all
+        if isinstance(event, Failed):
             self.failed(event.status)
 
     def token(self) -> None:
         now = time.monotonic()
         if self.last is None:
             self.metrics.ttft.observe(now - self.start)
+            self.metrics.tokens.inc()
         else:
-            self.metrics.inter_token.observe(now - self.last)
+            self.gaps.append(now - self.last)
+            if len(self.gaps) >= FLUSH_EVERY:
+                self.flush()
         self.last = now
-        self.metrics.tokens.inc()
+
+    def flush(self) -> None:
+        """Hand the tokens counted so far to the shared metrics."""
+        if self.gaps:
+            gaps, self.gaps = self.gaps, []
+            observe = self.metrics.inter_token.observe
+            for gap in gaps:
+                observe(gap)
+            self.metrics.tokens.inc(len(gaps))
 
     def failed(self, status: int) -> None:
         """The stream ended with an error after its 200 header."""
@@ -143,6 +165,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, watched_receive, watched_send)
         finally:
+            record.flush()
             if not state["finished"]:
                 outcome = "client-disconnect" if state["disconnected"] else "client-dropped"
             else:

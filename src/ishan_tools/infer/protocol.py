@@ -8,8 +8,11 @@ Its response header `x-ishan-kv-bytes` carries the KV cache the session reserved
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from _json import scanstring  # the C scanner behind json.loads: a string literal alone
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ishan_tools.infer.config import GenerationRequest
@@ -206,11 +209,20 @@ def bearer_matches(authorization: str | None, api_key: str | None) -> bool:
     return api_key is None or authorization == f"Bearer {api_key}"
 
 
+TOKEN_LINE = '{"token": '  # how a token's line starts; the rest is its text's JSON literal
+
+
+def json_literal(token: Token) -> str:
+    """The token's text as a JSON string literal (as `json.dumps` would write it)."""
+    return token.json if token.json is not None else encode_basestring_ascii(token.text)
+
+
 def encode_event(event: Event) -> bytes:
     """One worker event as an NDJSON line."""
     if isinstance(event, Token):
-        data: dict[str, Any] = {"token": event.text}
-    elif isinstance(event, Done):
+        return f"{TOKEN_LINE}{json_literal(event)}}}\n".encode()
+    data: dict[str, Any]
+    if isinstance(event, Done):
         data = {
             "done": True,
             "finish_reason": event.finish_reason,
@@ -224,6 +236,12 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(line: str) -> Event:
     """The inverse of `encode_event`; a malformed line is a failed worker."""
+    if line.startswith(TOKEN_LINE + '"') and line.endswith('"}'):  # the hot path: a token
+        literal = line[len(TOKEN_LINE) : -1]
+        with contextlib.suppress(ValueError):
+            text, end = scanstring(literal, 1)
+            if end == len(literal):
+                return Token(text, literal)
     try:
         data = json.loads(line)
         if "token" in data:

@@ -31,7 +31,7 @@ from ishan_tools.infer.coordinator.page import add_page
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.errors import BadRequest, RelayError
 from ishan_tools.infer.events import Event, Failed, Token
-from ishan_tools.infer.protocol import sse
+from ishan_tools.infer.protocol import json_literal, sse
 from ishan_tools.infer.web import add_metrics, authorized, error_response
 
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
@@ -40,7 +40,7 @@ GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/
 def coordinator_render(event: Event) -> list[bytes]:
     """The coordinator API's SSE format."""
     if isinstance(event, Token):
-        return [sse({"token": event.text, "finished": False})]
+        return [f'data: {{"token": {json_literal(event)}, "finished": false}}\n\n'.encode()]
     if isinstance(event, Failed):
         return [sse({"token": "", "finished": True, "error": event.message})]
     return [sse({"token": "", "finished": True})]

@@ -20,7 +20,7 @@ from ishan_tools.infer.coordinator.generation import json_body, start_stream, st
 from ishan_tools.infer.coordinator.relay import collect
 from ishan_tools.infer.errors import BadRequest, RelayError
 from ishan_tools.infer.events import Done, Event, Failed, Token
-from ishan_tools.infer.protocol import sse
+from ishan_tools.infer.protocol import json_literal, sse
 from ishan_tools.infer.web import authorized, error_response
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
@@ -42,25 +42,32 @@ def _usage(done: Done) -> dict[str, int]:
 def _renderer(ident: str, model: str, *, chat: bool) -> Callable[[Event], list[bytes]]:
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
-    first = [True]
+    first = [chat]  # the first delta of a chat also names the role
 
-    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+    def choice(text: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
         if not chat:
             return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
         delta: dict[str, Any] = {} if text is None else {"content": text}
-        if first[0]:
+        if role:
             delta["role"] = "assistant"
-            first[0] = False
         return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
+    base = {"id": ident, "object": kind, "created": created, "model": model}
+    # A token's chunk is the same JSON each time but for the text: split it once around a
+    # placeholder, then splice each token's JSON literal in.
+    head, tail = sse({**base, "choices": [choice("\x00", None)]}).split(b'"\\u0000"')
+
     def render(event: Event) -> list[bytes]:
-        base = {"id": ident, "object": kind, "created": created, "model": model}
         if isinstance(event, Token):
-            return [sse({**base, "choices": [choice(event.text, None)]})]
+            if first[0]:
+                first[0] = False
+                return [sse({**base, "choices": [choice(event.text, None, role=True)]})]
+            return [head + json_literal(event).encode() + tail]
         if isinstance(event, Failed):
             error = {"message": event.message, "type": "server_error", "code": event.status}
             return [sse({"error": error}), sse("[DONE]")]
-        chunk = {**base, "choices": [choice(None, event.finish_reason)], "usage": _usage(event)}
+        last = choice(None, event.finish_reason, role=first[0])
+        chunk = {**base, "choices": [last], "usage": _usage(event)}
         return [sse(chunk), sse("[DONE]")]
 
     return render

@@ -161,10 +161,10 @@ async def events(stream: Stream) -> AsyncGenerator[Event, None]:
         yield stream.first
         if not isinstance(stream.first, Token):
             return
+        stream.worker.expire_after(ttl)
         while True:
             try:
-                async with asyncio.timeout(ttl):
-                    line = await stream.worker.readline()
+                line = await stream.worker.readline()
                 if line is None:
                     raise ConnectionResetError("connection closed before the last event")
             except TimeoutError:

@@ -66,13 +66,17 @@ class EventStreamResponse(Response):
             await self.source.aclose()
 
     async def _write(self, send: Any) -> None:
+        buffer, render = self.buffer, self.render_event
         while True:
-            event = await self.buffer.get()
+            batch = [await buffer.get()]
+            while not buffer.empty():  # the client fell behind: send what piled up at once
+                batch.append(buffer.get_nowait())
             if self.record is not None:
-                self.record.observe(event)
-            for chunk in self.render_event(event):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not isinstance(event, Token):
+                for event in batch:
+                    self.record.observe(event)
+            body = b"".join(chunk for event in batch for chunk in render(event))
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            if not isinstance(batch[-1], Token):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
 

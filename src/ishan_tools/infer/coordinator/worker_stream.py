@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -30,6 +31,25 @@ class WorkerStream:
         self._chunk_left = 0
         self._buffer = b""
         self._eof = False
+        self.last_read = time.monotonic()  # when the body last brought data
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def expire_after(self, idle_s: float) -> None:
+        """From now on, a read raises TimeoutError once the body has brought no data for
+        `idle_s` seconds. One timer that re-arms itself, not one per read."""
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            due = self.last_read + idle_s
+            now = time.monotonic()
+            if now >= due:
+                self.reader.set_exception(TimeoutError(f"no data for {idle_s:g} s"))
+                self._watchdog = None
+            else:
+                self._watchdog = loop.call_later(due - now, check)
+
+        self.last_read = time.monotonic()
+        self._watchdog = loop.call_later(idle_s, check)
 
     @classmethod
     async def post(
@@ -77,6 +97,7 @@ class WorkerStream:
             return False
         if not self._chunked:
             data = await self.reader.read(65536)
+            self.last_read = time.monotonic()
             self._eof = not data
             self._buffer += data
             return bool(data)
@@ -89,6 +110,7 @@ class WorkerStream:
                 self._eof = True
                 return False
         data = await self.reader.read(self._chunk_left)
+        self.last_read = time.monotonic()
         if not data:
             raise ConnectionResetError("the worker closed the stream mid-chunk")
         self._chunk_left -= len(data)
@@ -116,6 +138,9 @@ class WorkerStream:
         return text.decode(errors="replace")
 
     async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()

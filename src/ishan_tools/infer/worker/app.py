@@ -178,11 +178,12 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
         async def events() -> AsyncIterator[bytes]:
             try:
                 while True:
-                    event = await session.channel.aget()
+                    batch = await session.channel.aget_all()
                     if record is not None:
-                        record.observe(event)
-                    yield encode_event(event)
-                    if not isinstance(event, Token):
+                        for event in batch:
+                            record.observe(event)
+                    yield b"".join(map(encode_event, batch))
+                    if not isinstance(batch[-1], Token):
                         return
             finally:
                 eng.cancel(session, "client disconnected")

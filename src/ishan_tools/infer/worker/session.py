@@ -4,7 +4,7 @@ The engine and its decode loop share these types. The bounded, thread-safe chann
 one session's events out of the engine: the engine thread offers events without ever
 blocking, and a full channel means the reader is too slow, so the engine drops that reader
 rather than stall every other session. Readers take events synchronously (`get`, for
-`ishan infer run`) or from asyncio (`aget`, for the worker's HTTP stream).
+`ishan infer run`) or from asyncio (`aget_all`, for the worker's HTTP stream).
 """
 
 from __future__ import annotations
@@ -60,16 +60,24 @@ class Channel:
                 return None
             return self._items.popleft()
 
-    async def aget(self) -> Event:
-        """The next event, awaited on the running event loop."""
+    async def aget_all(self) -> list[Event]:
+        """Every event there is (at least one), awaited on the running event loop: a reader
+        that fell behind takes what piled up in one go."""
         loop = asyncio.get_running_loop()
         while True:
-            ready = asyncio.Event()
             with self._cond:
                 if self._items:
-                    return self._items.popleft()
-                self._wake = functools.partial(loop.call_soon_threadsafe, ready.set)
-            await ready.wait()
+                    items = list(self._items)
+                    self._items.clear()
+                    return items
+                ready = loop.create_future()
+                self._wake = functools.partial(loop.call_soon_threadsafe, _resolve, ready)
+            await ready
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(frozen=True)
