@@ -7,6 +7,8 @@ Servers, all with the same model, threads and greedy sampling:
                       `llama-server -np 4 -c 8192 -t T -tb T` (its defaults otherwise:
                       prompt cache on);
   ishan               `ishan infer serve` with one worker (`--slots 4`);
+  ishan worker only   (single client) that service's worker asked straight, without the
+                      coordinator between: the decode loop alone, and what the hop costs;
   llama_cpp.server    llama-cpp-python's server (`--interrupt_requests false`: one
                       request at a time, none cut off);
   direct              llama-cpp-python called in this process, one request at a time.
@@ -293,8 +295,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument(
         "--servers",
-        default="llama-server,ishan,llama_cpp.server,direct",
-        help="comma-separated rows (llama-server is always run: the ratios are to it)",
+        default="llama-server,ishan,ishan worker only,llama_cpp.server,direct",
+        help="comma-separated rows (llama-server is always run: the ratios are to it; "
+        "'ishan worker only' asks ishan's worker straight, single client only)",
     )
     parser.add_argument(
         "--concurrent-servers",
@@ -398,15 +401,39 @@ def main() -> None:
 
         return Server(name, stream)
 
+    def ishan_worker() -> Server:
+        """The same service's worker, asked straight (no coordinator): what the hop costs.
+        Its prompts get a prefix of their own, so that they miss the worker's prefix cache
+        that the `ishan` row has just filled."""
+        where: list[str] = []
+
+        def stream(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+            if not where:
+                health = f"http://127.0.0.1:{ports['ishan']}/coordinator/health/workers"
+                where.append(client.get(health).json()[0]["url"] + "/worker/generate")
+            body = {"model": "m", "prompt": f"Alone. {prompt}", "raw": True, **common}
+            timer, ended = StreamTimer(), False
+            with client.stream("POST", where[0], json={**body, "ignore_eos": ignore_eos}) as r:
+                for line in r.iter_lines():
+                    event = json.loads(line) if line else {}
+                    ended = ended or bool(event.get("done"))
+                    if event.get("token"):
+                        timer.token()
+            return timer, ended
+
+        return Server("ishan worker only", stream)
+
     servers = [
         openai("llama-server", lambda ignore: {"ignore_eos": ignore}),
         ishan("ishan"),
+        ishan_worker(),
         openai("llama_cpp.server", lambda ignore: {"logit_bias": no_end} if ignore else {}),
         Server("direct", direct),
     ]
-    servers[2].lock = threading.Lock()  # it serves one at a time: its clients queue
-    servers[3].lock = threading.Lock()
-    servers[2:2] = [ishan(name) for name in variants]
+    for server in servers:
+        if server.name in ("llama_cpp.server", "direct"):  # one at a time: clients queue
+            server.lock = threading.Lock()
+    servers[3:3] = [ishan(name) for name in variants]
     wanted = {"llama-server", *args.servers.split(","), *variants}
     servers = [s for s in servers if s.name in wanted]
     argv = {name: command for name, command in argv.items() if name in wanted}
