@@ -7,7 +7,7 @@ hung up before the end (`client-dropped` when the server dropped a client that r
 slowly); a stream that fails after its 200 header counts under the failure's status. The
 streaming code passes each event it sends to the request's `RequestRecord` (found in the
 ASGI scope under `SCOPE_KEY`): `observe` feeds the token counter and the time-to-first-token
-and inter-token histograms (a stream's tokens in batches, all of them before its last
+and inter-token histograms (the gaps in batches, all of them before the stream's last
 event). Live state (sessions, KV bytes, worker health, breaker state) is read from the app
 at scrape time by the `gauges` callable. `web.add_metrics` mounts it all.
 """
@@ -77,14 +77,15 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-FLUSH_EVERY = 32  # tokens a stream counts before it hands them to the shared metrics
+FLUSH_EVERY = 32  # inter-token gaps a stream keeps before it hands them to the histogram
 
 
 class RequestRecord:
     """What one request's stream reports: its tokens and how it ended.
 
-    A stream keeps its inter-token gaps and hands them over every `FLUSH_EVERY` tokens and
-    at its end (`flush`): the shared counters take a lock per update, too dear per token.
+    The token counter moves with every token (rates read from it stay live). The
+    inter-token histogram, dearer per update (a bucket search and two locks), gets a
+    stream's gaps every `FLUSH_EVERY` tokens and at its end (`flush`).
     """
 
     def __init__(self, metrics: Metrics) -> None:
@@ -105,9 +106,9 @@ class RequestRecord:
 
     def token(self) -> None:
         now = time.monotonic()
+        self.metrics.tokens.inc()
         if self.last is None:
             self.metrics.ttft.observe(now - self.start)
-            self.metrics.tokens.inc()
         else:
             self.gaps.append(now - self.last)
             if len(self.gaps) >= FLUSH_EVERY:
@@ -115,13 +116,11 @@ class RequestRecord:
         self.last = now
 
     def flush(self) -> None:
-        """Hand the tokens counted so far to the shared metrics."""
-        if self.gaps:
-            gaps, self.gaps = self.gaps, []
-            observe = self.metrics.inter_token.observe
-            for gap in gaps:
-                observe(gap)
-            self.metrics.tokens.inc(len(gaps))
+        """Hand the gaps kept so far to the inter-token histogram."""
+        gaps, self.gaps = self.gaps, []
+        observe = self.metrics.inter_token.observe
+        for gap in gaps:
+            observe(gap)
 
     def failed(self, status: int) -> None:
         """The stream ended with an error after its 200 header."""
