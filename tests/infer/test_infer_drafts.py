@@ -15,6 +15,7 @@ from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
 from ishan_tools.infer.config import CoordinatorSettings, ServeSettings
 from ishan_tools.infer.coordinator.supervisor import worker_argv
 from ishan_tools.infer.events import Done
+from ishan_tools.infer.worker.app import worker_gauges
 from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.lookup import Lookup
 
@@ -106,6 +107,9 @@ def test_greedy_output_is_the_same_with_drafts_and_most_drafts_are_kept(
     assert drafted > 40 and kept > drafted / 2  # the loop is drafted right
     assert plain.stats().draft_tokens == 0
     assert stats.kv_used_bytes == 0  # refused drafts left no cells behind
+    metrics = {family.name: family.samples[0].value for family in worker_gauges(drafting)}
+    assert metrics["ishan_infer_draft_tokens"] == stats.draft_tokens
+    assert metrics["ishan_infer_draft_kept_tokens"] == stats.draft_kept_tokens
 
 
 def test_drafts_stop_at_max_tokens_and_stop_strings_as_before(

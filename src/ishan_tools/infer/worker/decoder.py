@@ -25,7 +25,10 @@ its sampler reads the logits position by position and stops at the first draft t
 would not have picked; the cells after that one are dropped. The tokens kept are the ones
 the session would have produced one step at a time. A session drafts 1 token at first and
 twice as many after each step whose drafts were all kept; after one that refused some, as
-many as it kept (at least 1).
+many as it kept (at least 1). One that keeps less than 70% of its drafts (judged once it
+has drafted 4) stops drafting. No session drafts while more than 2 are generating: on
+these CPUs a batch is compute-bound, and beside three others a draft token costs 86% of
+a step's token, more than drafts save.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ PREFILL_CHUNK = 128  # prompt tokens per step while other sessions are generatin
 MIN_REUSE = 4  # shorter common prefixes are prefilled, not copied
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
 CACHED_PER_SLOT = 4  # finished sequences kept per slot, at most
+# A draft token costs about 70% of a decode step's token beside one other session, 86%
+# beside three (2 CPU cores): drafts are added while at most DRAFT_SESSIONS sessions are
+# generating, by a session that keeps 70% of its drafts (judged after 4 of them).
+DRAFT_SESSIONS, DRAFT_TRIAL, DRAFT_KEEP = 2, 4, 0.7
 Ending = tuple[Session, str, Done | Failed]
 Ended = list[Ending]
 
@@ -76,6 +83,7 @@ class Run:
         self.draft_max = 1  # drafts per step now: trust grows as drafts are kept
         self.draft: list[int] = []  # this step's draft tokens behind `next_token`
         self.draft_at: list[int] = []  # their batch positions
+        self.drafted = self.draft_kept = 0
 
     @property
     def prefilling(self) -> bool:
@@ -271,12 +279,13 @@ class Decoder:
         ctx, ledger = self.ctx, self.ledger
         self._resolve_waits()
         generating = [run for run in self.runs if run.next_token is not None]
+        drafting = len(generating) <= DRAFT_SESSIONS
         for run in generating:
             assert run.next_token is not None
             run.logit_index = ctx.add(run.next_token, run.pos, run.seq, logits=True)
             run.tokens.append(run.next_token)
             run.pos += 1
-            if run.lookup is not None:
+            if drafting and run.lookup is not None:
                 self._add_draft(run, ctx.room - len(generating))
             ledger.grow(run.seq, run.pos)
         budget = min(ctx.room, PREFILL_CHUNK) if generating else ctx.room
@@ -353,6 +362,10 @@ class Decoder:
             run.draft_max = min(self.draft_max, run.draft_max * 2)
         else:
             run.draft_max = max(1, kept)
+        run.drafted += drafted
+        run.draft_kept += kept
+        if run.drafted >= DRAFT_TRIAL and run.draft_kept < DRAFT_KEEP * run.drafted:
+            run.lookup = None  # its text does not repeat enough to pay for the drafts
 
     def _accept(self, run: Run, token: int) -> Ending | None:
         """Stream `token`'s text; the session and its counter when this ends it."""

@@ -10,7 +10,7 @@ machine's CPUs a batch of 5 tokens of one sequence costs far less than 5 steps.
 
 from __future__ import annotations
 
-NGRAM = 4  # tokens matched: fewer, surer drafts than with 2 or 3
+NGRAM = 4  # tokens matched: fewer, surer drafts than with 2
 
 
 class Lookup:
