@@ -35,6 +35,7 @@ from ishan_tools.infer.options import (
     ClientBufferOpt,
     CoordPortOpt,
     CtxOpt,
+    DraftMaxOpt,
     FirstTokenOpt,
     FlashAttnOpt,
     GpuLayersOpt,
@@ -125,6 +126,7 @@ def run(
     batch: BatchOpt = M.n_batch,
     gpu_layers: GpuLayersOpt = M.n_gpu_layers,
     flash_attn: FlashAttnOpt = M.flash_attn,
+    draft_max: DraftMaxOpt = E.draft_max,
 ) -> None:
     """Stream an answer from a local GGUF model (through its chat template), then tok/s."""
     require_extra("ishan infer run", "infer", ("llama_cpp",))
@@ -144,7 +146,8 @@ def run(
         seed=seed,
     )
 
-    result = run_model(EngineSettings(model=settings, slots=1), request, on_token=_show)
+    engine = EngineSettings(model=settings, slots=1, draft_max=draft_max)
+    result = run_model(engine, request, on_token=_show)
     typer.echo()
     _summary(
         result.completion_tokens,
@@ -269,6 +272,7 @@ def serve(
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
     prefix_cache: PrefixCacheOpt = S.prefix_cache,
+    draft_max: DraftMaxOpt = S.draft_max,
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     session_ttl: TtlOpt = C.session_ttl,
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
@@ -302,6 +306,7 @@ def serve(
         max_sessions=max_sessions,
         slots=slots,
         prefix_cache=prefix_cache,
+        draft_max=draft_max,
         grace=grace,
     )
     run_loop(run_serve(settings, _say))
@@ -353,6 +358,7 @@ def worker(
     max_sessions: MaxSessionsOpt = E.max_sessions,
     slots: SlotsOpt = None,
     prefix_cache: PrefixCacheOpt = E.prefix_cache,
+    draft_max: DraftMaxOpt = E.draft_max,
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -368,6 +374,7 @@ def worker(
             max_sessions=max_sessions,
             slots=slots,
             prefix_cache=prefix_cache,
+            draft_max=draft_max,
         ),
         host=host,
         port=port,

@@ -18,6 +18,7 @@ GB = 1024 * MB
 
 DEFAULT_CTX = 2048
 DEFAULT_BATCH = 512
+DRAFT_MAX = 8  # see worker/lookup.py
 DEFAULT_COORDINATOR_PORT = 1337
 DEFAULT_WORKER_PORT = 3001
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -82,6 +83,7 @@ class EngineSettings:
     max_kv_per_session_bytes: int = 512 * MB
     channel_capacity: int = 256  # tokens buffered per session before its reader is dropped
     prefix_cache: bool = True  # reuse KV cells of a common token prefix (--no-prefix-cache)
+    draft_max: int = DRAFT_MAX  # draft tokens a greedy session adds per step; 0: none
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class ServeSettings:
     max_sessions: int = 100
     slots: int | None = None  # per worker; None: the worker's default
     prefix_cache: bool = True  # per worker: EngineSettings.prefix_cache
+    draft_max: int = DRAFT_MAX  # per worker: EngineSettings.draft_max
     grace: int = 30  # seconds running streams may take to finish on shutdown
     restart_delay: float = 1.0
 

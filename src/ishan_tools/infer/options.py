@@ -77,6 +77,16 @@ SlotsOpt = Annotated[
     ),
 ]
 
+DraftMaxOpt = Annotated[
+    int,
+    typer.Option(
+        "--draft-max",
+        min=0,
+        max=16,
+        help="Tokens a greedy session drafts from its own text per step and checks in the "
+        "same batch (prompt lookup; the output is unchanged). 0 turns drafting off.",
+    ),
+]
 PrefixCacheOpt = Annotated[
     bool,
     typer.Option(

@@ -127,6 +127,8 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         str(settings.max_sessions),
         *(["--slots", str(settings.slots)] if settings.slots else []),
         *([] if settings.prefix_cache else ["--no-prefix-cache"]),
+        "--draft-max",
+        str(settings.draft_max),
         *([] if model.flash_attn else ["--no-flash-attn"]),
     ]
 

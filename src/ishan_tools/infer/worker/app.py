@@ -83,6 +83,16 @@ def worker_gauges(engine: Engine) -> list[Metric]:
             value=stats.prefix_cache_reused_tokens,
         ),
         CounterMetricFamily(
+            "ishan_infer_draft_tokens",
+            "Tokens drafted from a session's own text and checked in the batch.",
+            value=stats.draft_tokens,
+        ),
+        CounterMetricFamily(
+            "ishan_infer_draft_kept_tokens",
+            "Drafted tokens the sampler agreed with: tokens out without a step of their own.",
+            value=stats.draft_kept_tokens,
+        ),
+        CounterMetricFamily(
             "ishan_infer_prefix_cache_evictions",
             "Finished sequences dropped from the prefix cache.",
             value=stats.prefix_cache_evictions,

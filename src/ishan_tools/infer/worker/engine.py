@@ -78,6 +78,8 @@ class EngineStats:
     prefix_cache_hits: int
     prefix_cache_reused_tokens: int
     prefix_cache_evictions: int
+    draft_tokens: int
+    draft_kept_tokens: int
 
 
 def model_shape(llama: Any, name: str) -> ModelShape:
@@ -175,9 +177,11 @@ class Engine:
             self.shape.kv_bytes_per_token,
             self.shape.name,
             prefix_cache=settings.prefix_cache,
+            draft_max=settings.draft_max,
         )
         self._cells = {"filled": 0, "live": 0, "cache_only": 0}
         self._cache_counts = {"entries": 0, "hits": 0, "reused": 0, "evictions": 0}
+        self._drafts = {"drafted": 0, "kept": 0}
         self._kv_waiting = 0  # the needs of the sessions not yet running
         self.boot_id = uuid.uuid4().hex  # tells the coordinator this is a new process
         self._ids = itertools.count(1)
@@ -273,6 +277,8 @@ class Engine:
                 prefix_cache_hits=cache["hits"],
                 prefix_cache_reused_tokens=cache["reused"],
                 prefix_cache_evictions=cache["evictions"],
+                draft_tokens=self._drafts["drafted"],
+                draft_kept_tokens=self._drafts["kept"],
             )
 
     def close(self) -> None:
@@ -326,6 +332,7 @@ class Engine:
         with self._cond:
             self._kv_waiting -= sum(session.prompt.kv_bytes for session in admitted)
             self._cells.update(filled=filled, live=live, cache_only=cache_only)
+            self._drafts.update(drafted=decoder.drafted, kept=decoder.draft_kept)
             if cache is not None:
                 self._cache_counts.update(
                     entries=len(cache),

@@ -121,6 +121,8 @@ class Sampler:
             seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed
             add(lib.llama_sampler_init_dist(seed))
         self._grammar: Any = None
+        # the chain always picks the same token from the same logits: drafts may be checked
+        self.greedy = request.temperature <= 0.0 and grammar is None
         if grammar is not None:
             self._grammar = lib.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
             self._n_vocab = n_vocab
