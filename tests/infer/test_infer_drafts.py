@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import typer.main
 from test_infer_batching import read_all, text_of
+from test_infer_prefix_cache import greedy as cache_greedy
+from test_infer_prefix_cache import make_engine
 
 from ishan_tools.cli import app
-from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
-from ishan_tools.infer.config import CoordinatorSettings, ServeSettings
+from ishan_tools.infer import GenerationRequest, ModelSettings
+from ishan_tools.infer.config import DRAFT_MAX, CoordinatorSettings, ServeSettings
 from ishan_tools.infer.coordinator.supervisor import worker_argv
 from ishan_tools.infer.events import Done
 from ishan_tools.infer.worker.app import worker_gauges
@@ -54,34 +56,27 @@ def test_lookup_never_drafts_from_refused_positions() -> None:
     assert lookup.draft(tokens, 2) == [4, 5]  # (5, 6) last came before the 4
 
 
-def make_engine(model: Path, draft_max: int, **extra: object) -> Engine:
-    settings = EngineSettings(
-        ModelSettings(model, n_ctx=512, n_threads=2),
-        slots=2,
-        prefix_cache=False,  # both engines lay out their KV cache alike (see the README)
-        draft_max=draft_max,
-        **extra,  # type: ignore[arg-type]
-    )
-    return Engine.load(settings)
+def engine_with(model: Path, draft_max: int) -> Engine:
+    # without the prefix cache, both engines lay out their KV cache alike (see the README)
+    return make_engine(model, prefix_cache=False, slots=2, draft_max=draft_max)
 
 
 @pytest.fixture(scope="module")
 def drafting(smollm2: Path) -> Iterator[Engine]:
-    engine = make_engine(smollm2, draft_max=4)
+    engine = engine_with(smollm2, DRAFT_MAX)
     yield engine
     engine.close()
 
 
 @pytest.fixture(scope="module")
 def plain(smollm2: Path) -> Iterator[Engine]:
-    engine = make_engine(smollm2, draft_max=0)
+    engine = engine_with(smollm2, 0)
     yield engine
     engine.close()
 
 
 def greedy(prompt: str, max_tokens: int, **extra: object) -> GenerationRequest:
-    request = GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=0.0, raw=True)
-    return dataclasses.replace(request, **extra)  # type: ignore[arg-type]
+    return dataclasses.replace(cache_greedy(prompt, max_tokens), **extra)  # type: ignore[arg-type]
 
 
 def run(engine: Engine, request: GenerationRequest) -> tuple[str, Done]:

@@ -61,7 +61,7 @@ class Run:
     """One session inside the decode loop."""
 
     def __init__(
-        self, session: Session, seq: int, n_ctx: int, sampler: Sampler, draft_max: int = 0
+        self, session: Session, seq: int, n_ctx: int, sampler: Sampler, drafts: bool = False
     ) -> None:
         prompt = session.prompt
         self.session = session
@@ -79,7 +79,7 @@ class Run:
         self.left = False
         self.sampler = sampler  # its own chain: penalties, grammar, ignore_eos's logit bias
         self.text = TextAssembler(prompt.stop)
-        self.lookup = Lookup() if draft_max > 0 and sampler.greedy else None
+        self.lookup = Lookup() if drafts and sampler.greedy else None
         self.draft_max = 1  # drafts per step now: trust grows as drafts are kept
         self.draft: list[int] = []  # this step's draft tokens behind `next_token`
         self.draft_at: list[int] = []  # their batch positions
@@ -175,7 +175,7 @@ class Decoder:
             grammar=p.grammar,
             banned=self._end_tokens,
         )
-        run = Run(session, self.free.pop(), self.n_ctx, sampler, self.draft_max)
+        run = Run(session, self.free.pop(), self.n_ctx, sampler, self.draft_max > 0)
         self._reuse(run)
         self.runs.append(run)
 

@@ -4,8 +4,9 @@ A greedy session's next tokens often repeat text it has seen: a name from the pr
 line of code being edited, a phrase the answer said before. `Lookup` finds the latest
 earlier place where the sequence's last `n` tokens occurred and proposes the tokens that
 followed there. The decoder adds them to the batch behind the session's next token and
-keeps those the model would have picked anyway, so the output does not change; on this
-machine's CPUs a batch of 5 tokens of one sequence costs far less than 5 steps.
+keeps those the model would have picked anyway, so the output does not change. On this
+machine's CPUs a batch of 5 tokens of one sequence costs 27.8 ms against 8.1 ms for one
+token: a kept draft saves most of a step, a refused one costs most of one.
 """
 
 from __future__ import annotations
