@@ -204,6 +204,18 @@ class Partition:
         )
 
 
+def counts_by_run(database: Any, migration: str, plan: str) -> dict[str, dict[str, int]]:
+    """{run_id: {"processed", "errors"}} as each run checkpointed them, over the plan's
+    partitions: written with each batch, so a killed run's counts are exact too."""
+    totals: dict[str, dict[str, int]] = {}
+    for doc in database[PARTITIONS].find({"m": migration, "plan": plan}, {"by_run": 1}):
+        for run_id, counts in doc.get("by_run", {}).items():
+            total = totals.setdefault(run_id, {"processed": 0, "errors": 0})
+            total["processed"] += int(counts.get("processed", 0))
+            total["errors"] += int(counts.get("errors", 0))
+    return totals
+
+
 def counts_of_run(database: Any, migration: str, plan: str, run_id: str) -> tuple[int, int] | None:
     """(processed, errors) the run checkpointed, summed over the plan's partitions: exact
     even when a worker was killed before it reported its own counts; None without a plan."""

@@ -99,7 +99,8 @@ def start(
                     f"cannot resume {name}: an older ishan started it; roll it back with "
                     f"`ishan migrate rollback {name}` and run it again"
                 )
-            changelog.close_runs(database, name, totals_by_run(database, name))
+            killed = partitions.counts_by_run(database, name, plan_id)
+            changelog.close_runs(database, name, killed)
             partitions.reopen(database, name, plan_id, script.primary, script.filter, config.limit)
         mode = "resume" if not restart else "force" if config.force else "run"
         run = {
@@ -275,15 +276,6 @@ def run_summary(database: Any, name: str, settings: RunSettings, workers: int) -
     summary.stop_reason = run.get("stop_reason")
     summary.workers = workers
     return summary
-
-
-def totals_by_run(database: Any, name: str) -> dict[str, dict[str, int]]:
-    totals: dict[str, dict[str, int]] = {}
-    for doc in database[participants.PARTICIPANTS].find({"m": name}):
-        counts = totals.setdefault(doc["run_id"], {"processed": 0, "errors": 0})
-        counts["processed"] += int(doc.get("processed", 0))
-        counts["errors"] += int(doc.get("errors", 0))
-    return totals
 
 
 def run_view(database: Any, holder: dict[str, Any] | None) -> dict[str, Any] | None:
