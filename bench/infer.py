@@ -24,6 +24,11 @@ exactly 128 tokens, in three workloads:
      question new every round;
   3. a fresh shared prefix (new every round) arriving at all clients at once.
 
+The clients run in this process and read the streams through a plain socket (`--client
+socket`, the default), so that what they spend per token, which on 2 cores comes out of
+the server's decode threads, stays small; `--client httpx` reads them through one shared
+httpx client instead (on this machine the rates were within the noise either way).
+
 Within each round the servers take turns (so machine drift hits them alike); per-round
 ratios to llama-server (single client: to direct), then their median. Aggregate tok/s is
 all tokens over the round's wall time; TTFT p50 and max are over the clients of a round,
@@ -54,6 +59,7 @@ from contextlib import ExitStack, contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from llama_cpp import Llama
@@ -153,47 +159,101 @@ def process(
             proc.wait()
 
 
+Lines = Callable[[str, dict[str, Any]], Iterator[str]]  # POST JSON, read the body's lines
+
+
+def socket_lines(url: str, body: dict[str, Any]) -> Iterator[str]:
+    """POST `body` as JSON and yield the response body's lines as they arrive.
+
+    A plain socket, HTTP/1.1 chunked or close-delimited, so that the client costs the
+    machine as little CPU as it can: it shares the cores with the server it measures.
+    """
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    payload = json.dumps(body).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=600) as sock:
+        head = (
+            f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\nconnection: close\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + payload)
+        reader = sock.makefile("rb")
+        status = reader.readline().split(b" ", 2)
+        headers: dict[bytes, bytes] = {}
+        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if len(status) < 2 or status[1] != b"200":
+            raise OSError(f"{url}: HTTP {b' '.join(status[1:]).decode(errors='replace').strip()}")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"")
+        rest = b""
+        while True:
+            if chunked:
+                size = int(reader.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    break
+                data = reader.read(size)
+                reader.readline()  # the CRLF after each chunk
+            else:
+                data = reader.read1(65536)
+                if not data:
+                    break
+            *lines, rest = (rest + data).split(b"\n")
+            for one in lines:
+                yield one.rstrip(b"\r").decode()
+        if rest:
+            yield rest.rstrip(b"\r").decode()
+
+
+HTTPX = httpx.Client(timeout=600)  # for --client httpx: one pool, as an application would
+
+
+def httpx_lines(url: str, body: dict[str, Any]) -> Iterator[str]:
+    """The same through httpx (`--client httpx`)."""
+    with HTTPX.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        yield from response.iter_lines()
+
+
+CLIENTS: dict[str, Lines] = {"socket": socket_lines, "httpx": httpx_lines}
+
+
 def sse_stream(
-    client: httpx.Client,
-    url: str,
-    body: dict[str, Any],
-    pick: Callable[[dict[str, Any]], str | None],
+    lines: Lines, url: str, body: dict[str, Any], pick: Callable[[dict[str, Any]], str | None]
 ) -> Timed:
     """One streamed request: its timer, and whether it ended with its last event."""
     timer = StreamTimer()
     ended = False
     try:
-        with client.stream("POST", url, json=body) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if line == "data: [DONE]":
-                    ended = True
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                event = json.loads(line[6:])
-                if event.get("finished") is True and "error" not in event:
-                    ended = True
-                if pick(event):
-                    timer.token()
-    except httpx.HTTPError:
+        for line in lines(url, body):
+            if line == "data: [DONE]":
+                ended = True
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if event.get("finished") is True and "error" not in event:
+                ended = True
+            if pick(event):
+                timer.token()
+    except (OSError, httpx.HTTPError):
         ended = False
     return timer, ended
 
 
 class Server:
-    """One way to generate: `stream(client, prompt, ignore_eos)` -> (timer, ended)."""
+    """One way to generate: `stream(prompt, ignore_eos)` -> (timer, ended)."""
 
-    def __init__(self, name: str, stream: Callable[[httpx.Client, str, bool], Timed]) -> None:
+    def __init__(self, name: str, stream: Callable[[str, bool], Timed]) -> None:
         self.name = name
         self.stream = stream
         self.lock: threading.Lock | None = None  # serves one request at a time
 
-    def one(self, client: httpx.Client, prompt: str, ignore_eos: bool = False) -> Timed:
+    def one(self, prompt: str, ignore_eos: bool = False) -> Timed:
         if self.lock is None:
-            return self.stream(client, prompt, ignore_eos)
+            return self.stream(prompt, ignore_eos)
         timer = StreamTimer()  # the wait for the lock counts in the time to first token
         with self.lock:
-            inner, ended = self.stream(client, prompt, ignore_eos)
+            inner, ended = self.stream(prompt, ignore_eos)
         inner.started = timer.started
         return inner, ended
 
@@ -203,9 +263,8 @@ def concurrent_round(server: Server, prompts: list[str]) -> list[Timed]:
     start = threading.Barrier(len(prompts))
 
     def one(prompt: str) -> Timed:
-        with httpx.Client(timeout=600) as client:
-            start.wait()
-            return server.one(client, prompt, True)
+        start.wait()
+        return server.one(prompt, True)
 
     with ThreadPoolExecutor(len(prompts)) as pool:
         return list(pool.map(one, prompts))
@@ -312,6 +371,13 @@ def main() -> None:
         metavar="ARGS",
         help="one more ishan row, served with these extra options (an A/B run), repeatable",
     )
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="socket",
+        help="how this process reads the streams (socket: a plain socket per request, the "
+        "least CPU; httpx: one shared httpx client, as an application would)",
+    )
     parser.add_argument("--build-llama-server", action="store_true")
     args = parser.parse_args()
     if args.build_llama_server:
@@ -329,6 +395,7 @@ def main() -> None:
     model = args.model or default_model_path()
     n, threads, clients = args.tokens, str(args.threads), args.clients
     common: dict[str, Any] = {"max_tokens": n, "temperature": 0.0}
+    lines = CLIENTS[args.client]
     load_before = os.getloadavg()
 
     llama = Llama(str(model), n_ctx=args.ctx, n_batch=args.batch, n_threads=args.threads,
@@ -339,7 +406,7 @@ def main() -> None:
     ends = [t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
     no_end = {str(t): -100.0 for t in ends}  # OpenAI-style logit_bias for llama_cpp.server
 
-    def direct(_client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+    def direct(prompt: str, ignore_eos: bool) -> Timed:
         timer = StreamTimer()
         bias = {t: float("-inf") for t in ends} if ignore_eos else None
         for chunk in llama.create_completion(prompt, stream=True, logit_bias=bias, **common):  # type: ignore[arg-type]
@@ -386,18 +453,18 @@ def main() -> None:
     def openai(name: str, extra: Callable[[bool], dict[str, Any]]) -> Server:
         url = f"http://127.0.0.1:{ports[name]}/v1/completions"
 
-        def stream(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+        def stream(prompt: str, ignore_eos: bool) -> Timed:
             body = {"model": "m", "prompt": prompt, "stream": True, **common, **extra(ignore_eos)}
-            return sse_stream(client, url, body, lambda e: e["choices"][0]["text"])
+            return sse_stream(lines, url, body, lambda e: e["choices"][0]["text"])
 
         return Server(name, stream)
 
     def ishan(name: str) -> Server:
         url = f"http://127.0.0.1:{ports[name]}/coordinator/infer"
 
-        def stream(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+        def stream(prompt: str, ignore_eos: bool) -> Timed:
             body = {"model": "m", "prompt": prompt, "raw": True, "ignore_eos": ignore_eos}
-            return sse_stream(client, url, {**body, **common}, lambda e: e["token"])
+            return sse_stream(lines, url, {**body, **common}, lambda e: e["token"])
 
         return Server(name, stream)
 
@@ -407,18 +474,17 @@ def main() -> None:
         that the `ishan` row has just filled."""
         where: list[str] = []
 
-        def stream(client: httpx.Client, prompt: str, ignore_eos: bool) -> Timed:
+        def stream(prompt: str, ignore_eos: bool) -> Timed:
             if not where:
                 health = f"http://127.0.0.1:{ports['ishan']}/coordinator/health/workers"
-                where.append(client.get(health).json()[0]["url"] + "/worker/generate")
+                where.append(httpx.get(health).json()[0]["url"] + "/worker/generate")
             body = {"model": "m", "prompt": f"Alone. {prompt}", "raw": True, **common}
             timer, ended = StreamTimer(), False
-            with client.stream("POST", where[0], json={**body, "ignore_eos": ignore_eos}) as r:
-                for line in r.iter_lines():
-                    event = json.loads(line) if line else {}
-                    ended = ended or bool(event.get("done"))
-                    if event.get("token"):
-                        timer.token()
+            for line in lines(where[0], {**body, "ignore_eos": ignore_eos}):
+                event = json.loads(line) if line else {}
+                ended = ended or bool(event.get("done"))
+                if event.get("token"):
+                    timer.token()
             return timer, ended
 
         return Server("ishan worker only", stream)
@@ -440,18 +506,18 @@ def main() -> None:
     print(f"llama-server: {' '.join(argv['llama-server'][1:])}")
     print(f"ishan: ishan infer serve {' '.join(argv['ishan'][5:])}")
     print("direct: Llama(n_ctx, n_batch, n_threads, n_threads_batch, flash_attn=True)")
+    print(f"client: {args.client}, in this process")
     with ExitStack() as stack:
         for name, command in argv.items():
             path, check = ready[name]
             stack.enter_context(process(command, f"http://127.0.0.1:{ports[name]}{path}", check))
-        client = stack.enter_context(httpx.Client(timeout=600))
         for server in servers:  # warm-up: page in the weights; workload 2's prefix is seen
-            server.one(client, PROMPT.format(n=-1))
-            server.one(client, f"{SYSTEM}{QUESTIONS[0]}\nMarlow:")
+            server.one(PROMPT.format(n=-1))
+            server.one(f"{SYSTEM}{QUESTIONS[0]}\nMarlow:")
         single: dict[str, list[StreamTimer]] = {s.name: [] for s in reversed(servers)}
         for round_ in range(args.rounds):
             for server in servers:
-                single[server.name].append(server.one(client, PROMPT.format(n=round_))[0])
+                single[server.name].append(server.one(PROMPT.format(n=round_))[0])
         chosen = [*args.concurrent_servers.split(","), *variants]
         together = [s for s in servers if s.name in chosen]
         results: dict[int, dict[str, list[list[Timed]]]] = {
