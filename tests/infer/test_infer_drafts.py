@@ -30,30 +30,35 @@ CODE = (
 )
 
 
-def test_lookup_drafts_what_followed_the_latest_copy_of_the_last_n_tokens() -> None:
+def test_lookup_drafts_what_followed_the_latest_copy_once_the_text_confirmed_it() -> None:
+    assert Lookup(n=2).draft([7], 4) == []  # too short to match
     lookup = Lookup(n=2)
-    assert lookup.draft([7], 4) == []  # too short to match
-    assert lookup.draft([1, 2, 3, 4, 1, 2], 3) == [3, 4, 1]
-    assert lookup.draft([1, 2, 3, 4, 1, 2], 9) == [3, 4, 1, 2]  # up to the end at most
-    assert lookup.draft([1, 2, 3, 4, 1, 2, 5, 6], 4) == []  # (5, 6) never came before
-    # the latest copy wins: (1, 2) was followed by 3, then by 5
-    assert lookup.draft([1, 2, 3, 4, 1, 2, 5, 6, 1, 2], 2) == [5, 6]
-    assert lookup.draft([1, 2, 3, 4, 1, 2, 5, 6, 1, 2], 0) == []
+    assert lookup.draft([1, 2, 3, 4, 1, 2], 3) == []  # (1, 2) came once: not trusted yet
+    # (1, 2) came twice, followed by 3 both times: draft what followed the latest copy
+    assert lookup.draft([1, 2, 3, 4, 1, 2, 3, 5, 1, 2], 3) == [3, 5, 1]
+    assert lookup.draft([1, 2, 3, 4, 1, 2, 3, 5, 1, 2], 9) == [3, 5, 1, 2]  # up to the end
+    assert lookup.draft([1, 2, 3, 4, 1, 2, 3, 5, 1, 2], 0) == []
+    # followed by 3, then by 5: the text disagrees with itself, so no draft
+    assert Lookup(n=2).draft([1, 2, 3, 4, 1, 2, 5, 6, 1, 2], 2) == []
+    # the latest copies decide: 3 once, then 5 twice
+    assert Lookup(n=2).draft([1, 2, 3, 1, 2, 5, 1, 2, 5, 1, 2], 2) == [5, 1]
     # the decoder's: four tokens must match, so that fewer drafts are refused
-    assert Lookup().draft([1, 2, 3, 4, 9, 1, 2, 3, 4], 2) == [9, 1]
-    assert Lookup().draft([1, 2, 3, 9, 2, 3, 4, 2, 3], 2) == []
+    assert Lookup().draft([1, 2, 3, 4, 9, 1, 2, 3, 4, 9, 1, 2, 3, 4], 2) == [9, 1]
+    assert Lookup().draft([1, 2, 3, 9, 1, 2, 3, 9, 2, 3, 4, 2, 3], 2) == []
 
 
 def test_lookup_never_drafts_from_refused_positions() -> None:
     lookup = Lookup(n=2)
-    tokens = [5, 6, 7, 8, 5, 6]
-    assert lookup.draft(tokens, 2) == [7, 8]
+    tokens = [5, 6, 7, 8, 5, 6, 7, 0, 5, 6]
+    assert lookup.draft(tokens, 2) == [7, 0]
     tokens += [9, 9, 9]  # the decoder tried a draft here and then dropped it
-    del tokens[6:]
+    del tokens[10:]
     tokens.append(4)  # the token the model picked instead
     assert lookup.draft(tokens, 3) == []  # (6, 4) is new; (6, 9) was never indexed
     tokens += [5, 6]
-    assert lookup.draft(tokens, 2) == [4, 5]  # (5, 6) last came before the 4
+    assert lookup.draft(tokens, 2) == []  # (5, 6) was followed by 7, 7, then 4
+    tokens += [4, 5, 6]
+    assert lookup.draft(tokens, 2) == [4, 5]  # 4 twice now: the model's pick, not the 9
 
 
 def engine_with(model: Path, draft_max: int) -> Engine:
@@ -111,11 +116,13 @@ def test_drafts_stop_at_max_tokens_and_stop_strings_as_before(
     drafting: Engine, plain: Engine
 ) -> None:
     # every length from 1 to 12, so that the limit falls inside a kept draft somewhere
+    kept_before = drafting.stats().draft_kept_tokens
     for max_tokens in range(1, 13):
         request = greedy(LOOPING, max_tokens, ignore_eos=True)
         text, done = run(drafting, request)
         assert (done.finish_reason, done.completion_tokens) == ("length", max_tokens)
         assert (text, done) == run(plain, request)
+    assert drafting.stats().draft_kept_tokens > kept_before  # the prompt is drafted at once
     stopped = greedy(LOOPING, 64, ignore_eos=True, stop=("three, one",))
     text, done = run(drafting, stopped)
     assert done.finish_reason == "stop" and "three, one" not in text
