@@ -8,7 +8,7 @@ in the order llama-cpp-python builds its own, so a session samples exactly as
 (when the output is constrained), then greedy, or top_k 40, typical 1.0, top_p, min_p 0.05,
 temperature and a seeded draw. A chain is one session's state, so sessions in one batch
 never share penalties or grammar position, and a session without a grammar pays nothing
-for another's.
+for another's. A plain greedy session skips its chain for numpy's argmax, the same pick.
 
 `grammar_for` turns a request's JSON schema (llama-cpp-python's port of llama.cpp's
 converter) or GBNF text into a grammar llama.cpp has compiled, or says why it cannot.
