@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import llama_cpp
 import pytest
 from llama_cpp import Llama
 
@@ -13,6 +14,7 @@ from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings, 
 from ishan_tools.infer.errors import EngineBusy
 from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.worker.engine import Engine
+from ishan_tools.infer.worker.sampling import Sampler
 
 GREEDY = {"temperature": 0.0, "seed": 1}
 
@@ -124,6 +126,42 @@ def test_solo_greedy_output_matches_llama_cpp_python_directly(smollm2: Path) -> 
     assert result.text == expected
     assert result.completion_tokens == 24 and result.finish_reason == "length"
     assert result.tokens_per_s is not None and result.ttft_s is not None
+
+
+def test_a_greedy_session_picks_what_llama_cpps_greedy_chain_picks(smollm2: Path) -> None:
+    # numpy's argmax stands in for the greedy chain: compare them on real logits, with
+    # nothing banned and with the best tokens banned (as ignore_eos bans the end tokens)
+    llama = Llama(str(smollm2), n_ctx=256, n_threads=2, verbose=False)
+    llama.eval(llama.tokenize(b"The capital of France is"))
+    ctx, vocab, n_vocab = llama._ctx.ctx, llama._model.vocab, llama.n_vocab()
+
+    def chain_pick(banned: list[int]) -> int:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if banned:
+            bias = (llama_cpp.llama_logit_bias * len(banned))(
+                *(llama_cpp.llama_logit_bias(t, float("-inf")) for t in banned)
+            )
+            llama_cpp.llama_sampler_chain_add(
+                chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(banned), bias)
+            )
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        try:
+            return int(llama_cpp.llama_sampler_sample(chain, ctx, -1))
+        finally:
+            llama_cpp.llama_sampler_free(chain)
+
+    best = chain_pick([])
+    picks = []
+    # each ban list holds the one before: the fast path bans in place, in the logits
+    for banned in ([], [best], [best, chain_pick([best])]):
+        expected = chain_pick(banned)
+        request = GenerationRequest(prompt="x", temperature=0.0, ignore_eos=bool(banned))
+        sampler = Sampler(request, vocab=vocab, n_vocab=n_vocab, banned=banned)
+        assert sampler._argmax  # the fast path is the one under test
+        picks.append(sampler.sample(ctx, -1))
+        assert picks[-1] == expected
+        sampler.close()
+    assert len(set(picks)) == 3  # the bans did move the pick
 
 
 def test_chat_uses_the_template_stored_in_the_gguf(smollm2: Path) -> None:

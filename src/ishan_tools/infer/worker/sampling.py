@@ -8,7 +8,7 @@ in the order llama-cpp-python builds its own, so a session samples exactly as
 (when the output is constrained), then greedy, or top_k 40, typical 1.0, top_p, min_p 0.05,
 temperature and a seeded draw. A chain is one session's state, so sessions in one batch
 never share penalties or grammar position, and a session without a grammar pays nothing
-for another's.
+for another's. A plain greedy session skips its chain for numpy's argmax, the same pick.
 
 `grammar_for` turns a request's JSON schema (llama-cpp-python's port of llama.cpp's
 converter) or GBNF text into a grammar llama.cpp has compiled, or says why it cannot.
@@ -80,11 +80,15 @@ def end_tokens(vocab: Any, n_vocab: int) -> list[int]:
 class Sampler:
     """One session's llama.cpp sampler chain, and its grammar; `close` frees them.
 
-    Without a grammar a token is one `llama_sampler_sample` call. With one, the grammar
-    stays out of the chain, as in llama.cpp's own `common_sampler` (llama-server): the
-    chain picks a token from the raw logits, the grammar checks that one token, and only
-    when it is refused does the grammar mask the whole vocabulary (the costly part) before
-    the chain picks again. A greedy session gets the same token either way.
+    A greedy session without penalties or a grammar takes the argmax of its logits (the
+    end-of-generation tokens at -inf first, for `ignore_eos`): the chain's greedy sampler
+    picks the first highest logit too, and `llama_sampler_sample` spends 85 us per token
+    filling and scanning a candidate array that numpy's argmax does without in 8 us.
+    Otherwise, without a grammar, a token is one `llama_sampler_sample` call. With one,
+    the grammar stays out of the chain, as in llama.cpp's own `common_sampler`
+    (llama-server): the chain picks a token from the raw logits, the grammar checks that
+    one token, and only when it is refused does the grammar mask the whole vocabulary (the
+    costly part) before the chain picks again. A greedy session gets the same token either way.
     """
 
     def __init__(
@@ -121,11 +125,13 @@ class Sampler:
             seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed
             add(lib.llama_sampler_init_dist(seed))
         self._grammar: Any = None
+        self._n_vocab = n_vocab
         # the chain always picks the same token from the same logits: drafts may be checked
         self.greedy = request.temperature <= 0.0 and grammar is None
+        self._argmax = self.greedy and penalties == (1.0, 0.0, 0.0)
+        self._banned = np.array(banned if request.ignore_eos and banned else [], dtype=np.intp)
         if grammar is not None:
             self._grammar = lib.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
-            self._n_vocab = n_vocab
             self._cells = (lib.llama_token_data * n_vocab)()
             self._ids = np.arange(n_vocab, dtype=np.int32)
             self._view = np.frombuffer(memoryview(self._cells), dtype=TOKEN_DATA)
@@ -135,6 +141,13 @@ class Sampler:
 
     def sample(self, ctx: Any, index: int) -> int:
         """Pick the next token from the logits of batch position `index`, and accept it."""
+        if self._argmax:  # the chain would keep no state: nothing to accept
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,)
+            )
+            if self._banned.size:
+                logits[self._banned] = -np.inf  # this position's logits are ours alone
+            return int(logits.argmax())
         if self._grammar is None:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
         lib = llama_cpp
