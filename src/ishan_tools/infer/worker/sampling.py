@@ -141,17 +141,14 @@ class Sampler:
 
     def sample(self, ctx: Any, index: int) -> int:
         """Pick the next token from the logits of batch position `index`, and accept it."""
-        if self._argmax:  # the chain would keep no state: nothing to accept
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,)
-            )
-            if self._banned.size:
-                logits[self._banned] = -np.inf  # this position's logits are ours alone
-            return int(logits.argmax())
-        if self._grammar is None:
+        if self._grammar is None and not self._argmax:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
         lib = llama_cpp
         logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
+        if self._argmax:  # the chain would keep no state: nothing to accept
+            if self._banned.size:
+                logits[self._banned] = -np.inf  # this position's logits are ours alone
+            return int(logits.argmax())
         token = self._pick(logits, constrained=False)
         if not self._allowed(token):
             token = self._pick(logits, constrained=True)
