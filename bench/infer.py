@@ -41,6 +41,7 @@ median over rounds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -205,12 +206,15 @@ def socket_lines(url: str, body: dict[str, Any]) -> Iterator[str]:
             yield rest.rstrip(b"\r").decode()
 
 
-HTTPX = httpx.Client(timeout=600)  # for --client httpx: one pool, as an application would
+@functools.cache
+def shared_httpx() -> httpx.Client:
+    """For `--client httpx`: one pool for every request, as an application would have."""
+    return httpx.Client(timeout=600)
 
 
 def httpx_lines(url: str, body: dict[str, Any]) -> Iterator[str]:
     """The same through httpx (`--client httpx`)."""
-    with HTTPX.stream("POST", url, json=body) as response:
+    with shared_httpx().stream("POST", url, json=body) as response:
         response.raise_for_status()
         yield from response.iter_lines()
 
