@@ -1,8 +1,11 @@
 """Take the README's screenshots of the web pages with the tests' browser harness.
 
 Each page is served for real (`ishan ... serve --port 0`), opened in headless Chromium
-(tests/browser.py), put in a state worth showing, and saved as a PNG under docs/ (reduced to
-a 256-colour palette when Pillow is installed, to keep the repository small).
+(tests/browser.py), put in a state worth showing, and saved under docs/ once in each theme,
+light and dark, as a reader's system setting picks them (docs/players-page-light.png,
+docs/players-page-dark.png; reduced to a 256-colour palette when Pillow is installed, to keep
+the repository small). The chat page's two are taken by its browser test:
+ISHAN_SCREENSHOTS=1 pytest tests/infer/test_infer_page.py -k light_and_dark.
 
 Run: .venv/bin/python scripts/screenshots.py
 """
@@ -16,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import Browser
+from tests.browser import Browser, shrink_png
 from tests.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +42,8 @@ def serve(*command: str) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"ishan {' '.join(command)} did not report its address")
 
 
-def shrink(path: Path) -> None:
-    try:
-        from PIL import Image
-    except ImportError:
-        return
-    with Image.open(path) as image:
-        image.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
-
-
-def players_page(browser: Browser) -> Path:
-    """Players like Pedri aged 24 or under, the second match's radar open."""
+def players_page(browser: Browser) -> list[Path]:
+    """Players like Pedri aged 24 or under, the second match's radar open: light, then dark."""
     process, url = serve("players", "serve")
     try:
         browser.viewport(1440, 1000)
@@ -59,18 +53,21 @@ def players_page(browser: Browser) -> Path:
         errors = browser.console_errors()
         if errors:
             raise SystemExit(f"the players page logged errors: {errors}")
-        target = browser.screenshot(DOCS / "players-page.png", full_page=True)
+        targets = []
+        for scheme in ("light", "dark"):
+            browser.color_scheme(scheme)
+            shot = browser.screenshot(DOCS / f"players-page-{scheme}.png", full_page=True)
+            targets.append(shrink_png(shot))
     finally:
         stop_process(process)
-    shrink(target)
-    return target
+    return targets
 
 
 def main() -> None:
     with Browser() as browser:
         for take in (players_page,):
-            path = take(browser)
-            print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
+            for path in take(browser):
+                print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

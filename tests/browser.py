@@ -8,6 +8,8 @@ through it, with the `browser` fixture of tests/conftest.py or directly:
         browser.wait_for(lambda driver: "Pedri" in driver.page_source, message="no Pedri")
         assert browser.console_errors() == []
         browser.screenshot(Path("docs/page.png"), full_page=True)
+        browser.color_scheme("dark")  # the page as a reader whose system is dark sees it
+        assert all(t["ratio"] >= t["needed"] for t in browser.text_contrasts())
 
 Nothing is ever downloaded: the system's /usr/bin/chromium and /usr/bin/chromedriver are
 passed explicitly and Selenium Manager is pointed at a path that does not exist, so a missing
@@ -51,6 +53,84 @@ CHROMIUM_FLAGS = (
     "--lang=en-US",
 )
 T = TypeVar("T")
+
+# What a reader sees of each visible piece of text: its colour and the colour behind it (the
+# backgrounds of it and its ancestors composited, opacity included), and their WCAG contrast
+# ratio, with the ratio WCAG AA needs (3:1 for large text, 4.5:1 otherwise). Disabled controls
+# and animated elements (a blinking cursor) are left out, as WCAG leaves them out.
+COLOUR_JS = """
+const probe = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+function rgba(value) {
+  probe.clearRect(0, 0, 1, 1);
+  probe.fillStyle = 'rgb(0 0 0 / 0)';
+  probe.fillStyle = value;
+  probe.fillRect(0, 0, 1, 1);
+  const d = probe.getImageData(0, 0, 1, 1).data;
+  return [d[0], d[1], d[2], d[3] / 255];
+}
+const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3]))
+  .concat([1]);
+function luminance(c) {
+  const [r, g, b] = c.slice(0, 3).map(v => v / 255)
+    .map(v => v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function behind(el) {
+  const layers = [];
+  for (let e = el; e; e = e.parentElement) layers.push(rgba(getComputedStyle(e).backgroundColor));
+  return layers.reverse().reduce((under, layer) => over(layer, under), [255, 255, 255, 1]);
+}
+function opacity(el) {
+  let o = 1;
+  for (let e = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity);
+  return o;
+}
+"""
+CONTRAST_JS = (
+    COLOUR_JS
+    + """
+const seen = new Set(), found = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  const el = node.parentElement;
+  if (!node.textContent.trim() || !el || seen.has(el)) continue;
+  seen.add(el);
+  if (['OPTION', 'SCRIPT', 'STYLE', 'TITLE', 'DATALIST'].includes(el.tagName)) continue;
+  if (el.closest(':disabled, [aria-disabled="true"], [hidden]')) continue;
+  if (el.getAnimations({subtree: false}).length) continue;
+  const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+  if (box.width <= 1 || box.height <= 1 || style.visibility !== 'visible') continue;
+  const ink = rgba(el instanceof SVGElement ? style.fill : style.color);
+  ink[3] *= opacity(el);
+  if (!ink[3]) continue;  // transparent: not shown (yet)
+  const back = behind(el), front = over(ink, back);
+  const [hi, lo] = [luminance(front), luminance(back)].sort((a, b) => b - a);
+  const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+  found.push({
+    text: node.textContent.trim().slice(0, 40),
+    element: el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+      + [...el.classList].map(c => '.' + c).join(''),
+    ratio: Math.round((hi + 0.05) / (lo + 0.05) * 100) / 100,
+    needed: size >= 24 || (bold && size >= 18.66) ? 3 : 4.5,
+    color: front.slice(0, 3).map(Math.round), background: back.slice(0, 3).map(Math.round),
+  });
+}
+return found;
+"""
+)
+
+
+def shrink_png(path: Path) -> Path:
+    """Reduce the PNG at `path` to a 256-colour palette when Pillow is installed (screenshots
+    kept in the repository stay small); return `path`."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return path
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+    return path
 
 
 class BrowserMissingError(RuntimeError):
@@ -152,6 +232,17 @@ class Browser:
             mobile=mobile,
         )
 
+    def color_scheme(self, scheme: str) -> None:
+        """Make `prefers-color-scheme` answer `scheme` ("light" or "dark"), as a reader's
+        system setting does; it holds for this browser's later pages too."""
+        if scheme not in ("light", "dark"):
+            raise ValueError(f"color scheme {scheme!r}: light or dark")
+        self._cdp(
+            "Emulation.setEmulatedMedia",
+            media="",
+            features=[{"name": "prefers-color-scheme", "value": scheme}],
+        )
+
     # ---- reading what happened ----
     def console_errors(self) -> list[str]:
         """The page's console errors (and failed loads) since the last call."""
@@ -160,6 +251,20 @@ class Browser:
             for entry in self.driver.get_log("browser")
             if entry["level"] == "SEVERE"
         ]
+
+    def text_contrasts(self) -> list[dict[str, Any]]:
+        """Every visible piece of text with its contrast against what is behind it.
+
+        Each is {"text", "element", "ratio", "needed", "color", "background"}: `needed` is
+        what WCAG AA asks for that text (4.5, or 3 for large text); colours are [r, g, b].
+        """
+        found: list[dict[str, Any]] = self.js(CONTRAST_JS)
+        return found
+
+    def background_luminance(self) -> float:
+        """The WCAG relative luminance (0 black to 1 white) of the page's background."""
+        luminance: float = self.js(COLOUR_JS + "return luminance(behind(document.body));")
+        return luminance
 
     def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
         """Save a PNG of the viewport, or of the whole page with `full_page`; return `path`."""

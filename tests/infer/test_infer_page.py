@@ -20,11 +20,11 @@ import pytest
 from conftest import Cluster, wait_until
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
-from tests.browser import Browser
+from tests.browser import Browser, shrink_png
 
 KEY = "page-test-key"
 COUNTING = "Count from 1 to 1000, separated by commas."
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "infer-chat.png"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def start(model: Path, *api_key: str) -> Cluster:
@@ -366,8 +366,12 @@ def test_the_page_and_its_assets_are_public_and_self_contained(keyed: Cluster) -
     assert models.status_code == 401
 
 
-def test_the_readme_screenshot(browser: Browser, service: Cluster, tmp_path: Path) -> None:
-    """Takes the README's picture; ISHAN_SCREENSHOTS=1 writes it to docs/infer-chat.png."""
+def test_light_and_dark_follow_the_system_and_the_readme_screenshots(
+    browser: Browser, service: Cluster, tmp_path: Path
+) -> None:
+    """A streaming answer under a light and a dark system setting: the page follows it, and
+    every text a reader sees (messages, stats, the worker card, settings) passes WCAG AA.
+    ISHAN_SCREENSHOTS=1 writes the two docs/infer-chat-{light,dark}.png."""
     page = ChatPage(browser, f"{service.url}/")
     browser.viewport(1280, 760)
     page.open()
@@ -379,15 +383,24 @@ def test_the_readme_screenshot(browser: Browser, service: Cluster, tmp_path: Pat
         timeout=240,
         message="a running stream",
     )
-    shot = browser.screenshot(tmp_path / "infer-chat.png")
+    shots, background = [], {}
+    for scheme in ("light", "dark"):
+        browser.color_scheme(scheme)
+        background[scheme] = browser.background_luminance()
+        texts = browser.text_contrasts()
+        shown = {t["element"] for t in texts}
+        assert {"p.who", "span.chip", "span.badge.breaker-closed", "p#service-status.pill"} <= shown
+        low = [t for t in texts if t["ratio"] < t["needed"]]
+        assert low == [], f"{scheme}: text below WCAG AA contrast: {low}"
+        shots.append(browser.screenshot(tmp_path / f"infer-chat-{scheme}.png"))
     if browser.find("#stop").is_enabled():
         browser.find("#stop").click()
     page.wait_for_answer(timeout=10)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert background["light"] > 0.8 and background["dark"] < 0.02, background
     assert browser.console_errors() == []
     if os.environ.get("ISHAN_SCREENSHOTS"):
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
+        for shot in shots:
+            shutil.copyfile(shrink_png(shot), DOCS / shot.name)
 
 
 def test_the_wheel_carries_every_file_of_the_page() -> None:

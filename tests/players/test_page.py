@@ -7,7 +7,10 @@ and checks what the user sees against the library, the API and the CLI.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,11 +25,12 @@ from ishan_tools.cli import app as cli_app
 from ishan_tools.players import Filters, Index, Profile
 from ishan_tools.players.data import ATTRIBUTES
 from ishan_tools.players.export import explanation
-from tests.browser import Browser
+from tests.browser import Browser, shrink_png
 
 from .conftest import EXAMPLE_RATINGS
 
 KANTE = 215914
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 MINUS, DASH = "\N{MINUS SIGN}", "\N{EN DASH}"  # the page's typography
 
 
@@ -391,4 +395,35 @@ def test_a_long_slider_drag_is_one_history_entry(page: Page, api: httpx.Client) 
     )
     page.changing(browser.driver.back)
     assert "position" not in page.params() and page.slider_value("physic") == "70"
+    assert browser.console_errors() == []
+
+
+def test_light_and_dark_follow_the_system_and_every_text_is_readable(
+    browser: Browser, api: httpx.Client, tmp_path: Path
+) -> None:
+    """The page under a light and a dark system setting: the page follows it, and every text
+    a reader sees (table, radar labels, card, the radar's tooltip) passes WCAG AA.
+    ISHAN_SCREENSHOTS=1 writes the two docs/players-page-{light,dark}.png."""
+    page = Page(browser, str(api.base_url))
+    browser.viewport(1440, 1000)
+    page.open("?like=251854&max_age=24&sel=232411")  # players like Pedri, Nkunku's radar open
+    browser.wait_for(lambda d: browser.find("#detail").get_attribute("data-player"))
+    assert browser.find("#results-title").text == "Most like Pedri"
+    background = {}
+    for scheme in ("light", "dark"):
+        browser.color_scheme(scheme)
+        background[scheme] = browser.background_luminance()
+        vertex = "document.querySelector('#radar .series.player .vertex')"
+        browser.js(f"{vertex}.dispatchEvent(new Event('focus'))")
+        texts = browser.text_contrasts()
+        browser.js(f"{vertex}.dispatchEvent(new Event('blur'))")
+        shown = {t["element"].split(".")[0] + ":" + t["text"] for t in texts}
+        assert {"h2#results-title:Most like Pedri", "text:Dribbling", "text:85 · 100th"} <= shown
+        assert any(t["element"] == "strong" and t["text"] == "Pace" for t in texts)  # the tip
+        low = [t for t in texts if t["ratio"] < t["needed"]]
+        assert low == [], f"{scheme}: text below WCAG AA contrast: {low}"
+        shot = browser.screenshot(tmp_path / f"players-page-{scheme}.png", full_page=True)
+        if os.environ.get("ISHAN_SCREENSHOTS"):
+            shutil.copyfile(shrink_png(shot), DOCS / shot.name)
+    assert background["light"] > 0.8 and background["dark"] < 0.02, background
     assert browser.console_errors() == []

@@ -258,7 +258,7 @@ function renderDetail(ranks, player) {
   drawRadar($("#radar"), $("#tip"), axes, series, group);
   $("#legend").innerHTML = series.map((one) => `<span class="key ${one.kind}">${escape(one.name)}</span>`).join("");
   const cell = (v) => (v ? `<td>${v.value}</td><td class="muted">${Math.round(v.percentile)}</td>` : "<td>–</td><td></td>");
-  $("#ranks").innerHTML = `<thead><tr><th></th><th colspan="2">${escape(player.short_name)}</th><th colspan="2">${escape(profileName)}</th></tr>
+  $("#ranks").innerHTML = `<thead><tr><th></th><th colspan="2" class="player">${escape(player.short_name)}</th><th colspan="2" class="profile">${escape(profileName)}</th></tr>
     <tr class="muted"><th></th><th>rating</th><th>pct</th><th>rating</th><th>pct</th></tr></thead><tbody>${
     axes.map((a) => `<tr><th>${SHORT[a.key]}</th>${cell(ranks.player[a.key])}${cell(ranks.profile[a.key])}</tr>`).join("")}</tbody>`;
   const stars = (n) => (n ? "★".repeat(n) : "");
