@@ -14,7 +14,7 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.options import port_option
-from ishan_tools._cli.server import run_loop
+from ishan_tools._server import run_loop
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import (
     DEFAULT_WORKER_PORT,

@@ -20,12 +20,12 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.errors import BulkWriteError, CursorNotFound
 
 from ishan_tools.migrate import backup, changelog
-from ishan_tools.migrate.board import Board
 from ishan_tools.migrate.buffer import BufferedCollection, PendingOp, WriteBuffer, id_equality
 from ishan_tools.migrate.context import MigrationContext
 from ishan_tools.migrate.logs import RunLog
-from ishan_tools.migrate.participants import Heartbeat
-from ishan_tools.migrate.partitions import Partition
+from ishan_tools.migrate.parallel.board import Board
+from ishan_tools.migrate.parallel.participants import Heartbeat
+from ishan_tools.migrate.parallel.partitions import Partition
 from ishan_tools.migrate.query import primary_query
 from ishan_tools.migrate.report import SAMPLE_SIZE, RunSettings, RunSummary, Tally
 from ishan_tools.migrate.script import MigrationScript, check_collection_name

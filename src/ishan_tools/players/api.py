@@ -387,6 +387,6 @@ def serve(
     """Run the API until interrupted, through the toolkit's one launcher (port 0 works and
     `on_ready(url)` gets the real address); a line per request only if `access_log` (it costs
     about half the throughput)."""
-    from ishan_tools._cli.server import run
+    from ishan_tools._server import run
 
     run(create_app(index), host, port, on_ready=on_ready, access_log=access_log)

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools._process import die_with_parent
+from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools.errors import IshanError
 from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings
 from ishan_tools.infer.coordinator.app import create_app

@@ -32,12 +32,12 @@ from ishan_tools.breaker.store import BreakerRules, StoreFactory
 from ishan_tools.crawl.config import CrawlConfig, option_differences
 from ishan_tools.crawl.events import Emit
 from ishan_tools.crawl.frontier import QueuedURL, RobotsAnswer, Seed, Stop, Wait
-from ishan_tools.crawl.redis_breaker import RedisBreakerStore
-from ishan_tools.crawl.redis_dedupe import INTSET_LOAD_SHARE
-from ishan_tools.crawl.redis_keys import CrawlKeys, RedisRetry, async_client, stable_hash
-from ishan_tools.crawl.redis_scripts import SCRIPTS
+from ishan_tools.crawl.shared.dedupe import INTSET_LOAD_SHARE
+from ishan_tools.crawl.shared.keys import CrawlKeys, RedisRetry, async_client, stable_hash
+from ishan_tools.crawl.shared.scripts import SCRIPTS
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.errors import CrawlError, UsageError
+from ishan_tools.stores.breaker import RedisBreakerStore
 
 __all__ = ["RedisFrontier"]
 

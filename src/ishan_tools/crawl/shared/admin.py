@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from ishan_tools.crawl.redis_keys import REDIS_DOWN, CrawlKeys, sync_client, unreachable
+from ishan_tools.crawl.shared.keys import REDIS_DOWN, CrawlKeys, sync_client, unreachable
 from ishan_tools.errors import CrawlError
 
 __all__ = ["crawl_status", "forget_crawl", "list_crawls"]

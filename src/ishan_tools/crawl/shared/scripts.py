@@ -29,7 +29,7 @@ Keys under the prefix (see `redis_keys.CrawlKeys`):
 
 from __future__ import annotations
 
-from ishan_tools.crawl.redis_dedupe import SEEN
+from ishan_tools.crawl.shared.dedupe import SEEN
 
 __all__ = ["SCRIPTS"]
 
