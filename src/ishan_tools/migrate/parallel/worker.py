@@ -19,9 +19,10 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from ishan_tools.errors import IshanError, MigrationError
-from ishan_tools.migrate import lock, participants, session
+from ishan_tools.migrate import lock
 from ishan_tools.migrate.changelog import FAILED, INTERRUPTED
 from ishan_tools.migrate.logs import RunLog
+from ishan_tools.migrate.parallel import participants, session
 from ishan_tools.migrate.parallel.board import Board, LeaseLost
 from ishan_tools.migrate.parallel.participants import Heartbeat
 from ishan_tools.migrate.report import RunSettings, RunSummary
