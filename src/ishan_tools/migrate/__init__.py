@@ -20,8 +20,9 @@ if TYPE_CHECKING:
         run_migration,
         unlock,
     )
+    from ishan_tools.migrate.config import RunConfig
     from ishan_tools.migrate.connection import ConnectionConfig
-    from ishan_tools.migrate.report import DocumentError, RunConfig, RunSummary
+    from ishan_tools.migrate.report import DocumentError, RunSummary
     from ishan_tools.migrate.script import MigrationScript, load_script, write_template
 
 _EXPORTS = {
@@ -33,7 +34,7 @@ _EXPORTS = {
     "unlock": "api",
     "ConnectionConfig": "connection",
     "DocumentError": "report",
-    "RunConfig": "report",
+    "RunConfig": "config",
     "RunSummary": "report",
     "MigrationScript": "script",
     "load_script": "script",

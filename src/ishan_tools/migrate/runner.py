@@ -21,10 +21,11 @@ from pymongo.errors import BulkWriteError, CursorNotFound
 
 from ishan_tools.migrate import backup, changelog
 from ishan_tools.migrate.buffer import BufferedCollection, PendingOp, WriteBuffer, id_equality
+from ishan_tools.migrate.config import RunSettings
 from ishan_tools.migrate.context import MigrationContext
 from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.query import primary_query
-from ishan_tools.migrate.report import SAMPLE_SIZE, RunSettings, RunSummary, Tally
+from ishan_tools.migrate.report import SAMPLE_SIZE, RunSummary, Tally
 from ishan_tools.migrate.script import MigrationScript, check_collection_name
 
 if TYPE_CHECKING:  # the parallel layer sits above the runner: it drives it through these

@@ -26,11 +26,11 @@ from typing import Any
 from ishan_tools._process import die_with_parent
 from ishan_tools.migrate import lock
 from ishan_tools.migrate.changelog import INTERRUPTED
+from ishan_tools.migrate.config import RunSettings
 from ishan_tools.migrate.connection import ConnectionConfig
 from ishan_tools.migrate.parallel.board import Board
 from ishan_tools.migrate.parallel.participants import Heartbeat
 from ishan_tools.migrate.parallel.worker import INTERRUPTED_REASON
-from ishan_tools.migrate.report import RunSettings
 from ishan_tools.migrate.runner import Progress
 from ishan_tools.migrate.script import MigrationScript
 
