@@ -26,7 +26,9 @@ app = typer.Typer(
 Uri = Annotated[
     str,
     typer.Option(
-        "--uri", envvar="MONGODB_URI", help="MongoDB connection string (database in its path)."
+        "--uri",
+        envvar=["ISHAN_MIGRATE_URI", "MONGODB_URI", "DB_URL"],
+        help="MongoDB connection string (database in its path).",
     ),
 ]
 Db = Annotated[
