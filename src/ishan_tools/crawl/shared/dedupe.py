@@ -1,13 +1,13 @@
 """The shared crawl's dedupe set, in Lua: the functions every frontier script can call.
 
-A URL is known by its stable 64-bit hash (`redis_keys.stable_hash`). The hashes live in
+A URL is known by its stable 64-bit hash (`keys.stable_hash`). The hashes live in
 buckets `seen:N`, grown by linear hashing: while there are 2^L + s buckets, a hash lives in
 bucket `hash mod 2^L`, or `hash mod 2^(L+1)` when that is below s (bucket s was split
 already); one bucket more is split each time the set passes `load` hashes per bucket. Each
 bucket stays below Redis' set-max-intset-entries, so it is a compact intset: about 10 bytes a
 URL. L, s, n (hashes in all) and load are fields of the crawl's `meta` hash.
 
-`SEEN` expects what `redis_scripts`' prelude defines: `P` (the key prefix) and `M` (the
+`SEEN` expects what `scripts`' prelude defines: `P` (the key prefix) and `M` (the
 `meta` fields it read; M[9..12] are L, s, n and load).
 """
 

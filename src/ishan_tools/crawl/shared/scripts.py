@@ -4,7 +4,7 @@ Each script gets the crawl's key prefix as ARGV[1] and builds its keys from it (
 server; the `{crawl-id}` hash tag keeps a crawl's keys in one slot). Times are Redis' own
 (`TIME`, in milliseconds), so workers on machines with different clocks agree.
 
-Keys under the prefix (see `redis_keys.CrawlKeys`):
+Keys under the prefix (see `keys.CrawlKeys`):
     opts            the crawl's options (JSON), set once by the first worker
     meta            hash: started, deadline, seeded, the options the scripts apply
                     (slots, obey, delay, cooldown, max_pages, max_bytes) and the dedupe
@@ -18,13 +18,13 @@ Keys under the prefix (see `redis_keys.CrawlKeys`):
     ready           zset HOST -> time it may start: hosts with queued URLs and a free slot
     lease           zset URL -> lease deadline; holder: hash URL -> worker, token, depth, host
     reaped, late    a lease that expired (URL -> its token), URLs acknowledged after that
-    seen:N          the dedupe set (redis_dedupe.py): signed 64-bit URL hashes in intset
+    seen:N          the dedupe set (dedupe.py): signed 64-bit URL hashes in intset
                     buckets, grown by linear hashing, so about 10 bytes a URL
     qv, redir       query variants per path hash; redirect targets -> the URL that claimed it
     robots, sites   robots.txt per host; start URL -> the host its site moved to
     workers, w:ID   zset worker -> last heartbeat; hash: joined, pages, what it reports
     seeding         the worker seeding the crawl (expires unless renewed)
-    brk:HOST        the host's circuit breaker (redis_breaker.py), read here by `claim`
+    brk:HOST        the host's circuit breaker (ishan_tools.stores.breaker), read here by `claim`
 """
 
 from __future__ import annotations
