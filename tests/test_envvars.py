@@ -102,3 +102,18 @@ def test_migrate_uri_aliases_rank_as_documented() -> None:
     """MONGODB_URI (this toolkit's earlier name) before DB_URL (the plugin's)."""
     env = {"MONGODB_URI": "mongodb://127.0.0.1:1/a", "DB_URL": "mongodb://127.0.0.1:4/d"}
     assert migrate_reaches(**env) == "mongodb://127.0.0.1:1/a"
+
+
+def test_serve_workers_inherit_neither_name_of_a_per_process_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ishan infer serve` gives each worker its own --host, --port, --model and id: a worker
+    that read the coordinator's port from the environment would fail to bind it."""
+    from ishan_tools.infer.coordinator.supervisor import child_env
+
+    for name in (*NAMES, *ALIASES):
+        monkeypatch.setenv(name, "coordinator's")
+    monkeypatch.setenv("ISHAN_INFER_CTX", "512")
+    env = child_env(api_key=None)
+    assert not {*NAMES, *ALIASES} & set(env)
+    assert env["ISHAN_INFER_CTX"] == "512"
