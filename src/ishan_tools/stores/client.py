@@ -1,5 +1,5 @@
 """Reaching a Redis server: clients that do not retry by themselves, what a lost server
-raises, and Lua scripts registered on a client.
+raises, and Lua scripts: read from a package's `lua/` folder, registered on a client.
 
 Callers retry through `stores.retry.RedisRetry`, which waits, with backoff, for a server that
 is away (a restart, a blip) up to a limit of their choosing.
@@ -8,13 +8,14 @@ is away (a restart, a blip) up to a limit of their choosing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib.resources import files
 from typing import Any
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 
-__all__ = ["REDIS_DOWN", "async_client", "register_scripts", "sync_client"]
+__all__ = ["REDIS_DOWN", "async_client", "lua_source", "register_scripts", "sync_client"]
 
 # What a lost or restarting server raises (BusyLoadingError, "LOADING", is a ConnectionError).
 REDIS_DOWN: tuple[type[BaseException], ...] = (
@@ -61,3 +62,8 @@ def register_scripts(client: Any, sources: Mapping[str, str]) -> dict[str, Any]:
     """Each Lua source of `sources` registered on `client` (sync or async): a callable that
     runs it by its SHA and loads it again if the server lost it (a restart)."""
     return {name: client.register_script(source) for name, source in sources.items()}
+
+
+def lua_source(package: str, name: str) -> str:
+    """The text of `lua/NAME.lua`, shipped as package data of `package`."""
+    return (files(package) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
