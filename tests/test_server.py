@@ -1,4 +1,4 @@
-"""The one server launcher (`ishan_tools._cli.server`), under a real uvicorn on 127.0.0.1."""
+"""The one server launcher (`ishan_tools._server`), under a real uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from ishan_tools._cli.server import bind, make_server, serve
+from ishan_tools._server import bind, make_server, serve
 
 
 def test_accepted_connections_send_without_delay() -> None:

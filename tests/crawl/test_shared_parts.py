@@ -20,11 +20,11 @@ from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError, Circuit
 from ishan_tools.breaker.store import BreakerRules, Outcome, Refused
 from ishan_tools.cli import app
 from ishan_tools.crawl import CrawlConfig
-from ishan_tools.crawl.redis_breaker import RedisBreakerStore
-from ishan_tools.crawl.redis_dedupe import LOW_BITS
-from ishan_tools.crawl.redis_frontier import RedisFrontier
-from ishan_tools.crawl.redis_keys import CrawlKeys, stable_hash
+from ishan_tools.crawl.shared.dedupe import LOW_BITS
+from ishan_tools.crawl.shared.frontier import RedisFrontier
+from ishan_tools.crawl.shared.keys import CrawlKeys, stable_hash
 from ishan_tools.crawl.sites import Sites
+from ishan_tools.stores.breaker import RedisBreakerStore
 
 from .conftest import FixtureServer
 from .helpers import manifest

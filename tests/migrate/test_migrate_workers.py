@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ishan_tools.migrate.partitions import split_ids
+from ishan_tools.migrate.parallel.partitions import split_ids
 
 from .helpers import (
     FIXTURES,
@@ -179,7 +179,7 @@ def test_join_from_a_second_process(mongo_uri: str, db: Any, tmp_path: Path) -> 
         )
     )  # fmt: skip
     late = subprocess.run(
-        [sys.executable, "-m", "ishan_tools.migrate.worker", str(spec), "4"],
+        [sys.executable, "-m", "ishan_tools.migrate.parallel.worker", str(spec), "4"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (late.returncode, late.stderr) == (0, "")

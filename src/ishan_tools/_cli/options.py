@@ -26,11 +26,14 @@ def quiet_option(help: str) -> Any:
     return typer.Option("--quiet", "-q", help=help)
 
 
-def host_option(envvar: str | None) -> Any:
-    """`--host`: the address a server binds."""
+def host_option(envvar: str | list[str] | None) -> Any:
+    """`--host`: the address a server binds (`envvar`: a name, or names of which the first
+    set wins)."""
     return typer.Option("--host", envvar=envvar, help="Address to bind.")
 
 
-def port_option(envvar: str | None, help: str = "Port to listen on (0: any free port).") -> Any:
+def port_option(
+    envvar: str | list[str] | None, help: str = "Port to listen on (0: any free port)."
+) -> Any:
     """`--port`: the port a server binds; 0 picks a free one and the real one is reported."""
     return typer.Option("--port", envvar=envvar, min=0, max=65535, help=help)

@@ -16,38 +16,16 @@ from typing import TYPE_CHECKING
 from ishan_tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ishan_tools.crawl.config import DEFAULT_USER_AGENT, CrawlConfig
-    from ishan_tools.crawl.engine import Crawler, CrawlResult
-    from ishan_tools.crawl.events import CrawlStats, Event, EventSink, null_sink
-    from ishan_tools.crawl.urls import normalize, parse_seed, url_hash
+    from ishan_tools.crawl.config import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
+    from ishan_tools.crawl.config import CrawlConfig as CrawlConfig
+    from ishan_tools.crawl.engine import Crawler as Crawler
+    from ishan_tools.crawl.engine import CrawlResult as CrawlResult
+    from ishan_tools.crawl.events import CrawlStats as CrawlStats
+    from ishan_tools.crawl.events import Event as Event
+    from ishan_tools.crawl.events import EventSink as EventSink
+    from ishan_tools.crawl.events import null_sink as null_sink
+    from ishan_tools.crawl.urls import normalize as normalize
+    from ishan_tools.crawl.urls import parse_seed as parse_seed
+    from ishan_tools.crawl.urls import url_hash as url_hash
 
-_EXPORTS = {
-    "DEFAULT_USER_AGENT": "config",
-    "CrawlConfig": "config",
-    "CrawlResult": "engine",
-    "Crawler": "engine",
-    "CrawlStats": "events",
-    "Event": "events",
-    "EventSink": "events",
-    "null_sink": "events",
-    "normalize": "urls",
-    "parse_seed": "urls",
-    "url_hash": "urls",
-}
-
-__all__ = [
-    "DEFAULT_USER_AGENT",
-    "CrawlConfig",
-    "CrawlResult",
-    "CrawlStats",
-    "Crawler",
-    "Event",
-    "EventSink",
-    "normalize",
-    "null_sink",
-    "parse_seed",
-    "url_hash",
-]
-
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, __file__)

@@ -264,7 +264,7 @@ def status(
 ) -> None:
     """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s."""
     require_extra("ishan crawl status", "crawl", ("redis",))
-    from ishan_tools.crawl.redis_admin import crawl_status
+    from ishan_tools.crawl.shared.admin import crawl_status
 
     snapshot = crawl_status(frontier, crawl_id)
     if as_json:
@@ -283,7 +283,7 @@ def forget(
 ) -> None:
     """Delete a finished (or abandoned) shared crawl's keys from Redis."""
     require_extra("ishan crawl forget", "crawl", ("redis",))
-    from ishan_tools.crawl.redis_admin import forget_crawl
+    from ishan_tools.crawl.shared.admin import forget_crawl
 
     deleted = forget_crawl(frontier, crawl_id, force=force)
     console().print(f"forgot the crawl: {deleted} keys deleted from {frontier}", soft_wrap=True)

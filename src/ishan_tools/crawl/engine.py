@@ -70,7 +70,7 @@ class Crawler:
     def _make_frontier(self) -> Frontier:
         config = self.config
         if config.frontier:
-            from ishan_tools.crawl.redis_frontier import RedisFrontier
+            from ishan_tools.crawl.shared.frontier import RedisFrontier
 
             return RedisFrontier(config, emit=self.emit)
         return LocalFrontier(

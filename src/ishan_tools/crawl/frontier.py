@@ -8,7 +8,7 @@ circuit admits a call; limits (`--max-pages`, `--max-bytes`, `--max-time`) end t
 
 Two implementations, so that the engine does not know which one it has:
 - `LocalFrontier` (local_frontier.py): this process only, in memory with an on-disk log;
-- `RedisFrontier` (redis_frontier.py): one crawl shared by any number of worker processes,
+- `RedisFrontier` (shared/frontier.py): one crawl shared by any number of worker processes,
   with leases, global politeness and crawl-wide limits in Redis.
 """
 

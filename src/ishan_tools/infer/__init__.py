@@ -20,40 +20,14 @@ from typing import TYPE_CHECKING
 from ishan_tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ishan_tools.infer.config import (
-        CoordinatorSettings,
-        EngineSettings,
-        GenerationRequest,
-        Limits,
-        ModelSettings,
-        ServeSettings,
-        WorkerSettings,
-    )
-    from ishan_tools.infer.worker.runner import RunResult, run
+    from ishan_tools.infer.config import CoordinatorSettings as CoordinatorSettings
+    from ishan_tools.infer.config import EngineSettings as EngineSettings
+    from ishan_tools.infer.config import GenerationRequest as GenerationRequest
+    from ishan_tools.infer.config import Limits as Limits
+    from ishan_tools.infer.config import ModelSettings as ModelSettings
+    from ishan_tools.infer.config import ServeSettings as ServeSettings
+    from ishan_tools.infer.config import WorkerSettings as WorkerSettings
+    from ishan_tools.infer.worker.runner import RunResult as RunResult
+    from ishan_tools.infer.worker.runner import run as run
 
-_EXPORTS = {
-    "CoordinatorSettings": "config",
-    "EngineSettings": "config",
-    "GenerationRequest": "config",
-    "Limits": "config",
-    "ModelSettings": "config",
-    "ServeSettings": "config",
-    "WorkerSettings": "config",
-    "RunResult": "worker.runner",
-    "run": "worker.runner",
-}
-
-__all__ = [
-    "CoordinatorSettings",
-    "EngineSettings",
-    "GenerationRequest",
-    "Limits",
-    "ModelSettings",
-    "RunResult",
-    "ServeSettings",
-    "WorkerSettings",
-    "run",
-]
-
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, __file__)

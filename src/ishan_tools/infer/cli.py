@@ -14,7 +14,7 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.options import port_option
-from ishan_tools._cli.server import run_loop
+from ishan_tools._server import run_loop
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import (
     DEFAULT_WORKER_PORT,
@@ -29,6 +29,7 @@ from ishan_tools.infer.config import (
     resolve_model_path,
 )
 from ishan_tools.infer.options import (
+    PORT_ENV,
     ApiKeyOpt,
     BatchOpt,
     ChatOpt,
@@ -338,17 +339,30 @@ def coordinator(
 def worker(
     coordinator_url: Annotated[
         str | None,
-        typer.Option("--coordinator-url", envvar="COORDINATOR_URL", help="Send heartbeats here."),
+        typer.Option(
+            "--coordinator-url",
+            envvar=["ISHAN_INFER_COORDINATOR_URL", "COORDINATOR_URL"],
+            help="Send heartbeats here.",
+        ),
     ] = None,
     worker_url: Annotated[
         str | None,
-        typer.Option("--worker-url", envvar="WORKER_URL", help="URL the coordinator uses."),
+        typer.Option(
+            "--worker-url",
+            envvar=["ISHAN_INFER_WORKER_URL", "WORKER_URL"],
+            help="URL the coordinator uses.",
+        ),
     ] = None,
     worker_id: Annotated[
-        str, typer.Option("--worker-id", envvar="WORKER_ID", help="Name in the registry.")
+        str,
+        typer.Option(
+            "--worker-id",
+            envvar=["ISHAN_INFER_WORKER_ID", "WORKER_ID"],
+            help="Name in the registry.",
+        ),
     ] = W.worker_id,
     host: HostOpt = W.host,
-    port: Annotated[int, port_option("PORT")] = W.port,
+    port: Annotated[int, port_option(PORT_ENV)] = W.port,
     model: ModelOpt = None,
     ctx: CtxOpt = M.n_ctx,
     threads: ThreadsOpt = None,

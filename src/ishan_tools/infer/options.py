@@ -12,9 +12,16 @@ import typer
 
 from ishan_tools._cli.options import host_option, port_option
 
+# `--port` of serve, coordinator and worker; the bare name is the original engine's
+PORT_ENV = ["ISHAN_INFER_PORT", "PORT"]
+
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", envvar="MODEL_PATH", help="GGUF file [default: SmolLM2-135M-Instruct]"),
+    typer.Option(
+        "--model",
+        envvar=["ISHAN_INFER_MODEL", "MODEL_PATH"],
+        help="GGUF file [default: SmolLM2-135M-Instruct]",
+    ),
 ]
 CtxOpt = Annotated[
     int, typer.Option("--ctx", envvar="ISHAN_INFER_CTX", min=16, help="Context tokens per session.")
@@ -105,8 +112,8 @@ RoutingMarginOpt = Annotated[
     ),
 ]
 
-HostOpt = Annotated[str, host_option("HOST")]
-CoordPortOpt = Annotated[int, port_option("PORT", "Coordinator port (0: any free port).")]
+HostOpt = Annotated[str, host_option(["ISHAN_INFER_HOST", "HOST"])]
+CoordPortOpt = Annotated[int, port_option(PORT_ENV, "Coordinator port (0: any free port).")]
 TtlOpt = Annotated[
     float, typer.Option("--session-ttl", min=0.1, help="Seconds a session may sit idle.")
 ]

@@ -12,49 +12,18 @@ from typing import TYPE_CHECKING
 from ishan_tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ishan_tools.migrate.api import (
-        RollbackPlan,
-        migration_status,
-        plan_rollback,
-        rollback_migration,
-        run_migration,
-        unlock,
-    )
-    from ishan_tools.migrate.connection import ConnectionConfig
-    from ishan_tools.migrate.report import DocumentError, RunConfig, RunSummary
-    from ishan_tools.migrate.script import MigrationScript, load_script, write_template
+    from ishan_tools.migrate.api import RollbackPlan as RollbackPlan
+    from ishan_tools.migrate.api import migration_status as migration_status
+    from ishan_tools.migrate.api import plan_rollback as plan_rollback
+    from ishan_tools.migrate.api import rollback_migration as rollback_migration
+    from ishan_tools.migrate.api import run_migration as run_migration
+    from ishan_tools.migrate.api import unlock as unlock
+    from ishan_tools.migrate.config import RunConfig as RunConfig
+    from ishan_tools.migrate.connection import ConnectionConfig as ConnectionConfig
+    from ishan_tools.migrate.report import DocumentError as DocumentError
+    from ishan_tools.migrate.report import RunSummary as RunSummary
+    from ishan_tools.migrate.script import MigrationScript as MigrationScript
+    from ishan_tools.migrate.script import load_script as load_script
+    from ishan_tools.migrate.script import write_template as write_template
 
-_EXPORTS = {
-    "RollbackPlan": "api",
-    "migration_status": "api",
-    "plan_rollback": "api",
-    "rollback_migration": "api",
-    "run_migration": "api",
-    "unlock": "api",
-    "ConnectionConfig": "connection",
-    "DocumentError": "report",
-    "RunConfig": "report",
-    "RunSummary": "report",
-    "MigrationScript": "script",
-    "load_script": "script",
-    "write_template": "script",
-}
-
-__all__ = [
-    "ConnectionConfig",
-    "DocumentError",
-    "MigrationScript",
-    "RollbackPlan",
-    "RunConfig",
-    "RunSummary",
-    "load_script",
-    "migration_status",
-    "plan_rollback",
-    "rollback_migration",
-    "run_migration",
-    "unlock",
-    "write_template",
-]
-
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, __file__)

@@ -11,16 +11,18 @@ from typing import Any
 from bson import MaxKey, MinKey
 
 from ishan_tools.errors import MigrationError
-from ishan_tools.migrate import backup, changelog, participants, partitions, session
+from ishan_tools.migrate import backup, changelog
+from ishan_tools.migrate.config import DEFAULT_BATCH_SIZE, RunConfig, RunSettings
 from ishan_tools.migrate.connection import ConnectionConfig, connected
 from ishan_tools.migrate.context import new_run_id
 from ishan_tools.migrate.lock import MigrationLock, current_holder, force_unlock, utcnow
 from ishan_tools.migrate.logs import RunLog
-from ishan_tools.migrate.report import DEFAULT_BATCH_SIZE, RunConfig, RunSettings, RunSummary
+from ishan_tools.migrate.parallel import participants, partitions, session
+from ishan_tools.migrate.parallel.supervisor import supervise
+from ishan_tools.migrate.parallel.worker import ServerLost, work
+from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import FAILED, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript, load_script
-from ishan_tools.migrate.supervisor import supervise
-from ishan_tools.migrate.worker import ServerLost, work
 
 DRY_RUN = "dry run"
 

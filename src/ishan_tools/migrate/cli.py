@@ -15,8 +15,8 @@ from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
 from ishan_tools._cli.options import json_option, quiet_option
 from ishan_tools.errors import MigrationError, UsageError
+from ishan_tools.migrate.config import RunConfig
 from ishan_tools.migrate.connection import ConnectionConfig
-from ishan_tools.migrate.report import RunConfig
 
 app = typer.Typer(
     cls=default_group("run"),
@@ -26,7 +26,9 @@ app = typer.Typer(
 Uri = Annotated[
     str,
     typer.Option(
-        "--uri", envvar="MONGODB_URI", help="MongoDB connection string (database in its path)."
+        "--uri",
+        envvar=["ISHAN_MIGRATE_URI", "MONGODB_URI", "DB_URL"],
+        help="MongoDB connection string (database in its path).",
     ),
 ]
 Db = Annotated[

@@ -1,4 +1,5 @@
-"""Settings of a run and what a run reports back."""
+"""What a run reports back: its summary, its counts and the documents that failed
+(its settings are in `config.py`)."""
 
 from __future__ import annotations
 
@@ -6,59 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_BATCH_SIZE = 1000
 MAX_ERRORS_KEPT = 100
 SAMPLE_SIZE = 5
-
-
-DEFAULT_LEASE_S = 30.0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """How to run one migration script. `batch_size=None`: the script's, else 1,000.
-
-    `workers` processes share the run (1: this process does the work); `join` takes part in
-    the run of this script already going on (another machine's, say), with its settings;
-    `lease_s` is how long a partition stays leased to a worker that stopped renewing it.
-    """
-
-    script: Path
-    batch_size: int | None = None
-    limit: int | None = None
-    dry_run: bool = False
-    resume: bool = False
-    force: bool = False
-    backup: bool = True
-    continue_on_error: bool = False
-    log_dir: Path = Path("migrationLogs")
-    lock_ttl_s: float = 300.0
-    workers: int = 1
-    join: bool = False
-    lease_s: float = DEFAULT_LEASE_S
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What every participant of one run shares; published in the lock document."""
-
-    run_id: str
-    run_index: int
-    plan: str
-    mode: str
-    batch_size: int
-    backup: bool
-    continue_on_error: bool
-    lease_s: float
-    lock_ttl_s: float
-    limit: int | None
-
-    def as_document(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> RunSettings:
-        return cls(**{name: doc[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

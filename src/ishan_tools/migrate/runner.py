@@ -12,7 +12,7 @@ nothing is restored, so a batch cut short is written twice (at least once).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bson
 from bson.codec_options import CodecOptions
@@ -20,15 +20,18 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.errors import BulkWriteError, CursorNotFound
 
 from ishan_tools.migrate import backup, changelog
-from ishan_tools.migrate.board import Board
 from ishan_tools.migrate.buffer import BufferedCollection, PendingOp, WriteBuffer, id_equality
+from ishan_tools.migrate.config import RunSettings
 from ishan_tools.migrate.context import MigrationContext
 from ishan_tools.migrate.logs import RunLog
-from ishan_tools.migrate.participants import Heartbeat
-from ishan_tools.migrate.partitions import Partition
 from ishan_tools.migrate.query import primary_query
-from ishan_tools.migrate.report import SAMPLE_SIZE, RunSettings, RunSummary, Tally
+from ishan_tools.migrate.report import SAMPLE_SIZE, RunSummary, Tally
 from ishan_tools.migrate.script import MigrationScript, check_collection_name
+
+if TYPE_CHECKING:  # the parallel layer sits above the runner: it drives it through these
+    from ishan_tools.migrate.parallel.board import Board
+    from ishan_tools.migrate.parallel.participants import Heartbeat
+    from ishan_tools.migrate.parallel.partitions import Partition
 
 Progress = Callable[[int, int | None], None]
 RAW = CodecOptions(document_class=RawBSONDocument)

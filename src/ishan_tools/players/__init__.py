@@ -18,45 +18,21 @@ from typing import TYPE_CHECKING
 from ishan_tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ishan_tools.players.data import (
-        ATTRIBUTES,
-        ROLE_OF_POSITION,
-        ROLES,
-        PlayerTable,
-        load_players,
-        role_of_positions,
-    )
-    from ishan_tools.players.filters import Filters, parse_money
-    from ishan_tools.players.index import Index, Match, Profile, parse_role, parse_weight
-    from ishan_tools.players.lookup import AmbiguousPlayerError, resolve_player, search
+    from ishan_tools.players.data import ATTRIBUTES as ATTRIBUTES
+    from ishan_tools.players.data import ROLE_OF_POSITION as ROLE_OF_POSITION
+    from ishan_tools.players.data import ROLES as ROLES
+    from ishan_tools.players.data import PlayerTable as PlayerTable
+    from ishan_tools.players.data import load_players as load_players
+    from ishan_tools.players.data import role_of_positions as role_of_positions
+    from ishan_tools.players.filters import Filters as Filters
+    from ishan_tools.players.filters import parse_money as parse_money
+    from ishan_tools.players.index import Index as Index
+    from ishan_tools.players.index import Match as Match
+    from ishan_tools.players.index import Profile as Profile
+    from ishan_tools.players.index import parse_role as parse_role
+    from ishan_tools.players.index import parse_weight as parse_weight
+    from ishan_tools.players.lookup import AmbiguousPlayerError as AmbiguousPlayerError
+    from ishan_tools.players.lookup import resolve_player as resolve_player
+    from ishan_tools.players.lookup import search as search
 
-_HOME = {
-    **dict.fromkeys(
-        ("ATTRIBUTES", "ROLES", "ROLE_OF_POSITION", "PlayerTable", "load_players"), "data"
-    ),
-    "role_of_positions": "data",
-    **dict.fromkeys(("Filters", "parse_money"), "filters"),
-    **dict.fromkeys(("Index", "Match", "Profile", "parse_role", "parse_weight"), "index"),
-    **dict.fromkeys(("AmbiguousPlayerError", "resolve_player", "search"), "lookup"),
-}
-__all__ = [
-    "ATTRIBUTES",
-    "ROLES",
-    "ROLE_OF_POSITION",
-    "AmbiguousPlayerError",
-    "Filters",
-    "Index",
-    "Match",
-    "PlayerTable",
-    "Profile",
-    "load_players",
-    "parse_money",
-    "parse_role",
-    "parse_weight",
-    "resolve_player",
-    "role_of_positions",
-    "search",
-]
-
-
-__getattr__ = lazy_exports(__name__, _HOME)
+__all__, __getattr__ = lazy_exports(__name__, __file__)

@@ -1,5 +1,6 @@
-"""The web API and the scouting page: the original project's `POST /find_similar_players/`, richer
-endpoints, and the page at `/` with what it asks for (suggestions, percentiles, vocabularies).
+"""The web API: the original project's `POST /find_similar_players/`, richer endpoints, and
+what the scouting page asks for (suggestions, percentiles, vocabularies). Its bodies are in
+`schemas.py`, the page (`/`, `/static`, the vocabulary) in `page.py`.
 
 `create_app(index)` builds the FastAPI app with the index on `app.state`, plus an index for
 the other role rule over the same table, so each request may pick its rule; `serve` runs it
@@ -9,25 +10,26 @@ under uvicorn. Queries take well under a millisecond, so handlers run on the eve
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, Response
-from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import Response
 
 from ishan_tools.errors import IshanError
-from ishan_tools.players.data import ATTRIBUTES, ROLE_OF_POSITION, ROLE_RULES, ROLES, fold
+from ishan_tools.players.data import ATTRIBUTES, ROLE_RULES
 from ishan_tools.players.export import explanation, to_csv
-from ishan_tools.players.filters import FEET, Filters
-from ishan_tools.players.index import Index, Match, Profile, attribute_name, parse_role
+from ishan_tools.players.index import Index, Match, Profile
 from ishan_tools.players.lookup import search
+from ishan_tools.players.page import mount_page, vocabulary, whole
 from ishan_tools.players.percentiles import RoleGroups
+from ishan_tools.players.schemas import (
+    FindSimilarPlayersRequest,
+    FindSimilarPlayersResponse,
+    PercentileQuery,
+    RoleRule,
+    SimilarRequest,
+)
 
-STATIC = Path(__file__).with_name("static")  # the scouting page: index.html, app.js, ...
-RoleRule = Literal["first", "majority"]
 # what a name suggestion shows (GET /players/search)
 SUGGESTION_FIELDS = (
     "sofifa_id",
@@ -38,107 +40,6 @@ SUGGESTION_FIELDS = (
     "age",
     "overall",
 )
-Rating = Annotated[float, Field(ge=0, le=99, description="a rating from 0 to 99")]
-OptionalRating = Annotated[float | None, Field(default=None, ge=0, le=99)]
-
-
-def _role(value: str) -> str:
-    try:
-        return parse_role(value)
-    except IshanError as exc:
-        raise ValueError(str(exc)) from None
-
-
-class FindSimilarPlayersRequest(BaseModel):
-    """The body of `POST /find_similar_players/`, as the original project defined it."""
-
-    player_positions: str = Field(description="attacker, midfielder, defender or a code (CM)")
-    speed: Rating
-    physic: Rating
-    defense: Rating
-    dribbling: Rating
-    shooting: Rating
-    passing: Rating
-
-    @field_validator("player_positions")
-    @classmethod
-    def _check_position(cls, value: str) -> str:
-        return _role(value)
-
-
-class FindSimilarPlayersResponse(BaseModel):
-    similar_players: list[str]
-
-
-class SimilarRequest(BaseModel):
-    """A profile (or `like`: a sofifa id), how many matches, filters and weights."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    position: str | None = Field(default=None, description="required unless `like` is given")
-    pace: OptionalRating
-    shooting: OptionalRating
-    passing: OptionalRating
-    dribbling: OptionalRating
-    defending: OptionalRating
-    physic: OptionalRating
-    like: int | None = Field(default=None, description="sofifa id of a player to match")
-    include_self: bool = False
-    top: int = Field(default=3, ge=1, le=1000)
-    min_age: int | None = Field(default=None, ge=0)
-    max_age: int | None = Field(default=None, ge=0)
-    min_overall: int | None = Field(default=None, ge=0)
-    max_value: float | None = Field(default=None, ge=0, description="euros")
-    foot: str | None = Field(default=None, pattern="(?i)^(left|right)$")
-    plays: list[str] = Field(default=[], description="position codes: he lists any of them")
-    league: list[str] = []
-    club: list[str] = []
-    nationality: list[str] = []
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
-    explain: bool = False
-    role_from: RoleRule | None = Field(
-        default=None, description="how positions become roles; default: the server's rule"
-    )
-
-    @field_validator("position")
-    @classmethod
-    def _check_position(cls, value: str | None) -> str | None:
-        return None if value is None else _role(value)
-
-    @field_validator("weights")
-    @classmethod
-    def _check_weights(cls, weights: dict[str, float]) -> dict[str, float]:
-        try:
-            return {attribute_name(name): value for name, value in weights.items()}
-        except IshanError as exc:
-            raise ValueError(str(exc)) from None
-
-    def filters(self) -> Filters:
-        return Filters(
-            min_age=self.min_age,
-            max_age=self.max_age,
-            min_overall=self.min_overall,
-            max_value=self.max_value,
-            foot=self.foot,
-            leagues=tuple(self.league),
-            clubs=tuple(self.club),
-            nationalities=tuple(self.nationality),
-            plays=tuple(self.plays),
-        )
-
-
-class PercentileQuery(BaseModel):
-    """The role rule and, optionally, a profile's ratings to place beside the player's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    role_from: RoleRule | None = None
-    pace: OptionalRating
-    shooting: OptionalRating
-    passing: OptionalRating
-    dribbling: OptionalRating
-    defending: OptionalRating
-    physic: OptionalRating
 
 
 def create_app(index: Index) -> FastAPI:
@@ -275,49 +176,8 @@ def create_app(index: Index) -> FastAPI:
         index = _index(request)
         return {"status": "ok", "players": len(index), "data": index.table.source}
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        """The scouting page; its script, styles and icon are under /static."""
-        return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    mount_page(app)
     return app
-
-
-def vocabulary(index: Index) -> dict[str, Any]:
-    """The values the page's filters offer, taken from the indexed players."""
-    table = index.table
-
-    def distinct(column: str) -> list[str]:
-        if column not in table.text:
-            return []
-        values = {table.text[column][row] for row in index.rows.tolist()} - {""}
-        return sorted(values, key=fold)
-
-    def span(column: str) -> dict[str, float | None]:
-        if column not in table.numbers:
-            return {"min": None, "max": None}
-        values = table.numbers[column][index.rows]
-        return {"min": _whole(float(np.nanmin(values))), "max": _whole(float(np.nanmax(values)))}
-
-    return {
-        "players": len(index),
-        "data": table.source,
-        "role_from": table.role_rule,
-        "role_rules": list(ROLE_RULES),
-        "roles": list(ROLES),
-        "attributes": list(ATTRIBUTES),
-        "positions": {
-            role: [code for code, of in ROLE_OF_POSITION.items() if of == role] for role in ROLES
-        },
-        "feet": list(FEET),
-        "leagues": distinct("league_name"),
-        "clubs": distinct("club_name"),
-        "nationalities": distinct("nationality_name"),
-        "age": span("age"),
-        "overall": span("overall"),
-        "value_eur": span("value_eur"),
-    }
 
 
 def _answer(body: SimilarRequest, request: Request) -> tuple[str, Profile, list[Match]]:
@@ -367,13 +227,9 @@ def _indexed(index: Index, row: int) -> bool:
 
 def _ranked(values: dict[str, float], percentiles: dict[str, float]) -> dict[str, Any]:
     return {
-        name: {"value": _whole(value), "percentile": percentiles[name]}
+        name: {"value": whole(value), "percentile": percentiles[name]}
         for name, value in values.items()
     }
-
-
-def _whole(value: float) -> float | int:
-    return int(value) if value.is_integer() else value
 
 
 def serve(
@@ -387,6 +243,6 @@ def serve(
     """Run the API until interrupted, through the toolkit's one launcher (port 0 works and
     `on_ready(url)` gets the real address); a line per request only if `access_log` (it costs
     about half the throughput)."""
-    from ishan_tools._cli.server import run
+    from ishan_tools._server import run
 
     run(create_app(index), host, port, on_ready=on_ready, access_log=access_log)

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve
+from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.gauges import coordinator_gauges

@@ -19,14 +19,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ishan_tools._cli.server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools._process import die_with_parent
+from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools.errors import IshanError
 from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings
 from ishan_tools.infer.coordinator.app import create_app
 
-# Variables meant for the coordinator or for one worker: children must not inherit them.
-PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
+# Variables meant for the coordinator or for one worker, by their names and their aliases:
+# children must not inherit them (each gets its own flags).
+PRIVATE_ENV = (
+    "ISHAN_INFER_HOST",
+    "ISHAN_INFER_PORT",
+    "ISHAN_INFER_MODEL",
+    "ISHAN_INFER_WORKER_ID",
+    "ISHAN_INFER_WORKER_URL",
+    "ISHAN_INFER_COORDINATOR_URL",
+    "HOST",
+    "PORT",
+    "MODEL_PATH",
+    "WORKER_ID",
+    "WORKER_URL",
+    "COORDINATOR_URL",
+)
 MAX_RESTART_DELAY = 30.0
 POLL_S = 0.2
 WORKER_HOST = "127.0.0.1"

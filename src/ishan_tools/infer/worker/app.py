@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from ishan_tools._cli.server import bind, make_server, serve, url_of
+from ishan_tools._server import bind, make_server, serve, url_of
 from ishan_tools.infer.config import WorkerSettings
 from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
 from ishan_tools.infer.events import Token

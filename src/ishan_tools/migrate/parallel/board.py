@@ -14,7 +14,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from ishan_tools.migrate.lock import utcnow
-from ishan_tools.migrate.partitions import (
+from ishan_tools.migrate.parallel.partitions import (
     DONE,
     HELD,
     LEASED,

@@ -2,7 +2,7 @@
 
 `work` runs in the process that starts a one-worker run, in one that joins with `--join`,
 and in each local worker process of `--workers N`, which the supervisor starts as
-`python -m ishan_tools.migrate.worker SPEC INDEX` (SPEC: a JSON file with the connection,
+`python -m ishan_tools.migrate.parallel.worker SPEC INDEX` (SPEC: a JSON file with the connection,
 the script and the run to join; the URI never appears on a command line).
 """
 
@@ -19,12 +19,14 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from ishan_tools.errors import IshanError, MigrationError
-from ishan_tools.migrate import lock, participants, session
-from ishan_tools.migrate.board import Board, LeaseLost
+from ishan_tools.migrate import lock
 from ishan_tools.migrate.changelog import FAILED, INTERRUPTED
+from ishan_tools.migrate.config import RunSettings
 from ishan_tools.migrate.logs import RunLog
-from ishan_tools.migrate.participants import Heartbeat
-from ishan_tools.migrate.report import RunSettings, RunSummary
+from ishan_tools.migrate.parallel import participants, session
+from ishan_tools.migrate.parallel.board import Board, LeaseLost
+from ishan_tools.migrate.parallel.participants import Heartbeat
+from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import DONE, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript
 
@@ -170,8 +172,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """A local worker of `--workers N`: join the run named in SPEC, work, leave."""
+    from ishan_tools.migrate.config import RunConfig
     from ishan_tools.migrate.connection import ConnectionConfig, connected
-    from ishan_tools.migrate.report import RunConfig
     from ishan_tools.migrate.script import load_script
 
     spec_path, index = (argv if argv is not None else sys.argv[1:])[:2]

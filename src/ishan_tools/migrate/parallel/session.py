@@ -15,16 +15,13 @@ import time
 from typing import Any
 
 from ishan_tools.errors import MigrationError, UsageError
-from ishan_tools.migrate import backup, changelog, lock, participants, partitions
+from ishan_tools.migrate import backup, changelog, lock
 from ishan_tools.migrate.changelog import APPLIED, INTERRUPTED
+from ishan_tools.migrate.config import DEFAULT_BATCH_SIZE, RunConfig, RunSettings
 from ishan_tools.migrate.lock import MigrationLock, current_holder, is_stale, utcnow
-from ishan_tools.migrate.partitions import PARTITIONS
-from ishan_tools.migrate.report import (
-    DEFAULT_BATCH_SIZE,
-    RunConfig,
-    RunSettings,
-    RunSummary,
-)
+from ishan_tools.migrate.parallel import participants, partitions
+from ishan_tools.migrate.parallel.partitions import PARTITIONS
+from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.script import MigrationScript
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import redis
 
-from ishan_tools.crawl.redis_keys import REDIS_DOWN, CrawlKeys, sync_client, unreachable
+from ishan_tools.crawl.shared.keys import CrawlKeys, unreachable
 from ishan_tools.errors import CrawlError
+from ishan_tools.stores.client import REDIS_DOWN, sync_client
 
 __all__ = ["crawl_status", "forget_crawl", "list_crawls"]
 

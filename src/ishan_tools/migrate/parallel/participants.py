@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ishan_tools.migrate import lock
-from ishan_tools.migrate.board import Board, LeaseLost
 from ishan_tools.migrate.lock import gone, utcnow
+from ishan_tools.migrate.parallel.board import Board, LeaseLost
 from ishan_tools.migrate.report import DocumentError, RunSummary, Tally
 
 PARTICIPANTS = "_ishan_participants"

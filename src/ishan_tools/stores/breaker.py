@@ -43,6 +43,7 @@ from ishan_tools.breaker.store import (
     StoreView,
     Transition,
 )
+from ishan_tools.stores.client import register_scripts
 
 __all__ = ["RedisBreakerStore", "Retrying"]
 
@@ -227,7 +228,7 @@ class RedisBreakerStore:
     def _register(client: Any, given: str, other: str) -> dict[str, Any]:
         sources = {"acquire": _ACQUIRE, "record": _RECORD, "read": _READ, "force": _FORCE}
         if client is not None:
-            return {name: client.register_script(source) for name, source in sources.items()}
+            return register_scripts(client, sources)
 
         def refuse(*args: Any) -> Any:
             raise TypeError(f"this RedisBreakerStore has no {given}=: use its {other} steps")

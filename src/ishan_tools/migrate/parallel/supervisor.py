@@ -1,6 +1,6 @@
 """`--workers N`: N local worker processes in one run, and this process watching them.
 
-Each worker is `python -m ishan_tools.migrate.worker SPEC INDEX` in a session of its own (a
+Each worker is `python -m ishan_tools.migrate.parallel.worker SPEC INDEX` in a session of its own (a
 terminal's Ctrl-C reaches only this process) that gets SIGTERM if this process dies (Linux).
 This process is a participant too (a supervisor: it works on no partition), so the run is not
 closed while it watches. Ctrl-C or SIGTERM here sends SIGTERM to the workers (each gives its
@@ -25,14 +25,14 @@ from typing import Any
 
 from ishan_tools._process import die_with_parent
 from ishan_tools.migrate import lock
-from ishan_tools.migrate.board import Board
 from ishan_tools.migrate.changelog import INTERRUPTED
+from ishan_tools.migrate.config import RunSettings
 from ishan_tools.migrate.connection import ConnectionConfig
-from ishan_tools.migrate.participants import Heartbeat
-from ishan_tools.migrate.report import RunSettings
+from ishan_tools.migrate.parallel.board import Board
+from ishan_tools.migrate.parallel.participants import Heartbeat
+from ishan_tools.migrate.parallel.worker import INTERRUPTED_REASON
 from ishan_tools.migrate.runner import Progress
 from ishan_tools.migrate.script import MigrationScript
-from ishan_tools.migrate.worker import INTERRUPTED_REASON
 
 POLL_S = 0.25
 STOP_WAIT_S = 30.0
@@ -107,7 +107,7 @@ def supervise(
 
 
 def _start(spec: Path, index: int, error: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "ishan_tools.migrate.worker", str(spec), str(index)]
+    command = [sys.executable, "-m", "ishan_tools.migrate.parallel.worker", str(spec), str(index)]
     with error.open("wb") as stderr:
         return subprocess.Popen(
             command,

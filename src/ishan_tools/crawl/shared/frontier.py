@@ -32,12 +32,13 @@ from ishan_tools.breaker.store import BreakerRules, StoreFactory
 from ishan_tools.crawl.config import CrawlConfig, option_differences
 from ishan_tools.crawl.events import Emit
 from ishan_tools.crawl.frontier import QueuedURL, RobotsAnswer, Seed, Stop, Wait
-from ishan_tools.crawl.redis_breaker import RedisBreakerStore
-from ishan_tools.crawl.redis_dedupe import INTSET_LOAD_SHARE
-from ishan_tools.crawl.redis_keys import CrawlKeys, RedisRetry, async_client, stable_hash
-from ishan_tools.crawl.redis_scripts import SCRIPTS
+from ishan_tools.crawl.shared.dedupe import INTSET_LOAD_SHARE
+from ishan_tools.crawl.shared.keys import CrawlKeys, frontier_retry, stable_hash
+from ishan_tools.crawl.shared.scripts import SCRIPTS
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.errors import CrawlError, UsageError
+from ishan_tools.stores.breaker import RedisBreakerStore
+from ishan_tools.stores.client import async_client, register_scripts
 
 __all__ = ["RedisFrontier"]
 
@@ -61,8 +62,8 @@ class RedisFrontier:
         self.keys = CrawlKeys(config.crawl_id)
         self.client = async_client(self.url, min(5.0, max(0.5, config.frontier_timeout / 3)))
         # every Redis call goes through it: retried while Redis is away, up to a limit
-        self._call = RedisRetry(self.url, config.frontier_timeout, emit)
-        self._scripts = {name: self.client.register_script(src) for name, src in SCRIPTS.items()}
+        self._call = frontier_retry(self.url, config.frontier_timeout, emit)
+        self._scripts = register_scripts(self.client, SCRIPTS)
         self._lease_ms = int(config.lease * 1000)
         self._queued = 0
         self._held: dict[str, QueuedURL] = {}  # URL -> the item this worker holds a lease on
