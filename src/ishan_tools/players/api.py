@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ishan_tools.errors import IshanError
+from ishan_tools.players.api_errors import NOT_FOUND, UNPROCESSABLE, invalid_request
 from ishan_tools.players.data import ATTRIBUTES, ROLE_OF_POSITION, ROLE_RULES, ROLES, fold
 from ishan_tools.players.export import explanation, to_csv
 from ishan_tools.players.filters import FEET, Filters
@@ -52,6 +54,8 @@ def _role(value: str) -> str:
 class FindSimilarPlayersRequest(BaseModel):
     """The body of `POST /find_similar_players/`, as the original project defined it."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     player_positions: str = Field(description="attacker, midfielder, defender or a code (CM)")
     speed: Rating
     physic: Rating
@@ -73,7 +77,7 @@ class FindSimilarPlayersResponse(BaseModel):
 class SimilarRequest(BaseModel):
     """A profile (or `like`: a sofifa id), how many matches, filters and weights."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     position: str | None = Field(default=None, description="required unless `like` is given")
     pace: OptionalRating
@@ -130,7 +134,7 @@ class SimilarRequest(BaseModel):
 class PercentileQuery(BaseModel):
     """The role rule and, optionally, a profile's ratings to place beside the player's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     role_from: RoleRule | None = None
     pace: OptionalRating
@@ -148,6 +152,7 @@ def create_app(index: Index) -> FastAPI:
         summary="Find FIFA players similar to a profile or to another player.",
         version="1",
     )
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.state.index = index
     app.state.indexes = {
         rule: Index(index.table.with_role_rule(rule)) if rule != index.table.role_rule else index
@@ -156,7 +161,11 @@ def create_app(index: Index) -> FastAPI:
     app.state.groups = {rule: RoleGroups(built) for rule, built in app.state.indexes.items()}
     app.state.vocabulary = vocabulary(index)
 
-    @app.post("/find_similar_players/", response_model=FindSimilarPlayersResponse)
+    @app.post(
+        "/find_similar_players/",
+        response_model=FindSimilarPlayersResponse,
+        responses=UNPROCESSABLE,
+    )
     async def find_similar_players(
         body: FindSimilarPlayersRequest, request: Request
     ) -> dict[str, list[str]]:
@@ -173,7 +182,7 @@ def create_app(index: Index) -> FastAPI:
         rows, _, _ = index.rank(Profile(body.player_positions, ratings), top=3)
         return {"similar_players": [index.table.text["short_name"][row] for row in rows]}
 
-    @app.post("/players/similar")
+    @app.post("/players/similar", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def similar_players(body: SimilarRequest, request: Request) -> dict[str, Any]:
         """Matches with scores, filters, weights and (with `explain`) rating differences and
         a one-line `explanation` (the CLI's `--explain`)."""
@@ -191,7 +200,11 @@ def create_app(index: Index) -> FastAPI:
     @app.post(
         "/players/similar.csv",
         response_class=Response,
-        responses={200: {"content": {"text/csv": {}}, "description": "one line per match"}},
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "one line per match"},
+            **NOT_FOUND,
+            **UNPROCESSABLE,
+        },
     )
     async def similar_players_csv(body: SimilarRequest, request: Request) -> Response:
         """The same matches as CSV, exactly as `ishan players ... --csv` prints them
@@ -203,7 +216,7 @@ def create_app(index: Index) -> FastAPI:
             headers={"Content-Disposition": 'attachment; filename="ishan-players.csv"'},
         )
 
-    @app.get("/players/search")
+    @app.get("/players/search", responses=UNPROCESSABLE)
     async def search_players(
         request: Request,
         q: Annotated[str, Query(min_length=1, description="part of a short or full name")],
@@ -230,7 +243,7 @@ def create_app(index: Index) -> FastAPI:
         vocabulary: dict[str, Any] = request.app.state.vocabulary
         return vocabulary
 
-    @app.get("/players/{sofifa_id}")
+    @app.get("/players/{sofifa_id}", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def get_player(
         sofifa_id: int, request: Request, role_from: RoleRule | None = None
     ) -> dict[str, object]:
@@ -240,7 +253,7 @@ def create_app(index: Index) -> FastAPI:
         row = _row_of(index, sofifa_id)
         return {**index.table.record(row), "indexed": _indexed(index, row)}
 
-    @app.get("/players/{sofifa_id}/percentiles")
+    @app.get("/players/{sofifa_id}/percentiles", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def player_percentiles(
         sofifa_id: int, request: Request, query: Annotated[PercentileQuery, Query()]
     ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ rank in file order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ def parse_weight(text: str) -> tuple[str, float]:
         weight = float(value)
     except ValueError:
         weight = -1.0
-    if not sep or weight < 0:
+    if not sep or not math.isfinite(weight) or weight < 0:
         raise UsageError(f"weight {text!r} should look like pace=2 (a number >= 0)")
     return attribute_name(name), weight
 
@@ -238,14 +239,19 @@ class Index:
     def _feature_weights(
         self, profile: Profile, weights: Mapping[str, float]
     ) -> NDArray[np.float64]:
-        """Per-feature multipliers: sqrt(weight); attributes missing from the profile get 0."""
+        """Per-feature multipliers: sqrt(weight); attributes missing from the profile get 0.
+
+        The weights are divided by the largest first: cosines do not change, and a huge weight
+        (1e308 is a valid JSON number) cannot overflow the squared norms into no matches."""
         role_weight = weights.get("role", 1.0)
         per_attribute = [
             weights.get(name, 1.0) if name in profile.ratings else 0.0 for name in ATTRIBUTES
         ]
-        scale: NDArray[np.float64] = np.sqrt(
-            np.array([role_weight] * len(ENCODED_ROLES) + per_attribute, dtype=np.float64)
-        )
+        values = np.array([role_weight] * len(ENCODED_ROLES) + per_attribute, dtype=np.float64)
+        largest = float(values.max())
+        if largest > 0:
+            values /= largest
+        scale: NDArray[np.float64] = np.sqrt(values)
         return scale
 
     def _unit(self, scale: NDArray[np.float64]) -> NDArray[np.float64]:
