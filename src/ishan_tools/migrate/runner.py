@@ -28,7 +28,12 @@ from ishan_tools.migrate.participants import Heartbeat
 from ishan_tools.migrate.partitions import Partition
 from ishan_tools.migrate.query import primary_query
 from ishan_tools.migrate.report import SAMPLE_SIZE, RunSettings, RunSummary, Tally
-from ishan_tools.migrate.script import MigrationScript, check_collection_name
+from ishan_tools.migrate.script import (
+    MigrationScript,
+    check_collection_name,
+    exit_message,
+    one_line,
+)
 
 Progress = Callable[[int, int | None], None]
 RAW = CodecOptions(document_class=RawBSONDocument)
@@ -240,9 +245,12 @@ class Runner:
                         self.collection(n) for n in self.script.collections
                     ]
                 self.script.migrate(doc, *self._callback_collections, self.log.write_log)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a callback fails its document
             self.buffer.discard_since(mark)
-            message = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SystemExit):
+                message = exit_message(exc, "migrate()")
+            else:
+                message = one_line(exc)
             self.summary.add_error(doc["_id"], message)
             self.log.write_log("error", message)
             self._unit_errors += 1
