@@ -20,11 +20,20 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ishan_tools.errors import IshanError
-from ishan_tools.players.api_errors import NOT_FOUND, UNPROCESSABLE, invalid_request
+from ishan_tools.players.api_errors import BAD_BODY, NOT_FOUND, UNPROCESSABLE, invalid_request
 from ishan_tools.players.data import ATTRIBUTES, ROLE_OF_POSITION, ROLE_RULES, ROLES, fold
 from ishan_tools.players.export import explanation, to_csv
 from ishan_tools.players.filters import FEET, Filters
-from ishan_tools.players.index import Index, Match, Profile, attribute_name, parse_role
+from ishan_tools.players.index import (
+    ATTRIBUTE_ALIASES,
+    ROLE_WORDS,
+    WEIGHT_KEYS,
+    Index,
+    Match,
+    Profile,
+    attribute_name,
+    parse_role,
+)
 from ishan_tools.players.lookup import search
 from ishan_tools.players.percentiles import RoleGroups
 
@@ -42,6 +51,27 @@ SUGGESTION_FIELDS = (
 )
 Rating = Annotated[float, Field(ge=0, le=99, description="a rating from 0 to 99")]
 OptionalRating = Annotated[float | None, Field(default=None, ge=0, le=99)]
+# What the validators accept, as patterns in the OpenAPI document only (a value outside gets
+# the validators' own messages): role words (plural too) or outfield position codes, any case.
+_CODES = "|".join(ROLE_OF_POSITION)
+_WORDS = "|".join(ROLE_WORDS)
+POSITION = {"type": "string", "pattern": f"(?i)^ *(?:(?:{_WORDS})s?|{_CODES}) *$"}
+CODE = {"type": "string", "pattern": f"(?i)^ *(?:{_CODES}) *$"}
+WEIGHT_NAME = {"pattern": f"(?i)^ *(?:{'|'.join([*WEIGHT_KEYS, *ATTRIBUTE_ALIASES])}) *$"}
+# `POST /players/similar`: a position with at least one rating, or `like`
+PROFILE_OR_LIKE = {
+    "anyOf": [
+        {
+            "required": ["position"],
+            "properties": {"position": POSITION},
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "number"}}}
+                for name in ATTRIBUTES
+            ],
+        },
+        {"required": ["like"], "properties": {"like": {"type": "integer"}}},
+    ]
+}
 
 
 def _role(value: str) -> str:
@@ -54,9 +84,11 @@ def _role(value: str) -> str:
 class FindSimilarPlayersRequest(BaseModel):
     """The body of `POST /find_similar_players/`, as the original project defined it."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)  # no "75" or true for 75
 
-    player_positions: str = Field(description="attacker, midfielder, defender or a code (CM)")
+    player_positions: str = Field(
+        description="attacker, midfielder, defender or a code (CM)", json_schema_extra=POSITION
+    )
     speed: Rating
     physic: Rating
     defense: Rating
@@ -77,7 +109,9 @@ class FindSimilarPlayersResponse(BaseModel):
 class SimilarRequest(BaseModel):
     """A profile (or `like`: a sofifa id), how many matches, filters and weights."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=PROFILE_OR_LIKE
+    )
 
     position: str | None = Field(default=None, description="required unless `like` is given")
     pace: OptionalRating
@@ -94,11 +128,17 @@ class SimilarRequest(BaseModel):
     min_overall: int | None = Field(default=None, ge=0)
     max_value: float | None = Field(default=None, ge=0, description="euros")
     foot: str | None = Field(default=None, pattern="(?i)^(left|right)$")
-    plays: list[str] = Field(default=[], description="position codes: he lists any of them")
+    plays: list[str] = Field(
+        default=[],
+        description="position codes: he lists any of them",
+        json_schema_extra={"items": CODE},
+    )
     league: list[str] = []
     club: list[str] = []
     nationality: list[str] = []
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default={}, json_schema_extra={"propertyNames": WEIGHT_NAME}
+    )
     explain: bool = False
     role_from: RoleRule | None = Field(
         default=None, description="how positions become roles; default: the server's rule"
@@ -164,7 +204,7 @@ def create_app(index: Index) -> FastAPI:
     @app.post(
         "/find_similar_players/",
         response_model=FindSimilarPlayersResponse,
-        responses=UNPROCESSABLE,
+        responses={**BAD_BODY, **UNPROCESSABLE},
     )
     async def find_similar_players(
         body: FindSimilarPlayersRequest, request: Request
@@ -182,7 +222,7 @@ def create_app(index: Index) -> FastAPI:
         rows, _, _ = index.rank(Profile(body.player_positions, ratings), top=3)
         return {"similar_players": [index.table.text["short_name"][row] for row in rows]}
 
-    @app.post("/players/similar", responses={**NOT_FOUND, **UNPROCESSABLE})
+    @app.post("/players/similar", responses={**BAD_BODY, **NOT_FOUND, **UNPROCESSABLE})
     async def similar_players(body: SimilarRequest, request: Request) -> dict[str, Any]:
         """Matches with scores, filters, weights and (with `explain`) rating differences and
         a one-line `explanation` (the CLI's `--explain`)."""
@@ -202,6 +242,7 @@ def create_app(index: Index) -> FastAPI:
         response_class=Response,
         responses={
             200: {"content": {"text/csv": {}}, "description": "one line per match"},
+            **BAD_BODY,
             **NOT_FOUND,
             **UNPROCESSABLE,
         },
@@ -243,7 +284,7 @@ def create_app(index: Index) -> FastAPI:
         vocabulary: dict[str, Any] = request.app.state.vocabulary
         return vocabulary
 
-    @app.get("/players/{sofifa_id}", responses={**NOT_FOUND, **UNPROCESSABLE})
+    @app.get("/players/{sofifa_id:int}", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def get_player(
         sofifa_id: int, request: Request, role_from: RoleRule | None = None
     ) -> dict[str, object]:
@@ -253,7 +294,7 @@ def create_app(index: Index) -> FastAPI:
         row = _row_of(index, sofifa_id)
         return {**index.table.record(row), "indexed": _indexed(index, row)}
 
-    @app.get("/players/{sofifa_id}/percentiles", responses={**NOT_FOUND, **UNPROCESSABLE})
+    @app.get("/players/{sofifa_id:int}/percentiles", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def player_percentiles(
         sofifa_id: int, request: Request, query: Annotated[PercentileQuery, Query()]
     ) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-__all__ = ["NOT_FOUND", "UNPROCESSABLE", "ErrorMessage", "Unprocessable", "invalid_request"]
+__all__ = [
+    "BAD_BODY",
+    "NOT_FOUND",
+    "UNPROCESSABLE",
+    "ErrorMessage",
+    "Unprocessable",
+    "invalid_request",
+]
 
 
 class ErrorMessage(BaseModel):
@@ -64,6 +71,9 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorMessage, "description": "The body cannot be read as JSON."}
+}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorMessage, "description": "No player with that `sofifa_id`."}
 }

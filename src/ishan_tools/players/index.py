@@ -30,7 +30,7 @@ from ishan_tools.players.filters import Filters
 ENCODED_ROLES = tuple(sorted(ROLES))
 WEIGHT_KEYS = (*ATTRIBUTES, "role")
 ATTRIBUTE_ALIASES = {"speed": "pace", "defense": "defending", "defence": "defending"}
-_ROLE_WORDS = {
+ROLE_WORDS = {
     **{word: "attacker" for word in ("attacker", "attack", "forward", "striker")},
     **{word: "midfielder" for word in ("midfielder", "midfield")},
     **{word: "defender" for word in ("defender", "defence", "defense")},
@@ -41,7 +41,7 @@ _CACHED_WEIGHTINGS = 16
 def parse_role(position: str) -> str:
     """A broad role from a role word (`midfielder`, plural too) or a position code (`CM`)."""
     word = position.strip().lower()
-    role = _ROLE_WORDS.get(word) or _ROLE_WORDS.get(word.removesuffix("s"))
+    role = ROLE_WORDS.get(word) or ROLE_WORDS.get(word.removesuffix("s"))
     if role:
         return role
     code = word.upper()
