@@ -30,7 +30,9 @@ def test_players_api_passes_schemathesis_with_every_check(index: Index, tmp_path
         ]
         command += ["--checks", "all", "--max-examples", str(EXAMPLES), "--seed", "1"]
         command += ["--report-dir", str(tmp_path)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path
+        )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "8 selected / 8 total" in output and "Fuzzing" in output

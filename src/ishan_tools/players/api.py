@@ -20,21 +20,22 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ishan_tools.errors import IshanError
-from ishan_tools.players.api_errors import BAD_BODY, NOT_FOUND, UNPROCESSABLE, invalid_request
 from ishan_tools.players.data import ATTRIBUTES, ROLE_OF_POSITION, ROLE_RULES, ROLES, fold
 from ishan_tools.players.export import explanation, to_csv
 from ishan_tools.players.filters import FEET, Filters
-from ishan_tools.players.index import (
-    ATTRIBUTE_ALIASES,
-    ROLE_WORDS,
-    WEIGHT_KEYS,
-    Index,
-    Match,
-    Profile,
-    attribute_name,
-    parse_role,
-)
+from ishan_tools.players.index import Index, Match, Profile, attribute_name, parse_role
 from ishan_tools.players.lookup import search
+from ishan_tools.players.openapi import (
+    BAD_BODY,
+    CODE,
+    NOT_FOUND,
+    POSITION,
+    PROFILE_OR_LIKE,
+    UNPROCESSABLE,
+    WEIGHT_NAME,
+    SofifaId,
+    invalid_request,
+)
 from ishan_tools.players.percentiles import RoleGroups
 
 STATIC = Path(__file__).with_name("static")  # the scouting page: index.html, app.js, ...
@@ -51,27 +52,6 @@ SUGGESTION_FIELDS = (
 )
 Rating = Annotated[float, Field(ge=0, le=99, description="a rating from 0 to 99")]
 OptionalRating = Annotated[float | None, Field(default=None, ge=0, le=99)]
-# What the validators accept, as patterns in the OpenAPI document only (a value outside gets
-# the validators' own messages): role words (plural too) or outfield position codes, any case.
-_CODES = "|".join(ROLE_OF_POSITION)
-_WORDS = "|".join(ROLE_WORDS)
-POSITION = {"type": "string", "pattern": f"(?i)^ *(?:(?:{_WORDS})s?|{_CODES}) *$"}
-CODE = {"type": "string", "pattern": f"(?i)^ *(?:{_CODES}) *$"}
-WEIGHT_NAME = {"pattern": f"(?i)^ *(?:{'|'.join([*WEIGHT_KEYS, *ATTRIBUTE_ALIASES])}) *$"}
-# `POST /players/similar`: a position with at least one rating, or `like`
-PROFILE_OR_LIKE = {
-    "anyOf": [
-        {
-            "required": ["position"],
-            "properties": {"position": POSITION},
-            "anyOf": [
-                {"required": [name], "properties": {name: {"type": "number"}}}
-                for name in ATTRIBUTES
-            ],
-        },
-        {"required": ["like"], "properties": {"like": {"type": "integer"}}},
-    ]
-}
 
 
 def _role(value: str) -> str:
@@ -286,7 +266,7 @@ def create_app(index: Index) -> FastAPI:
 
     @app.get("/players/{sofifa_id:int}", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def get_player(
-        sofifa_id: int, request: Request, role_from: RoleRule | None = None
+        sofifa_id: SofifaId, request: Request, role_from: RoleRule | None = None
     ) -> dict[str, object]:
         """One player's fields (his `role` under `role_from`); `indexed` says whether he can
         be matched."""
@@ -296,7 +276,7 @@ def create_app(index: Index) -> FastAPI:
 
     @app.get("/players/{sofifa_id:int}/percentiles", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def player_percentiles(
-        sofifa_id: int, request: Request, query: Annotated[PercentileQuery, Query()]
+        sofifa_id: SofifaId, request: Request, query: Annotated[PercentileQuery, Query()]
     ) -> dict[str, Any]:
         """The player's six ratings as percentile ranks within his role group (attackers,
         midfielders or defenders under `role_from`), and any profile ratings given, ranked

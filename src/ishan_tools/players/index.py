@@ -239,19 +239,14 @@ class Index:
     def _feature_weights(
         self, profile: Profile, weights: Mapping[str, float]
     ) -> NDArray[np.float64]:
-        """Per-feature multipliers: sqrt(weight); attributes missing from the profile get 0.
-
-        The weights are divided by the largest first: cosines do not change, and a huge weight
-        (1e308 is a valid JSON number) cannot overflow the squared norms into no matches."""
+        """Per-feature multipliers: sqrt(weight); attributes missing from the profile get 0."""
         role_weight = weights.get("role", 1.0)
         per_attribute = [
             weights.get(name, 1.0) if name in profile.ratings else 0.0 for name in ATTRIBUTES
         ]
-        values = np.array([role_weight] * len(ENCODED_ROLES) + per_attribute, dtype=np.float64)
-        largest = float(values.max())
-        if largest > 0:
-            values /= largest
-        scale: NDArray[np.float64] = np.sqrt(values)
+        scale: NDArray[np.float64] = np.sqrt(
+            np.array([role_weight] * len(ENCODED_ROLES) + per_attribute, dtype=np.float64)
+        )
         return scale
 
     def _unit(self, scale: NDArray[np.float64]) -> NDArray[np.float64]:

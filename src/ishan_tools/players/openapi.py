@@ -1,5 +1,7 @@
-"""The players API's error answers, as its OpenAPI document describes them: 404 and 422
-bodies, and the handler that keeps a 422 a 422 when the request held a non-finite number.
+"""What the players API's OpenAPI document says beyond its models, so that a tool can test
+it: the 400, 404 and 422 bodies, the accepted positions, codes and weight names as patterns,
+the position-or-like rule, example ids; and the handler that keeps a 422 a 422 when the
+request held a non-finite number.
 
 JSON has no `Infinity` or `NaN`, but Python's parser reads `1e400` as infinity and accepts the
 `NaN` and `Infinity` literals. The models refuse them (`allow_inf_nan=False`), and this
@@ -10,22 +12,55 @@ field rather than a 500 that also drops the keep-alive connection.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pydantic.config import JsonDict
+
+from ishan_tools.players.data import ATTRIBUTES, ROLE_OF_POSITION
+from ishan_tools.players.index import ATTRIBUTE_ALIASES, ROLE_WORDS, WEIGHT_KEYS
 
 __all__ = [
     "BAD_BODY",
+    "CODE",
     "NOT_FOUND",
+    "POSITION",
+    "PROFILE_OR_LIKE",
     "UNPROCESSABLE",
+    "WEIGHT_NAME",
     "ErrorMessage",
+    "SofifaId",
     "Unprocessable",
     "invalid_request",
 ]
+
+# outfield players (Messi, Lewandowski): what the examples phase of a schema tester sends
+SofifaId = Annotated[int, Path(description="the player's id", examples=[158023, 188545])]
+# What the validators accept, as patterns in the OpenAPI document only (a value outside gets
+# the validators' own messages): role words (plural too) or outfield position codes, any case.
+_CODES = "|".join(ROLE_OF_POSITION)
+_WORDS = "|".join(ROLE_WORDS)
+POSITION: JsonDict = {"type": "string", "pattern": f"(?i)^ *(?:(?:{_WORDS})s?|{_CODES}) *$"}
+CODE: JsonDict = {"type": "string", "pattern": f"(?i)^ *(?:{_CODES}) *$"}
+WEIGHT_NAME: JsonDict = {"pattern": f"(?i)^ *(?:{'|'.join([*WEIGHT_KEYS, *ATTRIBUTE_ALIASES])}) *$"}
+# `POST /players/similar`: a position with at least one rating, or `like`
+PROFILE_OR_LIKE: JsonDict = {
+    "anyOf": [
+        {
+            "required": ["position"],
+            "properties": {"position": POSITION},
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "number"}}}
+                for name in ATTRIBUTES
+            ],
+        },
+        {"required": ["like"], "properties": {"like": {"type": "integer"}}},
+    ]
+}
 
 
 class ErrorMessage(BaseModel):
