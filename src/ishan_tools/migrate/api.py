@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bson import MaxKey, MinKey
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from ishan_tools.errors import MigrationError
 from ishan_tools.migrate import backup, changelog, participants, partitions, session
@@ -44,9 +44,8 @@ def run_migration(
                 return _join(database, script, config, connection, progress)
             return _start(database, script, config, connection, progress)
     except PyMongoError as exc:  # e.g. an unknown operator in the script's filter
-        raise MigrationError(
-            f"{script.name}: the server refused it: {server_message(exc)}"
-        ) from exc
+        what = "refused it" if isinstance(exc, OperationFailure) else "failed"
+        raise MigrationError(f"{script.name}: the server {what}: {server_message(exc)}") from exc
 
 
 def _start(

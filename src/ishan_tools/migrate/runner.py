@@ -247,10 +247,7 @@ class Runner:
                 self.script.migrate(doc, *self._callback_collections, self.log.write_log)
         except (Exception, SystemExit) as exc:  # sys.exit() in a callback fails its document
             self.buffer.discard_since(mark)
-            if isinstance(exc, SystemExit):
-                message = exit_message(exc, "migrate()")
-            else:
-                message = one_line(exc)
+            message = exit_message(exc) if isinstance(exc, SystemExit) else one_line(exc)
             self.summary.add_error(doc["_id"], message)
             self.log.write_log("error", message)
             self._unit_errors += 1

@@ -61,11 +61,17 @@ def first_line(text: str) -> str:
     return first + " ..." if len(lines) > 1 else first
 
 
-def exit_message(exc: SystemExit, where: str) -> str:
-    """What a script that calls `sys.exit()` or `exit()` in `where` is told."""
+def exit_message(exc: SystemExit, where: str | None = None) -> str:
+    """What a script that calls `sys.exit()` or `exit()` is told: in migrate() (`where`
+    None), or at its top level while the file `where` loads."""
+    if where is None:
+        return (
+            f"migrate() called exit({exc.code!r}): a migration script must not end the "
+            "process; return to skip a document, raise to fail it"
+        )
     return (
-        f"{where} called exit({exc.code!r}): a migration script must not end the process; "
-        "return from migrate() to skip a document, raise to fail it"
+        f"{where} called exit({exc.code!r}) while loading: a migration script defines "
+        "primary and migrate(), it must not end the process"
     )
 
 
@@ -100,7 +106,7 @@ def load_script(path: Path) -> MigrationScript:
     except SyntaxError as exc:
         raise MigrationError(f"{path.name} line {exc.lineno}: syntax error: {exc.msg}") from exc
     except SystemExit as exc:
-        raise MigrationError(exit_message(exc, f"{path.name}, while loading,")) from None
+        raise MigrationError(exit_message(exc, path.name)) from None
     except Exception as exc:
         raise MigrationError(f"{path.name} failed to load: {one_line(exc)}") from exc
     return _validate(path, module, hashlib.sha256(source).hexdigest())
