@@ -168,3 +168,24 @@ def test_help_lists_the_command_and_its_options(runner: CliRunner) -> None:
     result = runner.invoke(app, ["crawl", "run", "--help"])
     for option in ("--depth", "--max-pages", "--ignore-robots", "--resume", "--warc"):
         assert option in result.stdout
+
+
+def test_max_crawl_delay_caps_a_robots_crawl_delay_from_flag_and_environment(
+    runner: CliRunner, site: FixtureServer, tmp_path: Path
+) -> None:
+    site.robots = "User-agent: *\nCrawl-delay: 3600\n"  # an hour between requests, uncapped
+    site.dyn_pages = 3
+    for args, env in (
+        (["--max-crawl-delay", "0.2"], {}),
+        ([], {"ISHAN_CRAWL_MAX_CRAWL_DELAY": "0.1"}),
+    ):
+        out = tmp_path / f"o{len(args)}"
+        result = runner.invoke(app, ["crawl", site.url("/dyn/"), "-o", str(out), *args], env=env)
+        assert result.exit_code == 0, result.output
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        robots = [e for e in events if e["event"] == "robots"]
+        assert robots[0]["crawl_delay"] == (0.2 if args else 0.1)
+        fetches = [e["ts"] for e in events if e["event"] == "fetch"]
+        assert len(fetches) == 4 and fetches[-1] - fetches[0] < 5  # capped: not an hour each
+    bad = runner.invoke(app, ["crawl", site.url("/"), "--max-crawl-delay", "nan"])
+    assert bad.exit_code == 2 and "--max-crawl-delay must be a finite number" in bad.output

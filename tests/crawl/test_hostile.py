@@ -156,3 +156,18 @@ def test_seed_that_redirects_to_another_host_moves_the_crawl_there(
     records = manifest(out)
     assert records[site.url("/about.html")]["status"] == 200
     assert records[site.url("/docs/a.html")]["status"] == 200
+
+
+def test_tabs_and_newlines_in_links_are_removed_before_the_scheme_is_read(
+    site: FixtureServer, tmp_path: Path
+) -> None:
+    """`java\\nscript:` and `java\\tscript:` are javascript: links, as a browser reads them
+    (WHATWG URL: controls and spaces stripped at the ends, tabs and newlines removed)."""
+    summary, _ = run_crawl(site.url("/whatwg-links.html"), tmp_path / "out", max_depth=1)
+    assert summary["stop_reason"] == "complete"
+    fetched = list(site.hits)
+    assert not [path for path in fetched if "script" in path or "stolen" in path], fetched
+    assert site.count("/docs/a.html") == 1 and site.count("/about.html") == 1
+    assert set(manifest(tmp_path / "out")) == {
+        site.url(p) for p in ("/whatwg-links.html", "/docs/a.html", "/about.html")
+    }

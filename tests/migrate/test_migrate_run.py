@@ -26,7 +26,8 @@ def test_original_callback_shape_works_as_written(mongo_uri: str, db: Any, tmp_p
     updates = [line for line in lines if line["action"] == "update"]
     assert [line["doc_id"] for line in updates] == list(range(25))
     assert updates[3]["content"] == "Migrating document 3"
-    assert lines[-1]["action"] == "summary"
+    assert lines[-2]["action"] == "summary" and lines[-2]["content"]["status"] == "done"
+    assert lines[-1]["action"] == "end" and lines[-1]["content"]["status"] == "applied"
     record = db["_ishan_migrations"].find_one({"_id": "add_full_name"})
     assert record["status"] == "applied"
     assert record["runs"][0]["processed"] == 25

@@ -9,7 +9,9 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,10 +76,10 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
-@pytest.fixture
-def api(index: Index) -> Iterator[httpx.Client]:
-    """The FastAPI app under a real uvicorn on 127.0.0.1, port 0, and a client for it."""
-    config = uvicorn.Config(create_app(index), host="127.0.0.1", port=0, log_level="warning")
+@contextmanager
+def uvicorn_server(app: Any) -> Iterator[str]:
+    """`app` under a real uvicorn on 127.0.0.1, port 0: its base URL, then it is stopped."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -87,7 +89,18 @@ def api(index: Index) -> Iterator[httpx.Client]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(index: Index) -> Iterator[httpx.Client]:
+    """The FastAPI app under a real uvicorn on 127.0.0.1, port 0, and a client for it."""
+    with (
+        uvicorn_server(create_app(index)) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
         yield client
-    server.should_exit = True
-    thread.join(timeout=10)

@@ -127,6 +127,8 @@ def test_plot_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
         (["--pace", "50"], 2, "--position is required"),
         (["--position", "ST", "--pace", "120"], 2, "less than or equal to 99"),
         ([*EXAMPLE_ARGS, "--weight", "height=2"], 2, "unknown attribute 'height'"),
+        ([*EXAMPLE_ARGS, "--weight", "pace=nan"], 2, "weight 'pace=nan' should look like"),
+        ([*EXAMPLE_ARGS, "--weight", "pace=inf"], 2, "weight 'pace=inf' should look like"),
         ([*EXAMPLE_ARGS, "--max-value", "lots"], 2, "as an amount in euros"),
         ([*EXAMPLE_ARGS, "--club", "Nowhere FC"], 1, "no club"),
         (["--top", "5", "like", "Pedri"], 2, "put options after the command"),

@@ -120,6 +120,13 @@ def run(
             help="Seconds between requests to one host (raised to robots.txt Crawl-delay).",
         ),
     ] = D.delay,
+    max_crawl_delay: Annotated[
+        float,
+        Opt(
+            envvar="ISHAN_CRAWL_MAX_CRAWL_DELAY",
+            help="Cap on a robots.txt Crawl-delay, in seconds (a larger one is cut to this).",
+        ),
+    ] = D.max_crawl_delay,
     ignore_robots: Annotated[bool, Opt("--ignore-robots", help="Do not obey robots.txt.")] = False,
     include: Annotated[list[str], Opt(help="Only URLs matching this regex (repeatable).")] = [],  # noqa: B006
     exclude: Annotated[list[str], Opt(help="Skip URLs matching this regex (repeatable).")] = [],  # noqa: B006

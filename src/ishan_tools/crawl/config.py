@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -59,8 +60,10 @@ class CrawlConfig:
 
     The start URLs are `seed`, `seeds` and the lines of `seeds_file`, each its own site
     (`start_urls`, normalized). `max_depth` -1 means unlimited; `max_pages`, `max_bytes` and
-    `max_time` 0 mean no limit. `content_types` is the allow list of media types saved (prefix
-    match, e.g. 'image/'); `all_types` saves every body. `resume`, `overwrite`, `retry_failed`
+    `max_time` 0 mean no limit. A robots.txt `Crawl-delay` above `delay` raises it, up to
+    `max_crawl_delay` seconds (60: a site cannot stall the crawl with `Crawl-delay: 86400`).
+    `content_types` is the allow list of media types saved (prefix match, e.g. 'image/');
+    `all_types` saves every body. `resume`, `overwrite`, `retry_failed`
     and `refresh` decide what happens to a crawl already in `out_dir`.
 
     `frontier` (redis://HOST:PORT/DB) shares the crawl `crawl_id` with every process that
@@ -154,6 +157,7 @@ class CrawlConfig:
             ("--max-pages", self.max_pages, 0),
             ("--max-bytes", self.max_bytes, 0),
             ("--delay", self.delay, 0),
+            ("--max-crawl-delay", self.max_crawl_delay, 0),
             ("--retries", self.retries, 0),
             ("--backoff", self.backoff, 0),
             ("--breaker-cooldown", self.breaker_cooldown, 0),
@@ -163,11 +167,13 @@ class CrawlConfig:
             ("max_redirects", self.max_redirects, 0),
         ]
         for option, value, minimum in minimums:
+            if not math.isfinite(value):
+                raise UsageError(f"{option} must be a finite number (got {value})")
             if value < minimum:
                 raise UsageError(f"{option} must be at least {minimum} (got {value})")
         if self.max_depth < -1:
             raise UsageError(f"--depth must be -1 (unlimited) or at least 0 (got {self.max_depth})")
-        if self.timeout <= 0:
+        if not math.isfinite(self.timeout) or self.timeout <= 0:
             raise UsageError(f"--timeout must be positive (got {self.timeout})")
 
     def _shared_crawl(self) -> None:

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["PageLinks", "decode_html", "extract_links", "looks_binary"]
+__all__ = ["PageLinks", "clean_href", "decode_html", "extract_links", "looks_binary"]
+
+# What the WHATWG URL parser strips from both ends (C0 controls and space) and removes
+# everywhere (tab, LF, CR) before it reads the scheme: `java\nscript:` is `javascript:`.
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_\-:.]+)", re.I)
@@ -58,6 +63,15 @@ def looks_binary(body: bytes) -> bool:
     return b"\x00" in body[:1024]
 
 
+def clean_href(href: str) -> str:
+    """`href` as a browser reads it: leading and trailing C0 controls and spaces stripped,
+    every ASCII tab and newline removed (the WHATWG URL standard's first steps)."""
+    href = href.strip(_C0_OR_SPACE)
+    if "\t" in href or "\n" in href or "\r" in href:
+        href = href.translate(_TAB_OR_NEWLINE)
+    return href
+
+
 def extract_links(html: str) -> PageLinks:
     """The distinct hrefs of `<a>` and `<area>` elements, honouring nofollow directives."""
     tree = LexborHTMLParser(html)
@@ -70,20 +84,20 @@ def extract_links(html: str) -> PageLinks:
             page.noindex = page.noindex or "noindex" in directives or "none" in directives
     base = tree.css_first("base[href]")
     if base is not None:
-        page.base = (base.attributes.get("href") or "").strip() or None
+        page.base = clean_href(base.attributes.get("href") or "") or None
     if page.nofollow:
         return page
     hrefs = page.hrefs
     for node in tree.css("a[href], area[href]"):
         attrs = node.attributes
-        href = attrs.get("href")
+        href = clean_href(attrs.get("href") or "")
         if not href:
             continue
         rel = attrs.get("rel")
         if rel and "nofollow" in rel.lower():
-            page.nofollow_hrefs[href.strip()] = None
+            page.nofollow_hrefs[href] = None
         else:
-            hrefs[href.strip()] = None
+            hrefs[href] = None
     for href in hrefs:
         page.nofollow_hrefs.pop(href, None)
     return page

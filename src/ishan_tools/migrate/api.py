@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from bson import MaxKey, MinKey
+from pymongo.errors import OperationFailure, PyMongoError
 
 from ishan_tools.errors import MigrationError
 from ishan_tools.migrate import backup, changelog
 from ishan_tools.migrate.config import DEFAULT_BATCH_SIZE, RunConfig, RunSettings
-from ishan_tools.migrate.connection import ConnectionConfig, connected
+from ishan_tools.migrate.connection import ConnectionConfig, connected, server_message
 from ishan_tools.migrate.context import new_run_id
 from ishan_tools.migrate.lock import MigrationLock, current_holder, force_unlock, utcnow
 from ishan_tools.migrate.logs import RunLog
@@ -37,12 +38,16 @@ def run_migration(
     """
     session.check_config(config)
     script = load_script(config.script)
-    with connected(connection) as database:
-        if config.dry_run:
-            return _dry_run(database, script, config)
-        if config.join:
-            return _join(database, script, config, connection, progress)
-        return _start(database, script, config, connection, progress)
+    try:
+        with connected(connection) as database:
+            if config.dry_run:
+                return _dry_run(database, script, config)
+            if config.join:
+                return _join(database, script, config, connection, progress)
+            return _start(database, script, config, connection, progress)
+    except PyMongoError as exc:  # e.g. an unknown operator in the script's filter
+        what = "refused it" if isinstance(exc, OperationFailure) else "failed"
+        raise MigrationError(f"{script.name}: the server {what}: {server_message(exc)}") from exc
 
 
 def _start(
@@ -68,6 +73,8 @@ def _start(
     summary = session.run_summary(database, script.name, settings, config.workers)
     summary.elapsed_s = time.perf_counter() - started
     summary.log_path = Path(summary.logs[0]) if len(summary.logs) == 1 else None
+    if log is not None:
+        log.end(summary)
     if failures and summary.status != changelog.APPLIED:
         raise MigrationError(
             f"{'; '.join(failures)}; {script.name} is {summary.status}: continue with --resume"
@@ -98,6 +105,8 @@ def _join(
     summary = session.run_summary(database, script.name, settings, config.workers)
     if closed is None and summary.status == changelog.RUNNING:
         summary.stop_reason = "the run goes on in its other participants"
+    elif closed is not None and log is not None:
+        log.end(summary)
     if mine is not None:  # this process's own counts
         mine.status, mine.joined, mine.stop_reason = summary.status, True, summary.stop_reason
         mine.elapsed_s = time.perf_counter() - started

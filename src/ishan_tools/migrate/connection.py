@@ -31,6 +31,18 @@ def redact(uri: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", uri)
 
 
+def server_message(exc: Exception) -> str:
+    """What the server said, on one line: an `OperationFailure`'s `errmsg` without the full
+    reply pymongo appends, the first line of anything else."""
+    from ishan_tools.migrate.script import first_line, one_line
+
+    details = getattr(exc, "details", None)
+    errmsg = details.get("errmsg") if isinstance(details, dict) else None
+    if isinstance(errmsg, str) and errmsg.strip():
+        return f"{type(exc).__name__}: {first_line(errmsg)}"
+    return one_line(exc).split(", full error: ")[0]
+
+
 def connect(config: ConnectionConfig) -> tuple[Any, Any]:
     """A pinged `(MongoClient, Database)` pair, or a MigrationError saying what to fix."""
     from pymongo import MongoClient

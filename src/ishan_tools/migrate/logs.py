@@ -3,7 +3,11 @@
 
 Lines are held per batch and written when the batch's writes are done, so a batch that is
 retried after a write error does not log twice. Each line has a timestamp, the action, the
-`_id` of the document being migrated and the content; the last line is the run summary.
+`_id` of the document being migrated and the content. A participant's `summary` line gives
+its own counts and how its part ended (`done`, `failed` or `interrupted`); the participant
+that closes the run then adds an `end` line: how the run ended (`applied`, `failed` or
+`interrupted`, as the changelog records it). A participant that loses the server ends with
+its summary.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ishan_tools.migrate.report import RunSummary
 
 
 def _now() -> str:
@@ -43,6 +50,18 @@ class RunLog:
         """A line from the runner itself (errors, the summary); written at once."""
         self._held.append(self._line(action, content, doc_id))
         self.commit()
+
+    def end(self, run: RunSummary) -> None:
+        """Write the last line, how the closed run ended, and close the file."""
+        content = {
+            "run_id": run.run_id,
+            "status": run.status,
+            "processed": run.processed,
+            "errors": run.error_count,
+            "stop_reason": run.stop_reason,
+        }
+        self.event("end", content)
+        self.close()
 
     def discard(self) -> None:
         """Forget the lines held since the last commit (their batch is being redone)."""

@@ -26,7 +26,12 @@ from ishan_tools.migrate.context import MigrationContext
 from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.query import primary_query
 from ishan_tools.migrate.report import SAMPLE_SIZE, RunSummary, Tally
-from ishan_tools.migrate.script import MigrationScript, check_collection_name
+from ishan_tools.migrate.script import (
+    MigrationScript,
+    check_collection_name,
+    exit_message,
+    one_line,
+)
 
 if TYPE_CHECKING:  # the parallel layer sits above the runner: it drives it through these
     from ishan_tools.migrate.parallel.board import Board
@@ -243,9 +248,9 @@ class Runner:
                         self.collection(n) for n in self.script.collections
                     ]
                 self.script.migrate(doc, *self._callback_collections, self.log.write_log)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a callback fails its document
             self.buffer.discard_since(mark)
-            message = f"{type(exc).__name__}: {exc}"
+            message = exit_message(exc) if isinstance(exc, SystemExit) else one_line(exc)
             self.summary.add_error(doc["_id"], message)
             self.log.write_log("error", message)
             self._unit_errors += 1

@@ -20,6 +20,8 @@ from ishan_tools.errors import MigrationError, UsageError
 
 RESERVED_PREFIX = "_ishan_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_MESSAGE = 300
+"""Characters of an error message shown on the error line; a longer first line is cut."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,42 @@ class MigrationScript:
     filter: Mapping[str, Any]
     projection: Mapping[str, Any] | None
     batch_size: int | None
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line, for an exception a script or the server raised: the
+    message's first line (cut to `MAX_MESSAGE` characters, `...` marking the cut), or a note
+    when its `__str__` itself raises."""
+    try:
+        text = str(exc)
+    except Exception as broken:
+        text = f"(its message could not be printed: {type(broken).__name__})"
+    first = first_line(text)
+    name = type(exc).__name__
+    return f"{name}: {first}" if first else name
+
+
+def first_line(text: str) -> str:
+    """The first line of `text`, cut to `MAX_MESSAGE` characters; ` ...` marks a cut."""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if len(first) > MAX_MESSAGE:
+        return first[:MAX_MESSAGE] + " ..."
+    return first + " ..." if len(lines) > 1 else first
+
+
+def exit_message(exc: SystemExit, where: str | None = None) -> str:
+    """What a script that calls `sys.exit()` or `exit()` is told: in migrate() (`where`
+    None), or at its top level while the file `where` loads."""
+    if where is None:
+        return (
+            f"migrate() called exit({exc.code!r}): a migration script must not end the "
+            "process; return to skip a document, raise to fail it"
+        )
+    return (
+        f"{where} called exit({exc.code!r}) while loading: a migration script defines "
+        "primary and migrate(), it must not end the process"
+    )
 
 
 def checksum_of(path: Path) -> str:
@@ -67,8 +105,10 @@ def load_script(path: Path) -> MigrationScript:
         exec(code, module.__dict__)
     except SyntaxError as exc:
         raise MigrationError(f"{path.name} line {exc.lineno}: syntax error: {exc.msg}") from exc
+    except SystemExit as exc:
+        raise MigrationError(exit_message(exc, path.name)) from None
     except Exception as exc:
-        raise MigrationError(f"{path.name} failed to load: {type(exc).__name__}: {exc}") from exc
+        raise MigrationError(f"{path.name} failed to load: {one_line(exc)}") from exc
     return _validate(path, module, hashlib.sha256(source).hexdigest())
 
 

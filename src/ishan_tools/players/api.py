@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from ishan_tools.errors import IshanError
@@ -20,6 +21,13 @@ from ishan_tools.players.data import ATTRIBUTES, ROLE_RULES
 from ishan_tools.players.export import explanation, to_csv
 from ishan_tools.players.index import Index, Match, Profile
 from ishan_tools.players.lookup import search
+from ishan_tools.players.openapi import (
+    BAD_BODY,
+    NOT_FOUND,
+    UNPROCESSABLE,
+    SofifaId,
+    invalid_request,
+)
 from ishan_tools.players.page import mount_page, vocabulary, whole
 from ishan_tools.players.percentiles import RoleGroups
 from ishan_tools.players.schemas import (
@@ -49,6 +57,7 @@ def create_app(index: Index) -> FastAPI:
         summary="Find FIFA players similar to a profile or to another player.",
         version="1",
     )
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.state.index = index
     app.state.indexes = {
         rule: Index(index.table.with_role_rule(rule)) if rule != index.table.role_rule else index
@@ -57,7 +66,11 @@ def create_app(index: Index) -> FastAPI:
     app.state.groups = {rule: RoleGroups(built) for rule, built in app.state.indexes.items()}
     app.state.vocabulary = vocabulary(index)
 
-    @app.post("/find_similar_players/", response_model=FindSimilarPlayersResponse)
+    @app.post(
+        "/find_similar_players/",
+        response_model=FindSimilarPlayersResponse,
+        responses={**BAD_BODY, **UNPROCESSABLE},
+    )
     async def find_similar_players(
         body: FindSimilarPlayersRequest, request: Request
     ) -> dict[str, list[str]]:
@@ -74,7 +87,7 @@ def create_app(index: Index) -> FastAPI:
         rows, _, _ = index.rank(Profile(body.player_positions, ratings), top=3)
         return {"similar_players": [index.table.text["short_name"][row] for row in rows]}
 
-    @app.post("/players/similar")
+    @app.post("/players/similar", responses={**BAD_BODY, **NOT_FOUND, **UNPROCESSABLE})
     async def similar_players(body: SimilarRequest, request: Request) -> dict[str, Any]:
         """Matches with scores, filters, weights and (with `explain`) rating differences and
         a one-line `explanation` (the CLI's `--explain`)."""
@@ -92,7 +105,12 @@ def create_app(index: Index) -> FastAPI:
     @app.post(
         "/players/similar.csv",
         response_class=Response,
-        responses={200: {"content": {"text/csv": {}}, "description": "one line per match"}},
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "one line per match"},
+            **BAD_BODY,
+            **NOT_FOUND,
+            **UNPROCESSABLE,
+        },
     )
     async def similar_players_csv(body: SimilarRequest, request: Request) -> Response:
         """The same matches as CSV, exactly as `ishan players ... --csv` prints them
@@ -104,7 +122,7 @@ def create_app(index: Index) -> FastAPI:
             headers={"Content-Disposition": 'attachment; filename="ishan-players.csv"'},
         )
 
-    @app.get("/players/search")
+    @app.get("/players/search", responses=UNPROCESSABLE)
     async def search_players(
         request: Request,
         q: Annotated[str, Query(min_length=1, description="part of a short or full name")],
@@ -131,9 +149,9 @@ def create_app(index: Index) -> FastAPI:
         vocabulary: dict[str, Any] = request.app.state.vocabulary
         return vocabulary
 
-    @app.get("/players/{sofifa_id}")
+    @app.get("/players/{sofifa_id:int}", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def get_player(
-        sofifa_id: int, request: Request, role_from: RoleRule | None = None
+        sofifa_id: SofifaId, request: Request, role_from: RoleRule | None = None
     ) -> dict[str, object]:
         """One player's fields (his `role` under `role_from`); `indexed` says whether he can
         be matched."""
@@ -141,9 +159,9 @@ def create_app(index: Index) -> FastAPI:
         row = _row_of(index, sofifa_id)
         return {**index.table.record(row), "indexed": _indexed(index, row)}
 
-    @app.get("/players/{sofifa_id}/percentiles")
+    @app.get("/players/{sofifa_id:int}/percentiles", responses={**NOT_FOUND, **UNPROCESSABLE})
     async def player_percentiles(
-        sofifa_id: int, request: Request, query: Annotated[PercentileQuery, Query()]
+        sofifa_id: SofifaId, request: Request, query: Annotated[PercentileQuery, Query()]
     ) -> dict[str, Any]:
         """The player's six ratings as percentile ranks within his role group (attackers,
         midfielders or defenders under `role_from`), and any profile ratings given, ranked

@@ -7,6 +7,7 @@ rank in file order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from ishan_tools.players.filters import Filters
 ENCODED_ROLES = tuple(sorted(ROLES))
 WEIGHT_KEYS = (*ATTRIBUTES, "role")
 ATTRIBUTE_ALIASES = {"speed": "pace", "defense": "defending", "defence": "defending"}
-_ROLE_WORDS = {
+ROLE_WORDS = {
     **{word: "attacker" for word in ("attacker", "attack", "forward", "striker")},
     **{word: "midfielder" for word in ("midfielder", "midfield")},
     **{word: "defender" for word in ("defender", "defence", "defense")},
@@ -40,7 +41,7 @@ _CACHED_WEIGHTINGS = 16
 def parse_role(position: str) -> str:
     """A broad role from a role word (`midfielder`, plural too) or a position code (`CM`)."""
     word = position.strip().lower()
-    role = _ROLE_WORDS.get(word) or _ROLE_WORDS.get(word.removesuffix("s"))
+    role = ROLE_WORDS.get(word) or ROLE_WORDS.get(word.removesuffix("s"))
     if role:
         return role
     code = word.upper()
@@ -70,7 +71,7 @@ def parse_weight(text: str) -> tuple[str, float]:
         weight = float(value)
     except ValueError:
         weight = -1.0
-    if not sep or weight < 0:
+    if not sep or not math.isfinite(weight) or weight < 0:
         raise UsageError(f"weight {text!r} should look like pace=2 (a number >= 0)")
     return attribute_name(name), weight
 

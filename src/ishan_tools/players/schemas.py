@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ishan_tools.errors import IshanError
 from ishan_tools.players.filters import Filters
 from ishan_tools.players.index import attribute_name, parse_role
+from ishan_tools.players.openapi import CODE, POSITION, PROFILE_OR_LIKE, WEIGHT_NAME
 
 RoleRule = Literal["first", "majority"]
 Rating = Annotated[float, Field(ge=0, le=99, description="a rating from 0 to 99")]
@@ -25,7 +26,11 @@ def _role(value: str) -> str:
 class FindSimilarPlayersRequest(BaseModel):
     """The body of `POST /find_similar_players/`, as the original project defined it."""
 
-    player_positions: str = Field(description="attacker, midfielder, defender or a code (CM)")
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)  # no "75" or true for 75
+
+    player_positions: str = Field(
+        description="attacker, midfielder, defender or a code (CM)", json_schema_extra=POSITION
+    )
     speed: Rating
     physic: Rating
     defense: Rating
@@ -46,7 +51,9 @@ class FindSimilarPlayersResponse(BaseModel):
 class SimilarRequest(BaseModel):
     """A profile (or `like`: a sofifa id), how many matches, filters and weights."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=PROFILE_OR_LIKE
+    )
 
     position: str | None = Field(default=None, description="required unless `like` is given")
     pace: OptionalRating
@@ -63,11 +70,17 @@ class SimilarRequest(BaseModel):
     min_overall: int | None = Field(default=None, ge=0)
     max_value: float | None = Field(default=None, ge=0, description="euros")
     foot: str | None = Field(default=None, pattern="(?i)^(left|right)$")
-    plays: list[str] = Field(default=[], description="position codes: he lists any of them")
+    plays: list[str] = Field(
+        default=[],
+        description="position codes: he lists any of them",
+        json_schema_extra={"items": CODE},
+    )
     league: list[str] = []
     club: list[str] = []
     nationality: list[str] = []
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default={}, json_schema_extra={"propertyNames": WEIGHT_NAME}
+    )
     explain: bool = False
     role_from: RoleRule | None = Field(
         default=None, description="how positions become roles; default: the server's rule"
@@ -103,7 +116,7 @@ class SimilarRequest(BaseModel):
 class PercentileQuery(BaseModel):
     """The role rule and, optionally, a profile's ratings to place beside the player's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     role_from: RoleRule | None = None
     pace: OptionalRating

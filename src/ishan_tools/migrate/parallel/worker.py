@@ -16,19 +16,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from ishan_tools.errors import IshanError, MigrationError
 from ishan_tools.migrate import lock
 from ishan_tools.migrate.changelog import FAILED, INTERRUPTED
 from ishan_tools.migrate.config import RunSettings
+from ishan_tools.migrate.connection import server_message
 from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.parallel import participants, session
 from ishan_tools.migrate.parallel.board import Board, LeaseLost
 from ishan_tools.migrate.parallel.participants import Heartbeat
 from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import DONE, Progress, Runner
-from ishan_tools.migrate.script import MigrationScript
+from ishan_tools.migrate.script import MigrationScript, one_line
 
 INTERRUPTED_REASON = "interrupted (Ctrl-C): continue with --resume"
 
@@ -85,14 +86,21 @@ def work(
     )
     started = time.perf_counter()
     heartbeat.start()
+    summary.status = INTERRUPTED  # this participant's own end, for its log's summary line
     try:
         _take_partitions(database, settings, board, heartbeat, runner, log, holding, member)
+        stopped = heartbeat.stop_requested.is_set()
+        summary.status = FAILED if runner.stopped else INTERRUPTED if stopped else DONE
     except KeyboardInterrupt:
         summary.stop_reason = INTERRUPTED_REASON
         if stops_run:
             _stop_quietly(database, settings, INTERRUPTED, INTERRUPTED_REASON)
         raise
     except PyMongoError as exc:
+        if isinstance(exc, OperationFailure):  # refused, not lost: the run fails
+            summary.status, summary.stop_reason = FAILED, server_message(exc)
+            _stop_quietly(database, settings, FAILED, summary.stop_reason)
+            raise
         summary.stop_reason = f"{type(exc).__name__}: {exc}"
         reason = str(exc).split(",")[0].split(" (configured")[0]
         raise ServerLost(
@@ -100,7 +108,7 @@ def work(
             "continue with --resume"
         ) from exc
     except Exception as exc:
-        summary.stop_reason = f"{type(exc).__name__}: {exc}"
+        summary.status, summary.stop_reason = FAILED, one_line(exc)
         _stop_quietly(database, settings, FAILED, summary.stop_reason)
         raise
     finally:
@@ -189,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
             member = participants.new_member(participants.WORKER)
             log = RunLog(Path(spec["log_dir"]), script.name, settings.run_id, f"w{index}")
             session.enlist(database, script.name, settings, member, str(log.path))
-            summary = None
+            summary, closed = None, None
             try:
                 summary = work(database, script, settings, member, log)
             finally:
                 if not isinstance(sys.exc_info()[1], ServerLost):
-                    session.leave(database, script.name, settings, member, summary)
+                    closed = session.leave(database, script.name, settings, member, summary)
+            if closed is not None:  # this worker closed the run: its log states the run's end
+                log.end(session.run_summary(database, script.name, settings, 1))
     except KeyboardInterrupt:
         return 130
     except session.RunOver:
@@ -202,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     except IshanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except PyMongoError as exc:  # what the supervisor reports: one line
+        print(f"error: {server_message(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
