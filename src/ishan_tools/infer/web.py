@@ -56,6 +56,8 @@ def add_metrics(
 
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     """How deep arrays and objects nest in `value` (stops counting past `limit`)."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest = 0
     stack = [(value, 1)]
     while stack:
@@ -65,7 +67,7 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
         if deepest > limit:
             break
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return deepest if isinstance(value, dict | list) else 0
+    return deepest
 
 
 def parse_json(raw: bytes) -> Any:

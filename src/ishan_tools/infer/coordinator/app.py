@@ -28,6 +28,7 @@ from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.gauges import coordinator_gauges
 from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
 from ishan_tools.infer.coordinator.openai_api import add_openai_routes
+from ishan_tools.infer.coordinator.openapi import describe
 from ishan_tools.infer.coordinator.page import add_page
 from ishan_tools.infer.coordinator.registry import Registry, still_there
 from ishan_tools.infer.errors import BadRequest, RelayError, WorkerConflict
@@ -113,6 +114,7 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     add_openai_routes(app, settings)
     add_page(app)
+    describe(app)
     return app
 
 
