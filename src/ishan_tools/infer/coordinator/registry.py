@@ -178,8 +178,8 @@ class Registry:
                 record.url,
                 record.boot_id,
                 f"worker '{worker_id}' is alive at {record.url} (boot {record.boot_id or '?'}"
-                "): a heartbeat with another URL or boot id is refused until it misses "
-                f"{MISSED_HEARTBEATS} heartbeats",
+                "): a heartbeat with another URL or boot id is refused while that process "
+                "answers there",
             )
         if record is None:
             record = WorkerRecord(
