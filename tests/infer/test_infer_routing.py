@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from conftest import Cluster, wait_until, workers_of
 from test_infer_scheduler import MB, beat, load
 
@@ -20,6 +21,7 @@ from ishan_tools.infer.coordinator.affinity import (
 )
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.scheduler import pick
+from ishan_tools.infer.errors import WorkerConflict
 
 SYSTEM = "You are the harbour bookshop's assistant. " * 30  # 1,260 characters: 4 blocks
 
@@ -72,10 +74,15 @@ def test_a_restarted_worker_or_one_out_of_rotation_loses_its_affinity() -> None:
     registry.affinity.record(keys, "w2")
     registry.heartbeat(beat("w2", boot_id="two"))  # the same process: kept
     assert registry.affinity.lookup(keys) == "w2"
+    with pytest.raises(WorkerConflict):  # another process while w2 beats: not believed
+        registry.heartbeat(beat("w2", boot_id="three"))
+    assert registry.affinity.lookup(keys) == "w2"
+    now[0] = 3.5  # the old w2 missed three heartbeats: the new one is taken
+    registry.heartbeat(beat("w1", boot_id="one"))
     registry.heartbeat(beat("w2", boot_id="three"))  # restarted: its cache is empty
     assert registry.affinity.lookup(keys) is None
     registry.affinity.record(keys, "w2")
-    now[0] = 3.5  # w2 missed three heartbeats (w1 beats on)
+    now[0] = 7.0  # w2 missed three heartbeats (w1 beats on)
     registry.heartbeat(beat("w1", boot_id="one"))
     assert [w.worker_id for w in registry.candidates(set())] == ["w1"]
     assert registry.affinity.lookup(keys) is None

@@ -154,3 +154,19 @@ def test_a_taken_worker_port_that_was_asked_for_fails_fast_naming_the_option(
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--worker-port" in result.stderr and "worker-1" in result.stderr
+
+
+def test_serve_keys_heartbeats_and_workers_even_without_an_api_key(tiny_model: Path) -> None:
+    proc = serve(tiny_model, "--port", "0")
+    try:
+        wait_until(lambda: healthy_ids(proc.url) == {"worker-1"}, timeout=60)
+        worker_url = str(workers_of(proc.url)[0]["url"])
+        beat = {"worker_id": "intruder", "url": "http://127.0.0.1:9", "model": "m"}
+        assert httpx.post(f"{proc.url}/coordinator/heartbeat", json=beat).status_code == 401
+        direct = httpx.post(f"{worker_url}/worker/generate", json={"prompt": "hi"}, timeout=10)
+        assert direct.status_code == 401
+        with infer(proc.url, body(max_tokens=4)) as events:  # clients need no key
+            assert list(events)[-1] == {"token": "", "finished": True}
+        assert healthy_ids(proc.url) == {"worker-1"}
+    finally:
+        proc.stop()

@@ -288,6 +288,7 @@ def serve(
     require_extra("ishan infer serve", "infer")
     from ishan_tools.infer.coordinator.supervisor import run_serve
 
+    _show_notices()
     settings = ServeSettings(
         coordinator=_coordinator_settings(
             host,
@@ -329,6 +330,7 @@ def coordinator(
     require_extra("ishan infer coordinator", "infer", SERVER_MODULES)
     from ishan_tools.infer.coordinator.app import run_coordinator
 
+    _show_notices()
     settings = _coordinator_settings(
         host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit, routing_margin
     )

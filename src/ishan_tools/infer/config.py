@@ -153,6 +153,9 @@ class CoordinatorSettings:
     port: int = DEFAULT_COORDINATOR_PORT
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
+    # the key between the coordinator and its workers (heartbeats, worker endpoints); None:
+    # api_key. `serve` always sets one, generated when there is no api_key.
+    cluster_key: str | None = None
     first_token_timeout: float = 120.0  # a worker silent this long before its first token failed
     session_ttl: float = 600.0  # a session idle this long is cancelled and its KV freed
     client_buffer: int = 256  # events held for a slow client before it is dropped
@@ -161,6 +164,11 @@ class CoordinatorSettings:
     max_tokens_default: int = 256
     routing_margin: float = 0.25  # prefer the worker with the prefix unless this much busier
     affinity_entries: int = 4096  # leading-text blocks remembered for routing (LRU)
+
+    @property
+    def worker_key(self) -> str | None:
+        """The key heartbeats must carry and requests to workers carry."""
+        return self.cluster_key or self.api_key
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ InferenceError (ishan_tools.errors)
 ├── EngineBusy          worker: no session or KV budget left (503)
 ├── WorkerRefused       coordinator: the worker answered 4xx or busy (not its failure)
 ├── WorkerFailed        coordinator: the worker was unreachable, failed or silent
-└── RelayError          coordinator: the request cannot be served (carries the status)
+├── RelayError          coordinator: the request cannot be served (carries the status)
+└── WorkerConflict      coordinator: a heartbeat claims a live worker's id (409)
 ClientTooSlow           coordinator: a client let its buffer fill up (internal signal)
 """
 
@@ -45,6 +46,15 @@ class RelayError(InferenceError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class WorkerConflict(InferenceError):
+    """A heartbeat names a live worker with another URL or boot id (refused with 409)."""
+
+    def __init__(self, url: str, boot_id: str, message: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.boot_id = boot_id
 
 
 class ClientTooSlow(Exception):

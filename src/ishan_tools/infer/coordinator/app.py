@@ -15,6 +15,8 @@ page is at `GET /` (public, like its assets; the API calls it makes need the key
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,18 +24,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve
-from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.gauges import coordinator_gauges
 from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
 from ishan_tools.infer.coordinator.openai_api import add_openai_routes
+from ishan_tools.infer.coordinator.openapi import describe
 from ishan_tools.infer.coordinator.page import add_page
-from ishan_tools.infer.coordinator.registry import Registry
-from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.coordinator.registry import Registry, still_there
+from ishan_tools.infer.errors import BadRequest, RelayError, WorkerConflict
 from ishan_tools.infer.events import Event, Failed, Token
-from ishan_tools.infer.protocol import json_literal, sse
-from ishan_tools.infer.web import add_metrics, authorized, error_response
+from ishan_tools.infer.protocol import bearer_header, json_literal, sse
+from ishan_tools.infer.web import (
+    COORDINATOR_BODY_BYTES,
+    BodyLimit,
+    add_metrics,
+    authorized,
+    error_response,
+)
 
+log = logging.getLogger(__name__)
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
 
 
@@ -52,14 +61,24 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
     add_metrics(app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS)
+    app.add_middleware(BodyLimit, max_bytes=COORDINATOR_BODY_BYTES)
+
+    cluster_key = settings.worker_key
 
     @app.post("/coordinator/heartbeat", response_model=None)
     async def heartbeat(request: Request) -> JSONResponse:
-        if not authorized(request, settings.api_key):
+        if not authorized(request, cluster_key):
             return error_response(401, "missing or wrong API key")
+        registry: Registry = request.app.state.registry
         try:
-            record = request.app.state.registry.heartbeat(await json_body(request))
-        except InferenceError as exc:
+            body = await json_body(request)
+            try:
+                record = registry.heartbeat(body)
+            except WorkerConflict as exc:  # believed only when the known worker is gone
+                if await still_there(exc.url, exc.boot_id, bearer_header(cluster_key)):
+                    return error_response(409, exc.message)
+                record = registry.heartbeat(body, replace=True)
+        except BadRequest as exc:
             return error_response(400, exc.message)
         return JSONResponse({"ok": True, "worker_id": record.worker_id})
 
@@ -95,7 +114,35 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     add_openai_routes(app, settings)
     add_page(app)
+    describe(app)
     return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_exposed(settings: CoordinatorSettings) -> None:
+    """One log line when a coordinator without a key listens beyond loopback."""
+    if settings.worker_key is None and not is_loopback(settings.host):
+        log.warning(
+            "warning: the coordinator listens on %s without --api-key: anyone who can reach "
+            "it may generate, and register workers that receive its traffic (docs/"
+            "reliability.md)",
+            settings.host,
+        )
+    elif settings.api_key is None and not is_loopback(settings.host):
+        log.warning(
+            "warning: the coordinator listens on %s without --api-key: anyone who can reach "
+            "it may generate (its workers are keyed; docs/reliability.md)",
+            settings.host,
+        )
 
 
 async def run_coordinator(
@@ -103,4 +150,5 @@ async def run_coordinator(
 ) -> None:
     """Serve the coordinator until SIGINT/SIGTERM; `on_ready(url)` once it listens."""
     sock = bind(settings.host, settings.port, CLIENT_SEND_BUFFER)
+    warn_if_exposed(settings)
     await serve(make_server(create_app(settings)), sock, on_ready)

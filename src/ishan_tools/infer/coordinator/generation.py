@@ -10,23 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.relay import Stream, events, open_stream
 from ishan_tools.infer.coordinator.sse import EventStreamResponse, Render, until_disconnected
-from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.errors import RelayError
 from ishan_tools.infer.metrics import record_of
 from ishan_tools.infer.protocol import KV_HEADER, WORKER_HEADER, parse_request
+from ishan_tools.infer.web import read_json
+
+T = TypeVar("T")
 
 
 async def json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest("the request body must be valid JSON") from exc
+    """The body's JSON, parsed off the event loop when large (raises BadRequest)."""
+    return await read_json(request)
 
 
 async def start_stream(request: Request, body: Any, **parse: Any) -> Stream:
@@ -64,6 +65,27 @@ async def _unless_the_client_leaves(request: Request, opening: Awaitable[Stream]
     if record is not None:
         record.outcome = "client-disconnect"
     raise RelayError(499, "the client went away before the first token")
+
+
+async def unless_the_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, or cancel it the moment the client hangs up (raises RelayError 499):
+    a non-streaming answer is collected with nothing sent, so only `receive` tells."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(until_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    if task.cancelled():
+        record = record_of(request.scope)
+        if record is not None:
+            record.outcome = "client-disconnect"
+        raise RelayError(499, "the client went away")
+    return task.result()
 
 
 def stream_response(stream: Stream, render: Render) -> EventStreamResponse:

@@ -16,7 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ishan_tools.infer.config import CoordinatorSettings
-from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
+from ishan_tools.infer.coordinator.generation import (
+    json_body,
+    start_stream,
+    stream_response,
+    unless_the_client_leaves,
+)
 from ishan_tools.infer.coordinator.relay import collect
 from ishan_tools.infer.errors import BadRequest, RelayError
 from ishan_tools.infer.events import Done, Event, Failed, Token
@@ -101,7 +106,10 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
         model = str(body["model"])
         if body.get("stream"):
             return stream_response(stream, _renderer(ident, model, chat=chat))
-        text, last = await collect(stream)
+        try:
+            text, last = await unless_the_client_leaves(request, collect(stream))
+        except RelayError as exc:  # nobody reads this answer: the session is freed already
+            return openai_error(exc.status, exc.message)
         if isinstance(last, Failed):
             return openai_error(last.status if last.status >= 500 else 502, last.message)
         if chat:

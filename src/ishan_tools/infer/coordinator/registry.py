@@ -10,17 +10,18 @@ boot id (it restarted: its prefix cache is empty) or when it leaves the rotation
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ishan_tools.breaker import CircuitBreaker, CircuitState
-from ishan_tools.errors import InferenceError
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.affinity import Affinity
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad
-from ishan_tools.infer.errors import WorkerRefused
+from ishan_tools.infer.errors import BadRequest, WorkerConflict, WorkerRefused
 
 MISSED_HEARTBEATS = 3
 
@@ -62,18 +63,64 @@ class WorkerRecord:
         )
 
 
-def _optional(payload: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+MAX_HEARTBEAT_INTERVAL = 3600.0  # seconds; a worker is alive for 3 of them after a beat
+MAX_TEXT = 256  # characters in a worker id, model name or boot id
+MAX_URL = 2048
+PROBE_TIMEOUT_S = 2.0  # asking a known worker whether it still runs
+
+
+def _text(payload: dict[str, Any], key: str, *, default: str | None = None) -> str:
     value = payload.get(key, default)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InferenceError(f"heartbeat field '{key}' has the wrong type")
+    if not isinstance(value, str) or len(value) > MAX_TEXT or (default is None and not value):
+        raise BadRequest(
+            f"heartbeat field '{key}' must be a non-empty string of at most {MAX_TEXT} characters"
+        )
     return value
 
 
-def _field(payload: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    value = payload.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InferenceError(f"heartbeat field '{key}' is missing or has the wrong type")
+def _count(payload: dict[str, Any], key: str, *, low: int = 1, default: int | None = None) -> int:
+    value = payload.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
+        what = "a positive integer" if low == 1 else f"an integer of at least {low}"
+        raise BadRequest(f"heartbeat field '{key}' must be {what}, got {value!r}")
     return value
+
+
+def _interval(payload: dict[str, Any]) -> float:
+    value = payload.get("heartbeat_interval")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_HEARTBEAT_INTERVAL
+    ):
+        raise BadRequest(
+            "heartbeat field 'heartbeat_interval' must be a number of seconds above 0 and at "
+            f"most {MAX_HEARTBEAT_INTERVAL:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def _url(payload: dict[str, Any]) -> str:
+    value = payload.get("url")
+    if not isinstance(value, str) or len(value) > MAX_URL:
+        raise BadRequest(f"heartbeat field 'url' must be a string of at most {MAX_URL} characters")
+    problem = ""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        problem = "a valid URL"
+    if not problem:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "an http:// or https:// URL with a host"
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            problem = "a URL without user, query or fragment"
+        elif port == 0:
+            problem = "a URL with a port above 0"
+    if problem:
+        raise BadRequest(f"heartbeat field 'url' must be {problem}, got {value[:80]!r}")
+    return value.rstrip("/")
 
 
 class Registry:
@@ -90,30 +137,50 @@ class Registry:
         self.total_kv_bytes = 0
         self.affinity = Affinity(settings.affinity_entries)
 
-    def heartbeat(self, payload: Any) -> WorkerRecord:
-        """Register or refresh a worker from its heartbeat (raises on a malformed one)."""
+    def heartbeat(self, payload: Any, *, replace: bool = False) -> WorkerRecord:
+        """Register or refresh a worker from its heartbeat.
+
+        Raises BadRequest for a malformed field (every one is checked: positive sizes, a
+        finite interval, an http(s) URL), and WorkerConflict for a heartbeat that names a
+        live worker with another URL or boot id: a worker's traffic goes nowhere else while
+        it beats. `replace`: the known worker is gone (`still_there` said so), take this one.
+        """
         if not isinstance(payload, dict):
-            raise InferenceError("a heartbeat must be a JSON object")
-        worker_id = _field(payload, "worker_id", str)
+            raise BadRequest("a heartbeat must be a JSON object")
+        worker_id = _text(payload, "worker_id")
         limits = self.limits
-        values = {
-            "url": _field(payload, "url", str).rstrip("/"),
-            "model": _field(payload, "model", str),
-            "n_ctx": _field(payload, "n_ctx", int),
-            "max_sessions": min(
-                _field(payload, "max_sessions", int), limits.max_sessions_per_worker
-            ),
+        values: dict[str, Any] = {
+            "url": _url(payload),
+            "model": _text(payload, "model"),
+            "n_ctx": _count(payload, "n_ctx"),
+            "max_sessions": min(_count(payload, "max_sessions"), limits.max_sessions_per_worker),
             "kv_capacity_bytes": min(
-                _field(payload, "kv_capacity_bytes", int), limits.max_kv_per_worker_bytes
+                _count(payload, "kv_capacity_bytes"), limits.max_kv_per_worker_bytes
             ),
-            "session_kv_bytes": _field(payload, "session_kv_bytes", int),
-            "heartbeat_interval": float(_field(payload, "heartbeat_interval", (int, float))),
-            "slots": _optional(payload, "slots", int, 0),
-            "boot_id": _optional(payload, "boot_id", str, ""),
+            "session_kv_bytes": _count(payload, "session_kv_bytes"),
+            "heartbeat_interval": _interval(payload),
+            "slots": _count(payload, "slots", low=0, default=0),
+            "boot_id": _text(payload, "boot_id", default=""),
             "last_heartbeat": self.clock(),
             "reported": payload,
         }
+        for key in ("sessions", "kv_used_bytes"):  # reported load: shown, never trusted
+            if key in payload:
+                _count(payload, key, low=0)
         record = self.workers.get(worker_id)
+        if (
+            record is not None
+            and not replace
+            and record.alive(self.clock())
+            and (record.url, record.boot_id) != (values["url"], values["boot_id"])
+        ):
+            raise WorkerConflict(
+                record.url,
+                record.boot_id,
+                f"worker '{worker_id}' is alive at {record.url} (boot {record.boot_id or '?'}"
+                "): a heartbeat with another URL or boot id is refused while that process "
+                "answers there",
+            )
         if record is None:
             record = WorkerRecord(
                 worker_id=worker_id,
@@ -203,3 +270,16 @@ class Registry:
             }
             for w in self.workers.values()
         ]
+
+
+async def still_there(url: str, boot_id: str, headers: dict[str, str]) -> bool:
+    """Whether the worker at `url` answers as the process `boot_id` (so a heartbeat that
+    claims its id with another URL or boot id is not believed)."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
+            response = await client.get(f"{url}/worker/health", headers=headers)
+        return response.status_code == 200 and response.json().get("boot_id") == boot_id
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False

@@ -94,7 +94,7 @@ async def _start(
     registry: Registry, record: WorkerRecord, request: GenerationRequest, held: int
 ) -> Stream:
     settings = registry.settings
-    headers = bearer_header(settings.api_key)
+    headers = bearer_header(settings.worker_key)
     url = f"{record.url}/worker/generate"
     try:
         async with asyncio.timeout(settings.first_token_timeout):
@@ -186,11 +186,16 @@ async def events(stream: Stream) -> AsyncGenerator[Event, None]:
 
 
 async def collect(stream: Stream) -> tuple[str, Done | Failed]:
-    """The whole text and the last event (for non-streaming requests)."""
+    """The whole text and the last event (for non-streaming requests); cancelled (the
+    client hung up), it closes the stream, which frees the worker's session at once."""
     parts: list[str] = []
-    async for event in events(stream):
-        if isinstance(event, Token):
-            parts.append(event.text)
-        else:
-            return "".join(parts), event
+    source = events(stream)
+    try:
+        async for event in source:
+            if isinstance(event, Token):
+                parts.append(event.text)
+            else:
+                return "".join(parts), event
+    finally:
+        await source.aclose()
     return "".join(parts), Failed("the stream ended without a last event", 502)

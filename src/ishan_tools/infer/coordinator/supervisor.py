@@ -5,14 +5,19 @@ Workers are started as `python -m ishan_tools infer worker ...` in their own pro
 CPU cores, and restarted when they die. On SIGINT or SIGTERM the coordinator stops
 accepting connections and lets running streams finish within the grace period; then the
 workers are stopped.
+
+The coordinator and its workers share a key (`CoordinatorSettings.cluster_key`): --api-key,
+or one generated at start, so heartbeats and the workers' endpoints are never open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -23,7 +28,7 @@ from ishan_tools._process import die_with_parent
 from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools.errors import IshanError
 from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings
-from ishan_tools.infer.coordinator.app import create_app
+from ishan_tools.infer.coordinator.app import create_app, warn_if_exposed
 
 # Variables meant for the coordinator or for one worker, by their names and their aliases:
 # children must not inherit them (each gets its own flags).
@@ -187,15 +192,20 @@ async def _supervise(
 
 async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None:
     """Run the whole service until SIGINT/SIGTERM, then drain and stop it."""
-    coordinator = settings.coordinator
+    # heartbeats and worker endpoints are never open: without --api-key, a key of our own
+    coordinator = dataclasses.replace(
+        settings.coordinator,
+        cluster_key=settings.coordinator.api_key or secrets.token_urlsafe(32),
+    )
     sock = bind(coordinator.host, coordinator.port, CLIENT_SEND_BUFFER)
     try:
         check_worker_ports(settings)
     except BaseException:
         sock.close()
         raise
+    warn_if_exposed(coordinator)
     server = make_server(create_app(coordinator), graceful_timeout=settings.grace)
-    env = child_env(coordinator.api_key)
+    env = child_env(coordinator.cluster_key)
     url = url_of(sock)
     workers = [
         WorkerProcess(f"worker-{i + 1}", functools.partial(worker_argv, settings, i, url))

@@ -1,10 +1,13 @@
 """The worker: an HTTP front for one `Engine`, reporting its load to a coordinator.
 
 `POST /worker/generate` streams NDJSON events (see `protocol`); a client that disconnects
-cancels its session at once. The response's `x-ishan-kv-bytes` header carries the KV cache
-the session reserved (prompt plus `max_tokens`), so the coordinator can correct its own
-full-context reservation. `GET /worker/health` reports the engine's sessions and KV
-usage. With a coordinator URL, a background task posts a heartbeat every interval.
+cancels its session at once, whether its stream has started or not. The body is bounded
+(`web.BodyLimit`), and the prompt is tokenized (and its grammar checked) in a thread, so
+the event loop keeps serving heartbeats and other streams meanwhile. The response's
+`x-ishan-kv-bytes` header carries the KV cache the session reserved (prompt plus
+`max_tokens`), so the coordinator can correct its own full-context reservation.
+`GET /worker/health` reports the engine's sessions and KV usage. With a coordinator URL, a
+background task posts a heartbeat every interval.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,13 +26,21 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from ishan_tools._server import bind, make_server, serve, url_of
-from ishan_tools.infer.config import WorkerSettings
+from ishan_tools.infer.config import GenerationRequest, WorkerSettings
 from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
 from ishan_tools.infer.events import Token
 from ishan_tools.infer.metrics import gauge, record_of
 from ishan_tools.infer.protocol import KV_HEADER, bearer_header, encode_event, parse_request
-from ishan_tools.infer.web import add_metrics, authorized, error_response
+from ishan_tools.infer.web import (
+    WORKER_BODY_BYTES,
+    BodyLimit,
+    add_metrics,
+    authorized,
+    error_response,
+    read_json,
+)
 from ishan_tools.infer.worker.engine import Engine
+from ishan_tools.infer.worker.session import Session
 
 
 def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any]:
@@ -132,6 +144,34 @@ def worker_gauges(engine: Engine) -> list[Metric]:
     ]
 
 
+async def _submit(engine: Engine, request: GenerationRequest) -> Session:
+    """`engine.submit` in a thread (it tokenizes, and may check a grammar in a child);
+    a session made for a request cancelled meanwhile is cancelled too."""
+    task = asyncio.ensure_future(asyncio.to_thread(engine.submit, request))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(
+            lambda t: None if t.cancelled() or t.exception() else engine.cancel(t.result())
+        )
+        raise
+
+
+class SessionResponse(StreamingResponse):
+    """A session's stream that ends the session however the response ends (sent, or the
+    client gone, even before the first byte: the stream's own cleanup never runs then)."""
+
+    def __init__(self, *args: Any, end: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.end = end
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.end()
+
+
 def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAPI:
     """The worker app; loads the model at startup unless an `engine` is passed in."""
 
@@ -152,6 +192,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
 
     app = FastAPI(title="ishan infer worker", lifespan=lifespan)
     add_metrics(app, lambda: worker_gauges(app.state.engine), frozenset({"/worker/generate"}))
+    app.add_middleware(BodyLimit, max_bytes=WORKER_BODY_BYTES)
 
     @app.get("/worker/health")
     async def health(request: Request) -> dict[str, Any]:
@@ -161,6 +202,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             "status": "ok",
             "worker_id": settings.worker_id,
             "pid": os.getpid(),
+            "boot_id": eng.boot_id,
             "model": eng.shape.name,
             "n_ctx": eng.shape.n_ctx,
             **stats,
@@ -172,10 +214,8 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             return error_response(401, "missing or wrong API key")
         eng: Engine = request.app.state.engine
         try:
-            gen = parse_request(await request.json(), n_ctx=eng.shape.n_ctx)
-            session = eng.submit(gen)
-        except ValueError:
-            return error_response(400, "the request body must be JSON")
+            gen = parse_request(await read_json(request), n_ctx=eng.shape.n_ctx)
+            session = await _submit(eng, gen)
         except BadRequest as exc:
             return error_response(400, exc.message)
         except EngineBusy as exc:
@@ -199,7 +239,12 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
                 eng.cancel(session, "client disconnected")
 
         kv = {KV_HEADER: str(session.prompt.kv_bytes)}
-        return StreamingResponse(events(), media_type="application/x-ndjson", headers=kv)
+        return SessionResponse(
+            events(),
+            media_type="application/x-ndjson",
+            headers=kv,
+            end=functools.partial(eng.cancel, session, "client disconnected"),
+        )
 
     return app
 

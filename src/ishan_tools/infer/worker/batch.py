@@ -106,6 +106,15 @@ class BatchContext:
         n = int(self._lib.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, False))
         return self._piece.raw[: max(0, n)]
 
+    def longest_piece(self) -> int:
+        """The most bytes of text one token stands for (special tokens as their text)."""
+        buf = ctypes.create_string_buffer(256)
+        lib, vocab = self._lib, self.vocab
+        return max(
+            abs(int(lib.llama_token_to_piece(vocab, token, buf, 256, 0, True)))
+            for token in range(self.n_vocab)
+        )
+
     def close(self) -> None:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)

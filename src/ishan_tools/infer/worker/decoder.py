@@ -41,7 +41,7 @@ from ishan_tools.infer.events import Done, Failed, Token
 from ishan_tools.infer.worker.batch import BatchContext
 from ishan_tools.infer.worker.lookup import Lookup
 from ishan_tools.infer.worker.prefix_cache import Ledger, PrefixCache, common_prefix
-from ishan_tools.infer.worker.sampling import Sampler, TextAssembler, end_tokens, grammar_for
+from ishan_tools.infer.worker.sampling import GrammarDeadEnd, Sampler, TextAssembler, end_tokens
 from ishan_tools.infer.worker.session import Prompt, Session
 from ishan_tools.infer.worker.template import ChatTemplate
 
@@ -117,6 +117,7 @@ class Decoder:
         self.draft_kept = 0  # those the sampler agreed with
         self.template = ChatTemplate(llama, name)
         self._end_tokens: list[int] | None = None  # banned for ignore_eos; found on first use
+        self._longest_piece: int | None = None  # bytes one token stands for; found on first use
 
     @property
     def free_slots(self) -> int:
@@ -136,7 +137,26 @@ class Decoder:
         """Cells that only finished (cached) sequences hold: what evicting them all frees."""
         return self.ledger.cells() - self.ledger.cells({run.seq for run in self.runs})
 
+    def _refuse_if_too_long(self, request: GenerationRequest) -> None:
+        """Refuse, before tokenizing it, a prompt that cannot fit the context: a token stands
+        for at most `longest_piece` bytes, so a text of N bytes is at least N / that tokens
+        (a chat template only adds to it)."""
+        texts = [request.prompt or "", request.system or ""]
+        texts += [content for _, content in request.messages or ()]
+        size = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+        if size < self.n_ctx:
+            return  # fewer bytes than the context has cells: tokenizing it is cheap
+        if self._longest_piece is None:
+            self._longest_piece = self.ctx.longest_piece()
+        at_least = -(-size // max(1, self._longest_piece))
+        if at_least >= self.n_ctx:
+            raise PromptRejected(
+                f"the prompt is {size} bytes, so at least {at_least} tokens: over the context "
+                f"window of {self.n_ctx} (one token is at most {self._longest_piece} bytes)"
+            )
+
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
+        self._refuse_if_too_long(request)
         chat = request.chat()
         if chat is not None:
             tokens, extra = self.template.tokens(chat)
@@ -145,12 +165,14 @@ class Decoder:
         tokens = list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
         return tokens or [int(self.llama.token_bos())], request.stop
 
-    def prepare(self, request: GenerationRequest) -> Prompt:
-        """Tokenize `request` and compile its grammar (read-only on the model: safe outside
-        the decode thread); raises `PromptRejected` for what cannot be served."""
-        grammar = grammar_for(request, self.ctx.vocab)
+    def prepare(self, request: GenerationRequest, grammar: str | None = None) -> Prompt:
+        """Tokenize `request`, whose output follows `grammar` (checked by `grammar_check`):
+        read-only on the model, safe outside the decode thread; raises `PromptRejected` for
+        a prompt that cannot be served."""
         try:
             tokens, stop = self._prompt(request)
+        except PromptRejected:
+            raise
         except Exception as exc:
             raise PromptRejected(f"cannot read the prompt: {exc}") from exc
         if len(tokens) >= self.n_ctx:
@@ -314,7 +336,11 @@ class Decoder:
         ended: Ended = []
         for run in list(self.runs):
             if run.logit_index is not None:
-                token = run.sampler.sample(ctx.ctx, run.logit_index)
+                try:
+                    token = run.sampler.sample(ctx.ctx, run.logit_index)
+                except GrammarDeadEnd as exc:  # this session's grammar: it alone ends
+                    ended.append(self._leave(run, Failed(str(exc), 400), "failed"))
+                    continue
                 run.logit_index = None
                 settle = self._verify if run.draft else self._accept
                 if (outcome := settle(run, token)) is not None:

@@ -39,6 +39,7 @@ from ishan_tools.infer.config import EngineSettings, GenerationRequest
 from ishan_tools.infer.errors import EngineBusy, PromptRejected
 from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.worker.decoder import Decoder, Ended
+from ishan_tools.infer.worker.grammar_check import GrammarChecker
 from ishan_tools.infer.worker.session import Session
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class Engine:
         self._cache_counts = {"entries": 0, "hits": 0, "reused": 0, "evictions": 0}
         self._drafts = {"drafted": 0, "kept": 0}
         self._kv_waiting = 0  # the needs of the sessions not yet running
+        self.grammars = GrammarChecker(settings.model.path)  # its child starts on first use
         self.boot_id = uuid.uuid4().hex  # tells the coordinator this is a new process
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
@@ -202,11 +204,12 @@ class Engine:
     def submit(self, request: GenerationRequest) -> Session:
         """Tokenize and queue a generation.
 
-        Raises `PromptRejected` for a prompt that cannot be read or fit, and `EngineBusy`
+        Its grammar or schema is tried in a child process first (`grammar_check`). Raises
+        `PromptRejected` for a prompt, grammar or schema that cannot be used, and `EngineBusy`
         when the engine holds `max_sessions` already or the session's KV need (prompt plus
         `max_tokens`, at most a full context) does not fit the KV budget left.
         """
-        prompt = self._decoder.prepare(request)
+        prompt = self._decoder.prepare(request, self.grammars.grammar_for(request))
         with self._cond:
             if self._closed:
                 raise EngineBusy("the engine is shutting down")
@@ -292,6 +295,7 @@ class Engine:
         for session in waiting:
             self.cancel(session, "worker shutting down")
         self._thread.join(timeout=30)
+        self.grammars.close()
 
     # -- the decode thread ------------------------------------------------------------
 

@@ -10,8 +10,7 @@ temperature and a seeded draw. A chain is one session's state, so sessions in on
 never share penalties or grammar position, and a session without a grammar pays nothing
 for another's. A plain greedy session skips its chain for numpy's argmax, the same pick.
 
-`grammar_for` turns a request's JSON schema (llama-cpp-python's port of llama.cpp's
-converter) or GBNF text into a grammar llama.cpp has compiled, or says why it cannot.
+A grammar reaches a `Sampler` only once `grammar_check` has tried it in a child process.
 A `TextAssembler` turns token bytes into text: it holds back incomplete UTF-8 characters
 and any tail that could still become one of the session's stop strings.
 """
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import json
 from typing import Any
 
 import llama_cpp
@@ -28,48 +26,17 @@ import numpy as np
 import numpy.typing as npt
 
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.errors import PromptRejected
 
 TOP_K = 40  # llama-cpp-python's create_completion defaults
 MIN_P = 0.05
 TYPICAL_P = 1.0
 PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size, llama-server's repeat_last_n
 GRAMMAR_ROOT = b"root"
-# llama-cpp-python's schema converter lets control characters into strings, which JSON
-# forbids; llama.cpp's own converter (llama-server's) keeps them out, and so do we.
-LOOSE_CHAR = r'char ::= [^"\\] |'
-JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
-def grammar_for(request: GenerationRequest, vocab: Any) -> str | None:
-    """The GBNF grammar `request`'s output must follow (None: unconstrained).
-
-    Raises `PromptRejected`, with the reason, for a schema the converter cannot handle or
-    a grammar llama.cpp cannot compile: the request fails with 400 before its prefill.
-    """
-    if request.json_schema is not None:
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-        try:
-            grammar = str(json_schema_to_gbnf(json.dumps(request.json_schema)))
-            grammar = grammar.replace(LOOSE_CHAR, JSON_CHAR)
-        except Exception as exc:  # the converter raises assertions, value and key errors
-            reason = str(exc).replace(" (use --allow-fetch for force)", "") or type(exc).__name__
-            raise PromptRejected(f"cannot turn the JSON schema into a grammar: {reason}") from exc
-    elif request.grammar is not None:
-        grammar = request.grammar
-    else:
-        return None
-    compiled = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
-    if not compiled:
-        what = "JSON schema's grammar" if request.json_schema is not None else "grammar"
-        raise PromptRejected(
-            f"llama.cpp cannot parse the {what}: check its GBNF syntax and that it has a "
-            "'root' rule"
-        )
-    llama_cpp.llama_sampler_free(compiled)
-    return grammar
+class GrammarDeadEnd(Exception):
+    """The grammar allows no token of the vocabulary here: the session cannot go on."""
 
 
 def end_tokens(vocab: Any, n_vocab: int) -> list[int]:
@@ -140,7 +107,8 @@ class Sampler:
             self._one = lib.llama_token_data_array(self._one_cell, 1, -1, False)
 
     def sample(self, ctx: Any, index: int) -> int:
-        """Pick the next token from the logits of batch position `index`, and accept it."""
+        """Pick the next token from the logits of batch position `index`, and accept it
+        (raises `GrammarDeadEnd` where the grammar allows no token)."""
         if self._grammar is None and not self._argmax:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
         lib = llama_cpp
@@ -167,6 +135,9 @@ class Sampler:
         array = ctypes.byref(self._all)
         if constrained:
             llama_cpp.llama_sampler_apply(self._grammar, array)
+            # llama.cpp would pick among -inf logits and abort accepting the token
+            if not np.isfinite(self._view["logit"][: self._all.size]).any():
+                raise GrammarDeadEnd("the grammar allows no token of the vocabulary here")
         llama_cpp.llama_sampler_apply(self._chain, array)
         return int(self._all.data[self._all.selected].id)
 
