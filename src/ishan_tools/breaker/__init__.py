@@ -34,7 +34,8 @@ coroutines (`AsyncStateStore`) has them awaited by the async entry points.
 
 from __future__ import annotations
 
-from ishan_tools.breaker.circuit import CircuitBreaker, circuit_breaker
+from ishan_tools.breaker.circuit import CircuitBreaker
+from ishan_tools.breaker.decorator import circuit_breaker
 from ishan_tools.breaker.state import BreakerStats, CircuitBreakerOpenError, CircuitState
 
 __all__ = [
