@@ -171,16 +171,10 @@ class CircuitBreaker:
             next(self._successes)
             if not slow and store.quiet and self.on_success is None:
                 return
-            outcome = Outcome.SUCCESS
-        else:
-            outcome = self._count(exc, slow)
-        if slow and outcome is Outcome.SUCCESS:
-            self._totals.slow()
+        outcome = self._count(exc, slow)
         # `slow` only when it is: a store that predates slow calls serves a breaker without.
-        if slow:
-            self._recorded(outcome, store.record(permit, outcome, True))
-        else:
-            self._recorded(outcome, store.record(permit, outcome))
+        transition = store.record(permit, outcome, True) if slow else store.record(permit, outcome)
+        self._recorded(outcome, transition)
 
     async def _record_async(
         self, store: AsyncStateStore, permit: Permit, exc: BaseException | None, slow: bool
@@ -190,26 +184,26 @@ class CircuitBreaker:
             next(self._successes)
             if not slow and store.quiet and self.on_success is None:
                 return
+        outcome = self._count(exc, slow)
+        if slow:
+            transition = await store.record_async(permit, outcome, True)
+        else:
+            transition = await store.record_async(permit, outcome)
+        self._recorded(outcome, transition)
+
+    def _count(self, exc: BaseException | None, slow: bool) -> Outcome:
+        """The outcome of a call that raised `exc` (None: it succeeded; its success is counted
+        already), added to the totals with its slowness (an ignored exception is no call)."""
+        if exc is None:
             outcome = Outcome.SUCCESS
         else:
-            outcome = self._count(exc, slow)
-        if slow and outcome is Outcome.SUCCESS:
+            outcome = self._classify(exc)
+            if outcome is Outcome.FAILURE:
+                self._totals.failure(exc)
+            else:
+                self._totals.ignored()
+        if slow and outcome is not Outcome.IGNORED:
             self._totals.slow()
-        if slow:
-            self._recorded(outcome, await store.record_async(permit, outcome, True))
-        else:
-            self._recorded(outcome, await store.record_async(permit, outcome))
-
-    def _count(self, exc: BaseException, slow: bool) -> Outcome:
-        """The outcome of a call that raised `exc`, added to the totals (a slow failure is
-        also a slow call; an ignored exception is neither)."""
-        outcome = self._classify(exc)
-        if outcome is Outcome.FAILURE:
-            self._totals.failure(exc)
-            if slow:
-                self._totals.slow()
-        else:
-            self._totals.ignored()
         return outcome
 
     def _slow_since(self, start: float) -> bool:
