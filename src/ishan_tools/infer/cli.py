@@ -31,6 +31,7 @@ from ishan_tools.infer.config import (
 from ishan_tools.infer.options import (
     ApiKeyOpt,
     BatchOpt,
+    BreakerSlowOpt,
     ChatOpt,
     ClientBufferOpt,
     CoordPortOpt,
@@ -224,9 +225,11 @@ def _coordinator_settings(
     client_buffer: int,
     limits: list[str] | None,
     routing_margin: float,
+    breaker_slow_first_token: float | None = None,
 ) -> CoordinatorSettings:
     return CoordinatorSettings(
         host=host,
+        breaker_slow_first_token=breaker_slow_first_token,
         routing_margin=routing_margin,
         port=port,
         api_key=api_key,
@@ -276,6 +279,7 @@ def serve(
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     session_ttl: TtlOpt = C.session_ttl,
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
+    breaker_slow_first_token: BreakerSlowOpt = C.breaker_slow_first_token,
     grace: GraceOpt = S.grace,
     client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
@@ -297,6 +301,7 @@ def serve(
             client_buffer,
             limit,
             routing_margin,
+            breaker_slow_first_token,
         ),
         model=_model(model, ctx, threads, batch, gpu_layers, flash_attn),
         workers=workers,
@@ -318,6 +323,7 @@ def coordinator(
     port: CoordPortOpt = C.port,
     session_ttl: TtlOpt = C.session_ttl,
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
+    breaker_slow_first_token: BreakerSlowOpt = C.breaker_slow_first_token,
     client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
     routing_margin: RoutingMarginOpt = C.routing_margin,
@@ -329,7 +335,15 @@ def coordinator(
     from ishan_tools.infer.coordinator.app import run_coordinator
 
     settings = _coordinator_settings(
-        host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit, routing_margin
+        host,
+        port,
+        api_key,
+        session_ttl,
+        first_token_timeout,
+        client_buffer,
+        limit,
+        routing_margin,
+        breaker_slow_first_token,
     )
     run_loop(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
 
