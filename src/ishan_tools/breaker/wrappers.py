@@ -10,16 +10,34 @@ when the breaker counts slow calls (`slow_call_duration` is set).
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import Any, ParamSpec, Protocol
 
-from ishan_tools.breaker.state import CircuitBreakerOpenError
-from ishan_tools.breaker.store import ORDINARY
-
-if TYPE_CHECKING:
-    from ishan_tools.breaker.circuit import CircuitBreaker
+from ishan_tools.breaker.state import Callback, CircuitBreakerOpenError
+from ishan_tools.breaker.store import ORDINARY, Permit, StateStore
 
 P = ParamSpec("P")
+
+
+class CircuitBreaker(Protocol):
+    """What the wrappers use of `ishan_tools.breaker.circuit.CircuitBreaker` (which imports
+    them: this module names no class of its)."""
+
+    _store: StateStore
+    _successes: itertools.count[int]
+    on_success: Callback | None
+    clock: Callable[[], float]
+
+    def _acquire(self) -> Permit: ...
+
+    def _record(self, permit: Permit, exc: BaseException | None, slow: bool = False) -> None: ...
+
+    def _fallback(self, refused: CircuitBreakerOpenError, args: Any, kwargs: Any) -> Any: ...
+
+    async def call_async(
+        self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any: ...
 
 
 def plain_wrapper(breaker: CircuitBreaker, func: Callable[P, Any]) -> Callable[P, Any]:
