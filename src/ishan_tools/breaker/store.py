@@ -260,8 +260,8 @@ class MemoryStore:
     was not slow, once `minimum_calls` are in the window: its `successes` tally, which the
     breaker bumps anyway, tells the slow-call counter how many calls there were.
 
-    Half-open with slow-call counting on: a trial that fails re-opens at once; a slow trial
-    (succeeded or not) counts towards `slow_trials`, and once those reach
+    Half-open with slow-call counting on: a trial that fails re-opens at once (slow or not); a
+    slow trial that succeeded counts towards `slow_trials`, and once those reach
     `slow_call_rate_threshold` of `success_threshold` (the trials that decide) the circuit
     re-opens. So with the defaults (one trial, threshold 1.0) a slow trial re-opens, and with
     `success_threshold=4` and 0.5, the second slow trial does; otherwise `success_threshold`
