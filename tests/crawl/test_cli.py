@@ -92,6 +92,7 @@ def test_default_user_agent_names_the_toolkit(
         (["http://127.0.0.1:1/", "--concurrency", "0"], "--concurrency must be at least 1"),
         (["http://127.0.0.1:1/", "--depth", "-5"], "--depth must be -1"),
         (["http://127.0.0.1:1/", "-H", "no colon"], "Name: value"),
+        (["http://127.0.0.1:1/", "--breaker-slow", "0"], "--breaker-slow must be positive"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from ishan_tools.cli import app
 from ishan_tools.crawl import CrawlConfig, Crawler
 
 from .conftest import FixtureServer
@@ -42,6 +47,42 @@ def test_dying_host_opens_the_breaker_and_its_urls_wait_instead_of_being_dropped
     run_crawl(site.url("/dyn/"), out, retry_failed=True, **options)  # type: ignore[arg-type]
     assert all(status == 200 for status in _dyn_status(out, site).values())
     assert [site.count(f"/dyn/p{i}") for i in range(6)] == [2, 2, 2, 2, 1, 1]
+
+
+def test_a_host_that_answers_slowly_opens_its_breaker_with_breaker_slow(
+    site: FixtureServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ishan crawl`, `ISHAN_CRAWL_BREAKER_SLOW=0.3`: pages that take 0.8 s answer, but three in
+    a row open the host's breaker; the next waits the cooldown, every page is still saved."""
+    site.dyn_pages = 4
+    site.dyn_delay = 0.8
+    out = tmp_path / "out"
+    monkeypatch.setenv("ISHAN_CRAWL_BREAKER_SLOW", "0.3")
+    options = ["--concurrency", "1", "--breaker-threshold", "3", "--breaker-cooldown", "0.5"]
+    result = CliRunner().invoke(
+        app, ["crawl", site.url("/dyn/"), "-o", str(out), "--log-format", "json", *options]
+    )
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    opened = [e for e in events if e["event"] == "breaker_open"]
+    # the index was fast, then p0, p1, p2 slow: the last three calls all slow
+    assert opened[0]["host"] == site.netloc and opened[0]["slow_calls"] == 3
+    assert site.dyn_times[3] - site.dyn_times[2] >= 0.5  # the host paused for the cooldown
+    # the trial (p3) was slow too, so it re-opened it; no page was dropped or failed
+    assert len(opened) == 2 and [e["event"] for e in events].count("breaker_closed") == 0
+    assert all(record["status"] == 200 for record in manifest(out).values())
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["errors"] == 0
+    assert summary["breakers"] == {site.netloc: {"state": "open", "opened": 2}}
+
+
+def test_slow_pages_do_not_count_without_breaker_slow(site: FixtureServer, tmp_path: Path) -> None:
+    site.dyn_pages = 4
+    site.dyn_delay = 0.3
+    options = dict(concurrency=1, breaker_threshold=2)
+    summary, events = run_crawl(site.url("/dyn/"), tmp_path / "out", **options)  # type: ignore[arg-type]
+    assert "breaker_open" not in events.names()
+    assert summary["breakers"] == {} and summary["pages"] == 5
 
 
 def test_client_errors_do_not_open_the_breaker(site: FixtureServer, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 import httpx
@@ -89,3 +90,27 @@ def test_metrics_follow_requests_tokens_sessions_and_outcomes(cluster: Any) -> N
     c.workers["w1"].signal(signal.SIGSTOP)
     assert httpx.post(f"{c.url}{infer_path}", json=body(), timeout=30).status_code == 502
     assert requests(c.url, infer_path, "502") == 1
+
+
+def test_a_worker_slow_to_its_first_token_opens_its_breaker(cluster: Any) -> None:
+    """`--breaker-slow-first-token 1`: a worker held (SIGSTOP) 1.5 s before each first token
+    still answers, but three such answers in a row open its breaker; /metrics shows it."""
+    c: Cluster = cluster("--breaker-slow-first-token", "1")
+    worker = c.add_worker("w1", "--heartbeat-interval", "30")  # stays "alive" while stopped
+    with infer(c.url, body(max_tokens=2)) as events:
+        assert len(list(events)) == 3  # a quick first token: not a slow call
+    for _ in range(3):
+        worker.signal(signal.SIGSTOP)
+        timer = threading.Timer(1.5, worker.signal, (signal.SIGCONT,))
+        timer.start()
+        with infer(c.url, body(max_tokens=2)) as events:
+            assert list(events)[-1] == {"token": "", "finished": True}
+        timer.join()
+    samples = scrape(c.url)
+    assert value(samples, "ishan_infer_worker_breaker_slow_calls_total", worker="w1") == 3
+    assert value(samples, "ishan_infer_worker_breaker_state", worker="w1", state="open") == 1
+    [listed] = workers_of(c.url)
+    assert (listed["breaker"], listed["breaker_slow_calls"]) == ("open", 3)
+    assert listed["healthy"] is False
+    response = httpx.post(f"{c.url}/coordinator/infer", json=body(), timeout=30)
+    assert response.status_code == 503  # no worker to send it to until the recovery trial

@@ -11,6 +11,11 @@ Counting modes (one per breaker):
 - failure rate (`failure_rate_threshold=pct`): of the last `sliding_window_size` calls, once at
   least `minimum_calls` were seen, a failure share of `pct` percent or more opens it.
 
+Slow calls, in any mode (`slow_call_duration=s`): a call that takes longer than `s` seconds
+on the breaker's clock is slow, succeeded or not; once `minimum_calls` are among the last
+`sliding_window_size`, a slow share of `slow_call_rate_threshold` (a fraction, default 1.0)
+opens the circuit, and slow half-open trials re-open it at that share of `success_threshold`.
+
 An exception counts as a failure unless it is one of `excluded_exceptions` (checked first) or
 `failure_predicate(exc)` returns False; such an exception counts as neither failure nor
 success. Exceptions that are not `Exception` subclasses (cancellation, KeyboardInterrupt)
@@ -34,7 +39,8 @@ coroutines (`AsyncStateStore`) has them awaited by the async entry points.
 
 from __future__ import annotations
 
-from ishan_tools.breaker.circuit import CircuitBreaker, circuit_breaker
+from ishan_tools.breaker.circuit import CircuitBreaker
+from ishan_tools.breaker.decorator import circuit_breaker
 from ishan_tools.breaker.state import BreakerStats, CircuitBreakerOpenError, CircuitState
 
 __all__ = [

@@ -8,6 +8,11 @@ While the store is `quiet` a success needs neither step; the two sync shells (`c
 sync decorator) then skip the steps' frames, which is most of a guarded call's cost. A store
 that is also an `AsyncStateStore` gets the async shells' steps awaited (`_acquire_async`,
 `_record_async`); which pair they take is decided once, when the breaker builds its store.
+
+With `slow_call_duration` set, every entry point reads the breaker's clock before and after
+the call and hands `_record` whether it took longer; a success that was not slow, while the
+store is quiet, still takes no step (a store that counts calls reads the breaker's success
+tally, `successes`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from ishan_tools.breaker.store import (
     Transition,
 )
 from ishan_tools.breaker.totals import CallTotals
+from ishan_tools.breaker.wrappers import async_wrapper, plain_wrapper, timed_wrapper
 
 log = logging.getLogger("ishan_tools.breaker")
 
@@ -69,6 +75,8 @@ class CircuitBreaker:
         minimum_calls: int | None = None,
         half_open_max_calls: int = 1,
         success_threshold: int = 1,
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         store: StoreFactory = MemoryStore,
         on_state_change: StateCallback | None = None,
@@ -87,6 +95,8 @@ class CircuitBreaker:
             minimum_calls=min(sliding_window_size, minimum_calls or sliding_window_size),
             half_open_max_calls=half_open_max_calls,
             success_threshold=success_threshold,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
         )
         # The rules as constructed, under their option names; the store applies `rules`.
         self.failure_threshold = failure_threshold
@@ -97,6 +107,9 @@ class CircuitBreaker:
         self.minimum_calls = self.rules.minimum_calls
         self.half_open_max_calls = half_open_max_calls
         self.success_threshold = success_threshold
+        self.slow_call_rate_threshold = self.rules.slow_call_rate_threshold
+        # `_slow_after`: seconds after which a call counts as slow; None: calls are not timed.
+        self.slow_call_duration = self._slow_after = slow_call_duration
 
         self.name = name or "circuit_breaker"
         self.failure_predicate = failure_predicate
@@ -113,10 +126,11 @@ class CircuitBreaker:
         self._store = store(self.rules, clock)
         # What the async entry points await instead of the sync steps, if the store has it.
         self._async_store = self._store if isinstance(self._store, AsyncStateStore) else None
-        self._totals = CallTotals(clock)
+        self._totals = CallTotals(clock, getattr(self._store, "successes", None))
         self._successes = self._totals.successes  # one attribute away, for the fast path
-        self._permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
-            f"ishan_breaker_permits_{id(self)}", default=()
+        # The context manager's permits, with the clock's reading at each entry.
+        self._permits: contextvars.ContextVar[tuple[tuple[Permit, float], ...]] = (
+            contextvars.ContextVar(f"ishan_breaker_permits_{id(self)}", default=())
         )
 
     # -- the two steps ------------------------------------------------------------------------
@@ -131,7 +145,7 @@ class CircuitBreaker:
         except Refused as refused:
             raise self._refused(refused) from None
         if permit.transition is not None:
-            self._fire(self._callbacks(permit.transition))
+            self._fire_transition(permit.transition)
         return permit
 
     async def _acquire_async(self, store: AsyncStateStore) -> Permit:
@@ -149,38 +163,53 @@ class CircuitBreaker:
         self._totals.rejected()
         return CircuitBreakerOpenError(self.name, refused.retry_after)
 
-    def _record(self, permit: Permit, exc: BaseException | None) -> None:
-        """After a call: its outcome (`exc` None for a success) to the totals and the store."""
+    def _record(self, permit: Permit, exc: BaseException | None, slow: bool = False) -> None:
+        """After a call: its outcome (`exc` None for a success) and whether it was `slow`, to
+        the totals and the store."""
+        store = self._store
         if exc is None:
             next(self._successes)
-            if self._store.quiet and self.on_success is None:
+            if not slow and store.quiet and self.on_success is None:
                 return
-            outcome = Outcome.SUCCESS
-        else:
-            outcome = self._count(exc)
-        self._recorded(outcome, self._store.record(permit, outcome))
+        outcome = self._count(exc, slow)
+        # `slow` only when it is: a store that predates slow calls serves a breaker without.
+        transition = store.record(permit, outcome, True) if slow else store.record(permit, outcome)
+        self._recorded(outcome, transition)
 
     async def _record_async(
-        self, store: AsyncStateStore, permit: Permit, exc: BaseException | None
+        self, store: AsyncStateStore, permit: Permit, exc: BaseException | None, slow: bool
     ) -> None:
         """`_record()` for the async entry points of a store with async steps."""
         if exc is None:
             next(self._successes)
-            if store.quiet and self.on_success is None:
+            if not slow and store.quiet and self.on_success is None:
                 return
+        outcome = self._count(exc, slow)
+        if slow:
+            transition = await store.record_async(permit, outcome, True)
+        else:
+            transition = await store.record_async(permit, outcome)
+        self._recorded(outcome, transition)
+
+    def _count(self, exc: BaseException | None, slow: bool) -> Outcome:
+        """The outcome of a call that raised `exc` (None: it succeeded; its success is counted
+        already), added to the totals with its slowness (an ignored exception is no call)."""
+        if exc is None:
             outcome = Outcome.SUCCESS
         else:
-            outcome = self._count(exc)
-        self._recorded(outcome, await store.record_async(permit, outcome))
-
-    def _count(self, exc: BaseException) -> Outcome:
-        """The outcome of a call that raised `exc`, added to the totals."""
-        outcome = self._classify(exc)
-        if outcome is Outcome.FAILURE:
-            self._totals.failure(exc)
-        else:
-            self._totals.ignored()
+            outcome = self._classify(exc)
+            if outcome is Outcome.FAILURE:
+                self._totals.failure(exc)
+            else:
+                self._totals.ignored()
+        if slow and outcome is not Outcome.IGNORED:
+            self._totals.slow()
         return outcome
+
+    def _slow_since(self, start: float) -> bool:
+        """Whether a call that started at `start` (the clock's reading) counts as slow."""
+        slow_after = self._slow_after
+        return slow_after is not None and self.clock() - start > slow_after
 
     def _recorded(self, outcome: Outcome, transition: Transition | None) -> None:
         """The callbacks for an outcome the store recorded and the transition it caused."""
@@ -246,12 +275,28 @@ class CircuitBreaker:
             permit = ORDINARY if store.quiet else self._acquire()
         except CircuitBreakerOpenError as refused:
             return cast(R, self._fallback(refused, args, kwargs))
+        slow_after = self._slow_after
+        if slow_after is None:
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                self._record(permit, exc)
+                raise
+            if store.quiet and self.on_success is None:
+                next(self._successes)
+            else:
+                self._record(permit, None)
+            return result
+        clock = self.clock
+        start = clock()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._record(permit, exc)
+            self._record(permit, exc, clock() - start > slow_after)
             raise
-        if store.quiet and self.on_success is None:
+        if clock() - start > slow_after:
+            self._record(permit, None, True)
+        elif store.quiet and self.on_success is None:
             next(self._successes)
         else:
             self._record(permit, None)
@@ -269,19 +314,24 @@ class CircuitBreaker:
             if inspect.isawaitable(result):
                 result = await result
             return cast(R, result)
+        start = self.clock() if self._slow_after is not None else 0.0
         try:
             value = await func(*args, **kwargs)
         except BaseException as exc:
-            if steps is None:
-                self._record(permit, exc)
-            else:
-                await self._record_async(steps, permit, exc)
+            await self._exited(steps, permit, exc, start)
             raise
-        if steps is None:
-            self._record(permit, None)
-        else:
-            await self._record_async(steps, permit, None)
+        await self._exited(steps, permit, None, start)
         return value
+
+    async def _exited(
+        self, steps: AsyncStateStore | None, permit: Permit, exc: BaseException | None, at: float
+    ) -> None:
+        """`_record` for an async entry point, awaited where the store has async steps."""
+        slow = self._slow_since(at)
+        if steps is None:
+            self._record(permit, exc, slow)
+        else:
+            await self._record_async(steps, permit, exc, slow)
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
@@ -290,42 +340,18 @@ class CircuitBreaker:
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
         """Use the breaker as a decorator; the wrapper exposes it as `.breaker`."""
         if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(func, *args, **kwargs)
-
-            async_wrapper.breaker = self  # type: ignore[attr-defined]
-            return async_wrapper
-
-        breaker, store, successes = self, self._store, self._successes
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            # `call`, without its frame: the decorator is the path most code takes.
-            try:
-                permit = ORDINARY if store.quiet else breaker._acquire()
-            except CircuitBreakerOpenError as refused:
-                return breaker._fallback(refused, args, kwargs)
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                breaker._record(permit, exc)
-                raise
-            if store.quiet and breaker.on_success is None:
-                next(successes)
-            else:
-                breaker._record(permit, None)
-            return result
-
+            wrapper = async_wrapper(self, func)
+        elif self._slow_after is None:
+            wrapper = plain_wrapper(self, func)
+        else:
+            wrapper = timed_wrapper(self, func, self._slow_after)
         wrapper.breaker = self  # type: ignore[attr-defined]
         return wrapper
 
     # -- context manager ----------------------------------------------------------------------
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._acquire()
-        self._permits.set((*self._permits.get(), permit))
+        self._push_permit(self._acquire())
         return self
 
     def __exit__(
@@ -334,19 +360,23 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._record(self._pop_permit(), exc)
+        permit, start = self._pop_permit()
+        self._record(permit, exc, self._slow_since(start))
 
-    def _pop_permit(self) -> Permit:
+    def _push_permit(self, permit: Permit) -> None:
+        start = self.clock() if self._slow_after is not None else 0.0
+        self._permits.set((*self._permits.get(), (permit, start)))
+
+    def _pop_permit(self) -> tuple[Permit, float]:
         stack = self._permits.get()
         self._permits.set(stack[:-1])
-        return stack[-1] if stack else ORDINARY
+        return stack[-1] if stack else (ORDINARY, self.clock())
 
     async def __aenter__(self) -> CircuitBreaker:
         steps = self._async_store
         if steps is None:
             return self.__enter__()
-        permit = await self._acquire_async(steps)
-        self._permits.set((*self._permits.get(), permit))
+        self._push_permit(await self._acquire_async(steps))
         return self
 
     async def __aexit__(
@@ -355,11 +385,8 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        steps = self._async_store
-        if steps is None:
-            self.__exit__(exc_type, exc, tb)
-        else:
-            await self._record_async(steps, self._pop_permit(), exc)
+        permit, start = self._pop_permit()
+        await self._exited(self._async_store, permit, exc, start)
 
     # -- manual control and inspection ------------------------------------------------------
 
@@ -377,6 +404,11 @@ class CircuitBreaker:
     def failure_count(self) -> int:
         """Failures counted towards opening now (consecutive, in the window, or in the ring)."""
         return self._read().current_failures
+
+    @property
+    def slow_calls(self) -> int:
+        """This breaker's slow calls since creation or `reset()` (no store read)."""
+        return self._totals.slow_calls
 
     def open(self) -> None:
         """Open the circuit now; it admits a trial after `recovery_timeout`."""
@@ -397,22 +429,3 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.value}>"
-
-
-def circuit_breaker(
-    failure_threshold: int = 5,
-    recovery_timeout: float = 60,
-    **options: Any,
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a sync or async function with its own `CircuitBreaker`.
-
-    Options are `CircuitBreaker`'s; `name` defaults to the function's qualified name. The
-    wrapper's `.breaker` attribute is the breaker, for `stats()` and manual control.
-    """
-
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        settings = {"name": getattr(func, "__qualname__", None), **options}
-        breaker = CircuitBreaker(failure_threshold, recovery_timeout, **settings)
-        return cast(Callable[P, R], breaker(func))
-
-    return decorate

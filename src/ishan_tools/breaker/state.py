@@ -46,7 +46,13 @@ class CircuitBreakerOpenError(IshanError):
 
 @dataclass(frozen=True)
 class BreakerStats:
-    """A snapshot of one breaker, taken under its lock."""
+    """A snapshot of one breaker, taken under its lock.
+
+    `slow_calls` counts this breaker's calls slower than `slow_call_duration` (successes and
+    failures) since creation or `reset()`; `current_slow_calls` of the store's last
+    `window_calls` calls were slow, a share of `slow_call_rate` (0 with no calls, or with
+    slow calls not counted).
+    """
 
     name: str
     state: CircuitState
@@ -60,3 +66,7 @@ class BreakerStats:
     last_failure_at: float | None
     opened_at: float | None
     retry_after: float
+    slow_calls: int = 0
+    current_slow_calls: int = 0
+    window_calls: int = 0
+    slow_call_rate: float = 0.0

@@ -8,8 +8,9 @@ flight. The store is asked at two steps of every call:
 - `acquire()` before the call: returns a `Permit` (`ORDINARY` for a call of a closed circuit,
   a trial permit while half-open, moving an open circuit whose recovery timeout has passed to
   half-open first), or raises `Refused(retry_after)`;
-- `record(permit, outcome)` after it: a success, a failure or an ignored exception of the call
-  that holds `permit`; returns the transition it caused, if any.
+- `record(permit, outcome, slow)` after it: a success, a failure or an ignored exception of
+  the call that holds `permit`, and whether it took longer than `rules.slow_call_duration`
+  (the breaker times its calls only when that is set); returns the transition it caused.
 
 `read()` and `force(state)` serve inspection and manual control. Transitions happen inside
 the store, atomically; the breaker runs the callbacks for the transitions a store reports.
@@ -24,7 +25,11 @@ the same four methods, each as one atomic operation (a Lua script), with its own
   token (a lease that expires if its holder dies, so the slot comes back);
 - `record()`: a trial's success counts towards `rules.success_threshold`, its failure
   re-opens; an ordinary call's failure (and, in the consecutive and rate modes, its success)
-  updates the counter of `rules`' mode, and opening happens in the same operation;
+  updates the counter of `rules`' mode, and opening happens in the same operation. With
+  slow-call counting on, every ordinary success or failure also enters the window of the last
+  `rules.sliding_window_size` calls, and a slow one opens the circuit once `minimum_calls` are
+  in it and the slow share is at least `rules.slow_call_rate_threshold`; a slow trial re-opens
+  once the slow trials reach that share of `success_threshold` (see `MemoryStore`);
 - `read()` and `force()` likewise.
 Its `quiet` is at best its last view of the shared state (see `StateStore.quiet`).
 
@@ -38,6 +43,7 @@ the sync four, so such a store has both faces (one of them may refuse, naming th
 from __future__ import annotations
 
 import enum
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +53,8 @@ from ishan_tools.breaker.counting import (
     ConsecutiveCounter,
     FailureCounter,
     RateCounter,
+    SlowCallCounter,
+    Tally,
     WindowCounter,
 )
 from ishan_tools.breaker.state import CLOSED, HALF_OPEN, OPEN, CircuitState
@@ -60,7 +68,10 @@ class BreakerRules:
 
     Exactly one counting mode: consecutive failures (default), failures within
     `failure_window` seconds, or a failure share of `failure_rate_threshold` percent of the
-    last `sliding_window_size` calls once `minimum_calls` were seen.
+    last `sliding_window_size` calls once `minimum_calls` were seen. Slow calls, when
+    `slow_call_duration` (seconds) is set, are counted in every mode over the last
+    `sliding_window_size` calls: a share of `slow_call_rate_threshold` (0-1, default 1.0)
+    opens the circuit once `minimum_calls` were seen.
     """
 
     failure_threshold: int = 5
@@ -71,8 +82,11 @@ class BreakerRules:
     minimum_calls: int = 100
     half_open_max_calls: int = 1
     success_threshold: int = 1
+    slow_call_duration: float | None = None
+    slow_call_rate_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_slow_calls()
         if self.failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         if self.recovery_timeout < 0:
@@ -89,6 +103,31 @@ class BreakerRules:
         if self.half_open_max_calls < 1 or self.success_threshold < 1:
             raise ValueError("half_open_max_calls and success_threshold must be at least 1")
 
+    def _check_slow_calls(self) -> None:
+        duration, rate = self.slow_call_duration, self.slow_call_rate_threshold
+        if duration is None:
+            if rate is not None:
+                raise ValueError("slow_call_rate_threshold needs slow_call_duration (seconds)")
+            return
+        if isinstance(duration, bool) or not 0 < duration < math.inf:
+            raise ValueError(
+                f"slow_call_duration must be a positive number of seconds, not {duration!r}"
+            )
+        if rate is None:
+            object.__setattr__(self, "slow_call_rate_threshold", 1.0)
+        elif isinstance(rate, bool) or not 0 < rate <= 1:
+            raise ValueError(
+                f"slow_call_rate_threshold is a fraction in (0, 1] (0.5: half the calls), "
+                f"not {rate!r}"
+            )
+        if self.sliding_window_size < 1:
+            raise ValueError("sliding_window_size must be at least 1")
+
+    @property
+    def slow_calls_counted(self) -> bool:
+        """Whether calls are timed and slow ones counted (`slow_call_duration` is set)."""
+        return self.slow_call_duration is not None
+
     def make_counter(self) -> FailureCounter:
         """A fresh counter for this counting mode."""
         if self.failure_rate_threshold is not None:
@@ -98,6 +137,15 @@ class BreakerRules:
         if self.failure_window is not None:
             return WindowCounter(self.failure_threshold, self.failure_window)
         return ConsecutiveCounter(self.failure_threshold)
+
+    def make_slow_counter(self, successes: Tally) -> SlowCallCounter:
+        """A fresh slow-call counter that reads the breaker's `successes`."""
+        return SlowCallCounter(
+            self.slow_call_rate_threshold or 1.0,
+            self.sliding_window_size,
+            self.minimum_calls,
+            successes,
+        )
 
 
 class Outcome(enum.Enum):
@@ -147,15 +195,20 @@ class StoreView:
     retry_after: float
     current_failures: int
     transition: Transition | None = None
+    slow_calls: int = 0  # slow calls among the last `window_calls` (slow-call counting on)
+    window_calls: int = 0
 
 
 class StateStore(Protocol):
     """Keeps one circuit's state; see the module docstring for the two steps."""
 
     quiet: bool
-    """True only while the circuit is closed and a success, whatever permit its call holds,
-    changes nothing in the store: the breaker then admits without `acquire()` and records a
-    success without `record()`. A store shared across processes keeps it False, so that it
+    """True only while the circuit is closed and a success that was not slow, whatever
+    permit its call holds, changes nothing in the store: the breaker then admits without
+    `acquire()` and records such a success without `record()`. (A store may also have a
+    `successes` attribute, a `Tally` that the breaker then bumps once per success, for its own
+    totals too: a way to count calls with no step; `MemoryStore` has one while it counts slow
+    calls.) A store shared across processes keeps it False, so that it
     is asked at both steps, or keeps it as of its last reply (the crawl's Redis store: closed
     with no failures counted), so that other processes' failures reach it a reply late."""
 
@@ -163,8 +216,9 @@ class StateStore(Protocol):
         """Admit one call or raise `Refused`; move open to half-open when the timeout passed."""
         ...
 
-    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        """Record how the call holding `permit` ended; the transition it caused, if any."""
+    def record(self, permit: Permit, outcome: Outcome, slow: bool = False) -> Transition | None:
+        """Record how the call holding `permit` ended (and whether it was slow); the
+        transition it caused, if any."""
         ...
 
     def read(self) -> StoreView:
@@ -186,8 +240,10 @@ class AsyncStateStore(Protocol):
         """`acquire()`, awaited."""
         ...
 
-    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        """`record(permit, outcome)`, awaited."""
+    async def record_async(
+        self, permit: Permit, outcome: Outcome, slow: bool = False
+    ) -> Transition | None:
+        """`record(permit, outcome, slow)`, awaited."""
         ...
 
 
@@ -200,7 +256,16 @@ class MemoryStore:
 
     The lock is held for a few attribute updates, never across a call or an await. The
     closed-state success path takes no lock (`quiet`), and the rate counter's success is one
-    `deque.append`, atomic under the GIL.
+    `deque.append`, atomic under the GIL. Counting slow calls adds no step for a success that
+    was not slow, once `minimum_calls` are in the window: its `successes` tally, which the
+    breaker bumps anyway, tells the slow-call counter how many calls there were.
+
+    Half-open with slow-call counting on: a trial that fails re-opens at once (slow or not); a
+    slow trial that succeeded counts towards `slow_trials`, and once those reach
+    `slow_call_rate_threshold` of `success_threshold` (the trials that decide) the circuit
+    re-opens. So with the defaults (one trial, threshold 1.0) a slow trial re-opens, and with
+    `success_threshold=4` and 0.5, the second slow trial does; otherwise `success_threshold`
+    trial successes, slow or not, close it.
     """
 
     def __init__(self, rules: BreakerRules, clock: Callable[[], float]) -> None:
@@ -211,11 +276,20 @@ class MemoryStore:
         self.trials_in_flight = 0
         self.trial_successes = 0
         self.counter = rules.make_counter()
-        self.quiet = not self.counter.wants_successes
+        self.successes = Tally() if rules.slow_calls_counted else None
+        self.slow_calls: SlowCallCounter | None = None
+        if self.successes is not None:
+            self.slow_calls = rules.make_slow_counter(self.successes)
+        self.slow_trials = 0
         self._lock = threading.Lock()
+        self._refresh_quiet()
 
     def _refresh_quiet(self) -> None:
-        self.quiet = self.state is CLOSED and not self.counter.wants_successes
+        self.quiet = (
+            self.state is CLOSED
+            and not self.counter.wants_successes
+            and (self.slow_calls is None or self.slow_calls.warm)
+        )
 
     # -- the two steps -------------------------------------------------------------------------
 
@@ -234,8 +308,14 @@ class MemoryStore:
             retry_after = self._retry_after(now) if state is OPEN else 0.0
         raise Refused(retry_after)
 
-    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        if outcome is Outcome.SUCCESS and not permit.trial:
+    def record(self, permit: Permit, outcome: Outcome, slow: bool = False) -> Transition | None:
+        slow_calls = self.slow_calls
+        if (
+            outcome is Outcome.SUCCESS
+            and not permit.trial
+            and not slow
+            and (slow_calls is None or slow_calls.warm)  # then the tally counted it
+        ):
             if isinstance(self.counter, RateCounter):
                 self.counter.success()  # lock-free: one deque.append
                 return None
@@ -243,23 +323,31 @@ class MemoryStore:
                 return None
         with self._lock:
             if permit.trial:
-                return self._trial_ended(outcome)
+                return self._trial_ended(outcome, slow)
             if self.state is not CLOSED or outcome is Outcome.IGNORED:
                 return None
+            failed = outcome is Outcome.FAILURE
+            tripped = False
+            if slow_calls is not None and (slow or failed or not slow_calls.warm):
+                tripped = slow_calls.add(slow, failed)
             if outcome is Outcome.SUCCESS:
                 self.counter.success()
-                self._refresh_quiet()
-                return None
-            tripped = self.counter.failure(self.clock())
+            elif self.counter.failure(self.clock()):
+                tripped = True
             self._refresh_quiet()
             return self._move(OPEN) if tripped else None
 
-    def _trial_ended(self, outcome: Outcome) -> Transition | None:
+    def _trial_ended(self, outcome: Outcome, slow: bool) -> Transition | None:
         if self.state is not HALF_OPEN:
             return None
         self.trials_in_flight = max(0, self.trials_in_flight - 1)
         if outcome is Outcome.FAILURE:
             return self._move(OPEN)
+        rate = self.rules.slow_call_rate_threshold
+        if slow and rate is not None and outcome is Outcome.SUCCESS:
+            self.slow_trials += 1
+            if self.slow_trials / self.rules.success_threshold >= rate:
+                return self._move(OPEN)
         if outcome is Outcome.SUCCESS:
             self.trial_successes += 1
             if self.trial_successes >= self.rules.success_threshold:
@@ -272,12 +360,15 @@ class MemoryStore:
         with self._lock:
             now = self.clock()
             transition = self._half_open_if_due(now) if self.state is OPEN else None
+            slow, window = (0, 0) if self.slow_calls is None else self.slow_calls.current()
             return StoreView(
                 state=self.state,
                 opened_at=self.opened_at,
                 retry_after=max(0.0, self._retry_after(now)) if self.state is OPEN else 0.0,
                 current_failures=self.counter.current(now),
                 transition=transition,
+                slow_calls=slow,
+                window_calls=window,
             )
 
     def force(self, state: CircuitState) -> Transition | None:
@@ -287,6 +378,8 @@ class MemoryStore:
                 self.opened_at = self.clock()
             else:
                 self.counter.clear()
+                if self.slow_calls is not None:
+                    self.slow_calls.clear()
                 self._refresh_quiet()
             return transition
 
@@ -314,10 +407,13 @@ class MemoryStore:
         self.state = new
         self.trials_in_flight = 0
         self.trial_successes = 0
+        self.slow_trials = 0
         if new is OPEN:
             self.opened_at = self.clock()
         elif new is CLOSED:
             self.opened_at = None
             self.counter.clear()
+            if self.slow_calls is not None:
+                self.slow_calls.clear()
         self._refresh_quiet()
         return (old, new)

@@ -7,27 +7,28 @@ the GIL), so that a successful call of a closed circuit takes none; the rest und
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable
 
+from ishan_tools.breaker.counting import Tally
 from ishan_tools.breaker.state import BreakerStats
 from ishan_tools.breaker.store import StoreView
 
 
 class CallTotals:
-    """Successes, failures, ignored and rejected calls, and the last failure, since creation
-    or the last `reset()`."""
+    """Successes, failures, ignored, rejected and slow calls, and the last failure, since
+    creation or the last `reset()`."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], tally: Tally | None = None) -> None:
         self.clock = clock
-        self.successes = itertools.count()  # next() counts one; bumped by the breaker directly
+        self.tally = tally or Tally()  # the store's, when it counts calls by it
+        self.successes = self.tally.count  # next() counts one; bumped by the breaker directly
         self._lock = threading.Lock()
-        self._success_readings = 0
         self._successes_before_reset = 0
         self._failures = 0
         self._ignored = 0
         self._rejected = 0
+        self._slow = 0
         self._last_failure: str | None = None
         self._last_failure_at: float | None = None
 
@@ -45,23 +46,24 @@ class CallTotals:
         with self._lock:
             self._rejected += 1
 
+    def slow(self) -> None:
+        with self._lock:
+            self._slow += 1
+
+    @property
+    def slow_calls(self) -> int:
+        return self._slow
+
     def reset(self) -> None:
         with self._lock:
-            self._successes_before_reset = self._successes_so_far()
-            self._failures = self._ignored = self._rejected = 0
+            self._successes_before_reset = self.tally.read()
+            self._failures = self._ignored = self._rejected = self._slow = 0
             self._last_failure = self._last_failure_at = None
-
-    def _successes_so_far(self) -> int:
-        """Successes since creation (lock held), read from the count without a look inside:
-        each reading draws one number too, so it takes back one per reading so far."""
-        drawn = next(self.successes)
-        self._success_readings += 1
-        return drawn - self._success_readings + 1
 
     def snapshot(self, name: str, view: StoreView) -> BreakerStats:
         """These totals with the store's `view`, as one `BreakerStats`."""
         with self._lock:
-            successes = self._successes_so_far() - self._successes_before_reset
+            successes = self.tally.read() - self._successes_before_reset
             return BreakerStats(
                 name=name,
                 state=view.state,
@@ -75,4 +77,8 @@ class CallTotals:
                 last_failure_at=self._last_failure_at,
                 opened_at=view.opened_at,
                 retry_after=view.retry_after,
+                slow_calls=self._slow,
+                current_slow_calls=view.slow_calls,
+                window_calls=view.window_calls,
+                slow_call_rate=view.slow_calls / view.window_calls if view.window_calls else 0.0,
             )

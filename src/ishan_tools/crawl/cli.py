@@ -158,6 +158,15 @@ def run(
     breaker_cooldown: Annotated[
         float, Opt(help="Seconds a paused host waits before one trial request.")
     ] = D.breaker_cooldown,
+    breaker_slow: Annotated[
+        float | None,
+        Opt(
+            envvar="ISHAN_CRAWL_BREAKER_SLOW",
+            help="Seconds after which a fetch counts as slow; --breaker-threshold slow fetches "
+            "in a row pause a host too (off by default).",
+            show_default=False,
+        ),
+    ] = D.breaker_slow,
     max_url_length: Annotated[int, Opt(help="Skip longer URLs (trap guard).")] = D.max_url_length,
     max_query_variants: Annotated[
         int, Opt(help="URLs per path differing only in query (trap guard).")

@@ -47,6 +47,7 @@ _SHARED = {
     "max_redirects": "max_redirects",
     "breaker_threshold": "breaker_threshold",
     "breaker_cooldown": "breaker_cooldown",
+    "breaker_slow": "breaker_slow",
     "max_url_length": "max_url_length",
     "max_query_variants": "max_query_variants",
     "sort_query": "sort_query",
@@ -102,6 +103,7 @@ class CrawlConfig:
     max_redirects: int = 10
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
+    breaker_slow: float | None = None  # seconds: slower fetches count as slow calls
     max_url_length: int = 2048
     max_query_variants: int = 100
     sort_query: bool = False
@@ -175,6 +177,8 @@ class CrawlConfig:
             raise UsageError(f"--depth must be -1 (unlimited) or at least 0 (got {self.max_depth})")
         if not math.isfinite(self.timeout) or self.timeout <= 0:
             raise UsageError(f"--timeout must be positive (got {self.timeout})")
+        if self.breaker_slow is not None and not 0 < self.breaker_slow < math.inf:
+            raise UsageError(f"--breaker-slow must be positive seconds (got {self.breaker_slow})")
 
     def _shared_crawl(self) -> None:
         assert self.frontier is not None

@@ -98,7 +98,11 @@ class Crawler:
 
     def _on_breaker(self, host: str, old: CircuitState, new: CircuitState) -> None:
         name = "breaker_open" if new is CircuitState.OPEN else "breaker_" + new.value
-        self.emit(name, host=host, previous=old.value)
+        fields: dict[str, Any] = {"host": host, "previous": old.value}
+        if self.config.breaker_slow is not None and host in self.hosts:
+            fields["slow_calls"] = self.hosts[host].breaker.slow_calls
+        self.emit(name, **fields)
+        self.stats.breaker_moved(host, new.value)
         self._changed.set()
 
     # -- scope --------------------------------------------------------------------------------
@@ -142,13 +146,18 @@ class Crawler:
         host = self.hosts.get(key)
         if host is None:
             origin = url.split("/", 3)
+            config = self.config
             breaker = CircuitBreaker(
-                failure_threshold=self.config.breaker_threshold,
-                recovery_timeout=self.config.breaker_cooldown,
+                failure_threshold=config.breaker_threshold,
+                recovery_timeout=config.breaker_cooldown,
                 failure_predicate=counts_for_breaker,
                 name=key,
                 on_state_change=lambda old, new: self._on_breaker(key, old, new),
                 store=self.frontier.breaker_store(key),
+                # --breaker-slow: the last --breaker-threshold fetches all slow pause the host.
+                slow_call_duration=config.breaker_slow,
+                sliding_window_size=config.breaker_threshold,
+                minimum_calls=config.breaker_threshold,
             )
             host = HostState(key, f"{origin[0]}//{origin[2]}", self.config, breaker)
             self.hosts[key] = host

@@ -56,6 +56,14 @@ class CrawlStats:
     skipped: Counter[str] = field(default_factory=Counter)
     queued: int = 0
     in_flight: int = 0
+    # Hosts whose circuit breaker left "closed": {host: {"state": now, "opened": times}}.
+    breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def breaker_moved(self, host: str, state: str) -> None:
+        """`host`'s circuit breaker moved to `state` (closed, open, half_open)."""
+        seen = self.breakers.setdefault(host, {"state": state, "opened": 0})
+        seen["state"] = state
+        seen["opened"] += state == "open"
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -74,6 +82,7 @@ class CrawlStats:
             "errors_by_kind": dict(sorted(self.errors.items())),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "queued": self.queued,
+            "breakers": {host: dict(seen) for host, seen in sorted(self.breakers.items())},
             "duration_s": round(duration, 3),
             "pages_per_s": round(self.fetched / duration, 2) if duration > 0 else 0.0,
         }

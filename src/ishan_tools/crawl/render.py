@@ -150,6 +150,15 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     skipped = summary.get("skipped_by_reason") or {}
     if skipped:
         table.add_row("skipped", ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    breakers = summary.get("breakers") or {}
+    if breakers:
+        table.add_row(
+            "host breakers",
+            "\n".join(
+                f"{host} {seen['state']} (opened {seen['opened']}x)"
+                for host, seen in breakers.items()
+            ),
+        )
     if summary.get("queued"):
         where = "in the shared crawl" if summary.get("crawl_id") else "continue with --resume"
         table.add_row("still queued", f"{summary['queued']} ({where})")

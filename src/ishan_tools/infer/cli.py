@@ -32,6 +32,7 @@ from ishan_tools.infer.options import (
     PORT_ENV,
     ApiKeyOpt,
     BatchOpt,
+    BreakerSlowOpt,
     ChatOpt,
     ClientBufferOpt,
     CoordPortOpt,
@@ -225,9 +226,11 @@ def _coordinator_settings(
     client_buffer: int,
     limits: list[str] | None,
     routing_margin: float,
+    breaker_slow_first_token: float | None = None,
 ) -> CoordinatorSettings:
     return CoordinatorSettings(
         host=host,
+        breaker_slow_first_token=breaker_slow_first_token,
         routing_margin=routing_margin,
         port=port,
         api_key=api_key,
@@ -277,6 +280,7 @@ def serve(
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
     session_ttl: TtlOpt = C.session_ttl,
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
+    breaker_slow_first_token: BreakerSlowOpt = C.breaker_slow_first_token,
     grace: GraceOpt = S.grace,
     client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
@@ -299,6 +303,7 @@ def serve(
             client_buffer,
             limit,
             routing_margin,
+            breaker_slow_first_token,
         ),
         model=_model(model, ctx, threads, batch, gpu_layers, flash_attn),
         workers=workers,
@@ -320,6 +325,7 @@ def coordinator(
     port: CoordPortOpt = C.port,
     session_ttl: TtlOpt = C.session_ttl,
     first_token_timeout: FirstTokenOpt = C.first_token_timeout,
+    breaker_slow_first_token: BreakerSlowOpt = C.breaker_slow_first_token,
     client_buffer: ClientBufferOpt = C.client_buffer,
     limit: LimitOpt = None,
     routing_margin: RoutingMarginOpt = C.routing_margin,
@@ -332,7 +338,15 @@ def coordinator(
 
     _show_notices()
     settings = _coordinator_settings(
-        host, port, api_key, session_ttl, first_token_timeout, client_buffer, limit, routing_margin
+        host,
+        port,
+        api_key,
+        session_ttl,
+        first_token_timeout,
+        client_buffer,
+        limit,
+        routing_margin,
+        breaker_slow_first_token,
     )
     run_loop(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
 

@@ -161,6 +161,9 @@ class CoordinatorSettings:
     client_buffer: int = 256  # events held for a slow client before it is dropped
     breaker_failures: int = 3
     breaker_recovery: float = 10.0
+    # A worker whose first token takes longer than this many seconds made a slow call; its
+    # last `breaker_failures` calls all slow open its breaker. None: first tokens not timed.
+    breaker_slow_first_token: float | None = None
     max_tokens_default: int = 256
     routing_margin: float = 0.25  # prefer the worker with the prefix unless this much busier
     affinity_entries: int = 4096  # leading-text blocks remembered for routing (LRU)

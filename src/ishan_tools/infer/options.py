@@ -125,6 +125,16 @@ FirstTokenOpt = Annotated[
     typer.Option("--first-token-timeout", min=0.1, help="Seconds before a silent worker failed."),
 ]
 
+BreakerSlowOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--breaker-slow-first-token",
+        min=0.001,
+        show_default=False,
+        help="Seconds: a worker whose first token takes longer made a slow call; 3 in a row "
+        "open its breaker (off by default).",
+    ),
+]
 
 ClientBufferOpt = Annotated[
     int, typer.Option("--client-buffer", min=1, help="Events held for a slow client.")

@@ -19,9 +19,18 @@ reply, and `observe()` (the frontier's claims carry the host's state), renews th
 store has none yet, so its first call asks. An ordinary call's ignored outcome changes
 nothing in Redis, so it makes no round trip either (nor does a fetch cancelled at shutdown).
 
+Slow calls (`rules.slow_call_duration` set; the breaker times each call with its own clock
+and hands `record` a `slow` flag): the record script keeps the last `sliding_window_size`
+calls in `KEY:calls` and their slow count in the hash, and opens the circuit in the same
+operation as the memory store would (at least `minimum_calls`, a slow share of at least
+`slow_call_rate_threshold`; a slow trial re-opens once slow trials reach that share of
+`success_threshold`). Every call then enters the shared window, so the view is never quiet:
+each call takes its two round trips.
+
 Layout of KEY (a hash): state (closed | open | half_open), opened (ms), failures, ok (trial
-successes). The crawl's claim script reads `state`, `opened` and `KEY:trials` to keep an
-open host's URLs queued.
+successes), slow (slow calls in `KEY:calls`), slowtrials. `KEY:calls` is a list of '1'
+(slow) and '0', newest first. The crawl's claim script reads `state`, `opened` and
+`KEY:trials` to keep an open host's URLs queued.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local K, T = KEYS[1], KEYS[2]
+local K, T, C = KEYS[1], KEYS[2], KEYS[3]
 """
 
 # Open -> half-open once the recovery timeout passed (returns the old state, or '').
@@ -64,7 +73,7 @@ _HALF_OPEN_IF_DUE = r"""
 local function half_open_if_due(now, cooldown)
   local h = redis.call('HMGET', K, 'state', 'opened')
   if h[1] == 'open' and now >= (tonumber(h[2]) or 0) + cooldown then
-    redis.call('HSET', K, 'state', 'half_open', 'ok', 0)
+    redis.call('HSET', K, 'state', 'half_open', 'ok', 0, 'slowtrials', 0)
     redis.call('DEL', T)
     return 'open'
   end
@@ -97,41 +106,65 @@ return {'refused', state, math.max(0, (tonumber(h[2]) or 0) + cooldown - now), m
 """
 )
 
+# The slow-call window (ARGV 6-9: slow 0/1, window size (0: not counted), minimum calls,
+# slow share): a call enters it; true when the slow share now opens the circuit.
+_SLOW_WINDOW = r"""
+local slow, size = ARGV[6] == '1', tonumber(ARGV[7])
+local minimum, rate = tonumber(ARGV[8]), tonumber(ARGV[9])
+local function slow_call_opens()
+  if size == 0 then return false end
+  local count = tonumber(redis.call('HGET', K, 'slow')) or 0
+  if slow then count = count + 1 end
+  local seen = redis.call('LPUSH', C, slow and '1' or '0')
+  if seen > size then
+    if redis.call('RPOP', C) == '1' then count = count - 1 end
+    seen = size
+  end
+  redis.call('HSET', K, 'slow', count)
+  return seen >= minimum and count / seen >= rate
+end
+"""
+
 # ARGV: trial (0/1), token, outcome (success | failure | ignored), failure threshold,
-# success threshold. -> {moved from, state now, failures}
+# success threshold, then the slow-call window's. -> {moved from, state now, failures}
 _RECORD = (
     _NOW
+    + _SLOW_WINDOW
     + r"""
 local trial, token, outcome = ARGV[1] == '1', ARGV[2], ARGV[3]
 local threshold, needed = tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HMGET', K, 'state', 'failures')
 local state, failures = h[1] or 'closed', tonumber(h[2]) or 0
 local function open()
-  redis.call('HSET', K, 'state', 'open', 'opened', now_ms(), 'failures', 0, 'ok', 0)
+  redis.call('HSET', K, 'state', 'open', 'opened', now_ms(), 'failures', 0, 'ok', 0,
+    'slowtrials', 0)
   redis.call('DEL', T)
 end
 if trial then
   redis.call('ZREM', T, token)
   if state ~= 'half_open' or outcome == 'ignored' then return {'', state, failures} end
-  if outcome == 'failure' then
+  if outcome == 'failure'
+    or (slow and size > 0 and redis.call('HINCRBY', K, 'slowtrials', 1) / needed >= rate) then
     open()
     return {'half_open', 'open', 0}
   end
   if redis.call('HINCRBY', K, 'ok', 1) >= needed then
-    redis.call('HSET', K, 'state', 'closed', 'failures', 0, 'ok', 0)
+    redis.call('HSET', K, 'state', 'closed', 'failures', 0, 'ok', 0, 'slow', 0)
     redis.call('HDEL', K, 'opened')
-    redis.call('DEL', T)
+    redis.call('DEL', T, C)
     return {'half_open', 'closed', 0}
   end
   return {'', state, 0}
 end
 if state ~= 'closed' or outcome == 'ignored' then return {'', state, failures} end
+local slow_opens = slow_call_opens()
 if outcome == 'success' then
   if failures > 0 then redis.call('HSET', K, 'failures', 0) end
-  return {'', state, 0}
+  failures = 0
+else
+  failures = redis.call('HINCRBY', K, 'failures', 1)
 end
-failures = redis.call('HINCRBY', K, 'failures', 1)
-if failures >= threshold then
+if slow_opens or failures >= threshold then
   open()
   return {'closed', 'open', 0}
 end
@@ -139,19 +172,21 @@ return {'', state, failures}
 """
 )
 
-# ARGV: recovery ms. -> {state, opened ms or -1, retry after ms, failures, moved from}
+# ARGV: recovery ms.
+# -> {state, opened ms or -1, retry after ms, failures, moved from, slow calls, window calls}
 _READ = (
     _NOW
     + _HALF_OPEN_IF_DUE
     + r"""
 local now = now_ms()
 local moved = half_open_if_due(now, tonumber(ARGV[1]))
-local h = redis.call('HMGET', K, 'state', 'opened', 'failures')
+local h = redis.call('HMGET', K, 'state', 'opened', 'failures', 'slow')
 local state = h[1] or 'closed'
 local opened = tonumber(h[2]) or -1
 local retry = 0
 if state == 'open' then retry = math.max(0, opened + tonumber(ARGV[1]) - now) end
-return {state, opened, retry, tonumber(h[3]) or 0, moved}
+local slow, window = tonumber(h[4]) or 0, redis.call('LLEN', C)
+return {state, opened, retry, tonumber(h[3]) or 0, moved, slow, window}
 """
 )
 
@@ -161,10 +196,12 @@ _FORCE = (
     + r"""
 local old = redis.call('HGET', K, 'state') or 'closed'
 if ARGV[1] == 'open' then
-  redis.call('HSET', K, 'state', 'open', 'opened', now_ms(), 'failures', 0, 'ok', 0)
+  redis.call('HSET', K, 'state', 'open', 'opened', now_ms(), 'failures', 0, 'ok', 0,
+    'slowtrials', 0)
 else
-  redis.call('HSET', K, 'state', 'closed', 'failures', 0, 'ok', 0)
+  redis.call('HSET', K, 'state', 'closed', 'failures', 0, 'ok', 0, 'slow', 0)
   redis.call('HDEL', K, 'opened')
+  redis.call('DEL', C)
 end
 redis.call('DEL', T)
 if old == ARGV[1] then return {''} end
@@ -195,7 +232,7 @@ class RedisBreakerStore:
     the breaker's store factory (`functools.partial(RedisBreakerStore, key=k, client=c)`);
     `clock` is not used, Redis keeps the time. `client` serves the sync face, `async_client`
     the async one; a face without its client refuses. Only the consecutive counting mode is
-    supported.
+    supported (with slow calls counted or not).
     """
 
     def __init__(
@@ -213,8 +250,14 @@ class RedisBreakerStore:
             raise ValueError("the Redis breaker store counts consecutive failures only")
         self.rules = rules
         self.key = key
-        self.keys = [key, key + ":trials"]
+        self.keys = [key, key + ":trials", key + ":calls"]
         self.quiet = False  # no view yet: the first call asks
+        self._counts_slow = rules.slow_call_rate_threshold is not None
+        self._slow_args = [
+            rules.sliding_window_size if self._counts_slow else 0,
+            rules.minimum_calls,
+            repr(rules.slow_call_rate_threshold or 1.0),
+        ]
         self._acquire_args = [
             int(rules.recovery_timeout * 1000),
             rules.half_open_max_calls,
@@ -237,7 +280,7 @@ class RedisBreakerStore:
 
     # -- arguments and replies, shared by the two faces ---------------------------------------
 
-    def _record_args(self, permit: Permit, outcome: Outcome) -> list[Any]:
+    def _record_args(self, permit: Permit, outcome: Outcome, slow: bool) -> list[Any]:
         token = permit.token if isinstance(permit.token, str) else ""
         rules = self.rules
         return [
@@ -246,11 +289,17 @@ class RedisBreakerStore:
             outcome.value,
             rules.failure_threshold,
             rules.success_threshold,
+            int(slow),
+            *self._slow_args,
         ]
+
+    def _renew(self, state: str, failures: int) -> None:
+        """The view after a reply: quiet while closed, no failures, and slow calls uncounted."""
+        self.quiet = state == "closed" and failures == 0 and not self._counts_slow
 
     def _permit(self, reply: list[Any], token: str) -> Permit:
         kind, state, retry_ms, moved, failures = _texts(reply)
-        self.quiet = state == "closed" and int(failures) == 0
+        self._renew(state, int(failures))
         transition = _moved(moved, state)
         if kind == "refused":
             raise Refused(int(retry_ms) / 1000)
@@ -260,23 +309,25 @@ class RedisBreakerStore:
 
     def _recorded(self, reply: list[Any]) -> Transition | None:
         moved, state, failures = _texts(reply)
-        self.quiet = state == "closed" and int(failures) == 0
+        self._renew(state, int(failures))
         return _moved(moved, state)
 
     def _view(self, reply: list[Any]) -> StoreView:
-        state, opened, retry_ms, failures, moved = _texts(reply)
-        self.quiet = state == "closed" and int(failures) == 0
+        state, opened, retry_ms, failures, moved, slow, window = _texts(reply)
+        self._renew(state, int(failures))
         return StoreView(
             state=_STATES[state],
             opened_at=int(opened) / 1000 if int(opened) >= 0 else None,
             retry_after=int(retry_ms) / 1000,
             current_failures=int(failures),
             transition=_moved(moved, state),
+            slow_calls=int(slow),
+            window_calls=int(window),
         )
 
     def observe(self, state: str, failures: int) -> None:
         """Renew this process's view from state read elsewhere (a frontier claim)."""
-        self.quiet = state == "closed" and failures == 0
+        self._renew(state, failures)
 
     # -- the seam: synchronous ----------------------------------------------------------------
 
@@ -284,17 +335,18 @@ class RedisBreakerStore:
         token = uuid.uuid4().hex
         return self._permit(self._sync["acquire"](self.keys, [*self._acquire_args, token]), token)
 
-    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
+    def record(self, permit: Permit, outcome: Outcome, slow: bool = False) -> Transition | None:
         if outcome is Outcome.IGNORED and not permit.trial:
             return None
-        return self._recorded(self._sync["record"](self.keys, self._record_args(permit, outcome)))
+        args = self._record_args(permit, outcome, slow)
+        return self._recorded(self._sync["record"](self.keys, args))
 
     def read(self) -> StoreView:
         return self._view(self._sync["read"](self.keys, [self._acquire_args[0]]))
 
     def force(self, state: CircuitState) -> Transition | None:
         (moved,) = _texts(self._sync["force"](self.keys, [state.value]))
-        self.quiet = state is CircuitState.CLOSED
+        self._renew(state.value, 0)
         return _moved(moved, state.value)
 
     # -- the same, for asyncio ----------------------------------------------------------------
@@ -304,8 +356,10 @@ class RedisBreakerStore:
         args = [*self._acquire_args, token]
         return self._permit(await self._retrying(self._async["acquire"], self.keys, args), token)
 
-    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
+    async def record_async(
+        self, permit: Permit, outcome: Outcome, slow: bool = False
+    ) -> Transition | None:
         if outcome is Outcome.IGNORED and not permit.trial:
             return None
-        args = self._record_args(permit, outcome)
+        args = self._record_args(permit, outcome, slow)
         return self._recorded(await self._retrying(self._async["record"], self.keys, args))

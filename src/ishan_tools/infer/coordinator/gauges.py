@@ -43,6 +43,14 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
         for state in CircuitState:
             breaker.add_metric([w["worker_id"], state.value], float(w["breaker"] == state.value))
     families.append(breaker)
+    slow = CounterMetricFamily(
+        "ishan_infer_worker_breaker_slow_calls",
+        "Calls to each worker whose first token came later than --breaker-slow-first-token.",
+        labels=["worker"],
+    )
+    for w in workers:
+        slow.add_metric([w["worker_id"]], w["breaker_slow_calls"])
+    families.append(slow)
     affinity = registry.affinity
     routed = CounterMetricFamily(
         "ishan_infer_routing_affinity",

@@ -189,6 +189,9 @@ class Registry:
                     recovery_timeout=self.settings.breaker_recovery,
                     excluded_exceptions=(WorkerRefused,),
                     name=f"worker {worker_id}",
+                    slow_call_duration=self.settings.breaker_slow_first_token,
+                    sliding_window_size=self.settings.breaker_failures,
+                    minimum_calls=self.settings.breaker_failures,
                 ),
                 **values,
             )
@@ -260,6 +263,7 @@ class Registry:
                 "healthy": w.routable(now),
                 "alive": w.alive(now),
                 "breaker": w.breaker.state.value,
+                "breaker_slow_calls": w.breaker.slow_calls,
                 "sessions": w.sessions,
                 "max_sessions": w.max_sessions,
                 "kv_used_bytes": w.kv_used_bytes,
