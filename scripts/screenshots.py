@@ -59,7 +59,7 @@ def players_page(browser: Browser) -> Path:
         errors = browser.console_errors()
         if errors:
             raise SystemExit(f"the players page logged errors: {errors}")
-        target = browser.screenshot(DOCS / "players-page.png", full_page=True)
+        target = browser.screenshot(DOCS / "players" / "players-page.png", full_page=True)
     finally:
         stop_process(process)
     shrink(target)

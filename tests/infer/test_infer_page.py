@@ -24,7 +24,7 @@ from tests.browser import Browser
 
 KEY = "page-test-key"
 COUNTING = "Count from 1 to 1000, separated by commas."
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "infer-chat.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "infer" / "infer-chat.png"
 
 
 def start(model: Path, *api_key: str) -> Cluster:
@@ -367,7 +367,7 @@ def test_the_page_and_its_assets_are_public_and_self_contained(keyed: Cluster) -
 
 
 def test_the_readme_screenshot(browser: Browser, service: Cluster, tmp_path: Path) -> None:
-    """Takes the README's picture; ISHAN_SCREENSHOTS=1 writes it to docs/infer-chat.png."""
+    """Takes the docs' picture; ISHAN_SCREENSHOTS=1 writes it to docs/infer/infer-chat.png."""
     page = ChatPage(browser, f"{service.url}/")
     browser.viewport(1280, 760)
     page.open()
