@@ -101,12 +101,19 @@ def cell(text: str) -> str:
 def help_text(text: str | None) -> str:
     """A help string without click's `\\b` paragraph markers, safe in Markdown (`<hash>`)."""
     kept = "\n".join(line for line in (text or "").splitlines() if line.strip() != "\b")
-    return kept.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escape(kept.strip())
+
+
+def escape(text: str) -> str:
+    """Text that Markdown shows as written (`OUT_DIR/<hash>.html` is not an HTML tag)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def names(param: Click) -> str:
     """`-o`, `--out-dir` / `--no-x` as the option is typed; an argument as its metavar."""
     if is_argument(param):
+        if param.metavar:  # as the usage line shows it: `[URL]...`
+            return f"`{param.metavar}`"
         name = (param.name or "").upper()
         return f"`{name}...`" if param.nargs == -1 else f"`{name}`"
     opts = [*param.opts, *param.secondary_opts]
@@ -165,7 +172,7 @@ def cli_page() -> str:
         "",
     ]
     for entry in commands():
-        level = "#" * min(2 + entry.path.count(" "), 4)
+        level = "##" if is_group(entry.command) else "###"
         out += [f"{level} `{entry.path}`", ""]
         pieces = " ".join(entry.command.collect_usage_pieces(entry.context))
         out += ["```console", f"$ {entry.path} {pieces}".rstrip(), "```", ""]
@@ -177,7 +184,7 @@ def cli_page() -> str:
             ]
             rows = [
                 f"| [`{name}`](#{slug(f'{entry.path} {name}')}) | "
-                f"{cell(sub.get_short_help_str(limit=200))} |"
+                f"{cell(escape(sub.get_short_help_str(limit=200)))} |"
                 for name, sub in subs
                 if sub is not None and not sub.hidden
             ]
