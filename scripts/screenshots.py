@@ -100,15 +100,15 @@ def built_site() -> Iterator[str]:
 
 
 def site(browser: Browser) -> Path:
-    """The docs site as a reader first meets a guide: navigation, text, a table, code."""
+    """The docs site's home page, whole: navigation, lists, code, a table."""
     with built_site() as url:
         browser.viewport(1440, 1100)
-        browser.open(f"{url}/crawl/")
+        browser.open(f"{url}/")
         browser.wait_for(lambda d: browser.find(".md-nav__list"))
         errors = browser.console_errors()
         if errors:
             raise SystemExit(f"the docs site logged errors: {errors}")
-        target = browser.screenshot(DOCS / "site.png")
+        target = browser.screenshot(DOCS / "site.png", full_page=True)
     shrink(target)
     return target
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import re
+import runpy
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,6 +86,21 @@ def test_the_generated_references_are_current() -> None:
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_stale_reference_fails_the_check_with_a_diff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generator = runpy.run_path(str(ROOT / "scripts" / "reference.py"))
+    stale = tmp_path / "cli.md"
+    stale.write_text(CLI_PAGE.read_text("utf-8").replace("| `--max-pages` |", "| `--pages` |"))
+    generator["main"].__globals__["CLI_PAGE"] = stale
+    generator["main"].__globals__["ROOT"] = tmp_path.parent
+    assert generator["main"](["--check"]) == 1
+    diff = capsys.readouterr().out
+    assert "-| `--pages` |" in diff and "+| `--max-pages` |" in diff
+    assert "python scripts/reference.py" in diff
+    assert "--pages" in stale.read_text("utf-8")  # --check writes nothing
 
 
 def test_the_readme_is_short_and_its_links_lead_to_pages() -> None:
