@@ -207,29 +207,36 @@ def env_page() -> str:
             variables = envvars(param)
             for position, name in enumerate(variables):
                 row = seen.setdefault(
-                    name, {"uses": [], "alias_of": set(), "help": help_text(param.help)}
+                    name, {"options": {}, "alias_of": set(), "help": help_text(param.help)}
                 )
-                option = names(param)
-                row["uses"].append(f"[`{entry.path}`](cli.md#{slug(entry.path)}) {option}")
+                link = f"[`{entry.path.removeprefix('ishan ')}`](cli.md#{slug(entry.path)})"
+                row["options"].setdefault(param.opts[0], []).append(link)
                 if position:
                     row["alias_of"].add(variables[0])
+    aliases = any(row["alias_of"] for row in seen.values())
     out = [
         NOTICE,
         "",
         "# Environment variables",
         "",
-        "Every environment variable an `ishan` command reads, with the commands and options it "
-        "sets. Precedence everywhere: default < environment variable < command-line flag. An "
-        "alias is an older name still read when the main one is not set.",
+        "Every environment variable an `ishan` command reads: the option it sets, and on which "
+        "commands. Precedence everywhere: default < environment variable < command-line flag."
+        + (
+            " An alias is an older name, still read when the main one is not set."
+            if aliases
+            else ""
+        ),
         "",
-        "| variable | sets | meaning | alias of |",
-        "| --- | --- | --- | --- |",
+        "| variable | option | of | meaning |" + (" alias of |" if aliases else ""),
+        "| --- | --- | --- | --- |" + (" --- |" if aliases else ""),
     ]
     for name in sorted(seen):
         row = seen[name]
-        alias = ", ".join(f"`{a}`" for a in sorted(row["alias_of"]))
-        uses = "<br>".join(row["uses"])
-        out.append(f"| `{name}` | {uses} | {cell(row['help'])} | {alias} |")
+        for option, commands_of in row["options"].items():
+            line = f"| `{name}` | `{option}` | {', '.join(commands_of)} | {cell(row['help'])} |"
+            if aliases:
+                line += " " + ", ".join(f"`{a}`" for a in sorted(row["alias_of"])) + " |"
+            out.append(line)
     out += [
         "",
         "## Read by the tests and scripts",

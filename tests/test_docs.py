@@ -12,7 +12,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import typer
@@ -101,6 +101,32 @@ def test_a_stale_reference_fails_the_check_with_a_diff(
     assert "-| `--pages` |" in diff and "+| `--max-pages` |" in diff
     assert "python scripts/reference.py" in diff
     assert "--pages" in stale.read_text("utf-8")  # --check writes nothing
+
+
+def test_an_envvar_list_is_one_variable_and_its_aliases() -> None:
+    demo = typer.Typer()
+
+    @demo.command()
+    def serve(
+        model: Annotated[
+            str, typer.Option(envvar=["ISHAN_INFER_MODEL", "MODEL_PATH"], help="GGUF file.")
+        ] = "m.gguf",
+    ) -> None:
+        """Serve a model."""
+
+    @demo.command()
+    def ask() -> None:
+        """Ask it."""
+
+    generator = runpy.run_path(str(ROOT / "scripts" / "reference.py"))
+    generator["env_page"].__globals__["app"] = demo
+    rows = [line for line in generator["env_page"]().splitlines() if "`--model`" in line]
+    assert rows == [
+        "| `ISHAN_INFER_MODEL` | `--model` | [`serve`](cli.md#ishan-serve) | GGUF file. |  |",
+        "| `MODEL_PATH` | `--model` | [`serve`](cli.md#ishan-serve) | GGUF file. | "
+        "`ISHAN_INFER_MODEL` |",
+    ]
+    assert "`--model`" in generator["cli_page"]()
 
 
 def test_the_readme_is_short_and_its_links_lead_to_pages() -> None:
