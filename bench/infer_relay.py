@@ -1,7 +1,7 @@
 """The coordinator's cost per relayed token, without a model: CPU microseconds a token.
 
 On a small machine the coordinator competes with llama.cpp's threads for the cores, so
-what it spends per token comes off the decode rate (see the README's infer benchmark).
+what it spends per token comes off the decode rate (see docs/benchmarks/infer.md).
 This measures that cost alone and steadily: a fake worker (in this process, registered by
 heartbeat) streams `--tokens` token lines per request, one every `--gap-ms`, and clients
 read them through

@@ -1,21 +1,29 @@
-"""Take the README's screenshots of the web pages with the tests' browser harness.
+"""Take the docs' screenshots of the web pages and of the docs site, with the tests' browser.
 
-Each page is served for real (`ishan ... serve --port 0`), opened in headless Chromium
-(tests/browser.py), put in a state worth showing, and saved under docs/ once in each theme,
-light and dark, as a reader's system setting picks them (docs/players-page-light.png,
-docs/players-page-dark.png; reduced to a 256-colour palette when Pillow is installed, to keep
-the repository small). The chat page's two are taken by its browser test:
+Each page is served for real (`ishan ... serve --port 0`; the site built by `mkdocs build`
+and served by `http.server`), opened in headless Chromium (tests/browser.py), put in a state
+worth showing, and saved as a PNG under docs/ (reduced to a 256-colour palette when Pillow
+is installed, to keep the repository small). The scouting page is taken once in each theme,
+light and dark, as a reader's system setting picks them (docs/players/players-page-light.png,
+docs/players/players-page-dark.png); the chat page's two are taken by its browser test:
 ISHAN_SCREENSHOTS=1 pytest tests/infer/test_infer_page.py -k light_and_dark.
 
-Run: .venv/bin/python scripts/screenshots.py
+Run: .venv/bin/python scripts/screenshots.py [--site | --pages]
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import http.server
 import re
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,16 +64,64 @@ def players_page(browser: Browser) -> list[Path]:
         targets = []
         for scheme in ("light", "dark"):
             browser.color_scheme(scheme)
-            shot = browser.screenshot(DOCS / f"players-page-{scheme}.png", full_page=True)
+            shot = browser.screenshot(DOCS / "players" / f"players-page-{scheme}.png", full_page=True)
             targets.append(shrink_png(shot))
     finally:
         stop_process(process)
     return targets
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """No line per request."""
+
+
+@contextmanager
+def built_site() -> Iterator[str]:
+    """`mkdocs build` into a temporary folder, served on 127.0.0.1 (a free port)."""
+    with tempfile.TemporaryDirectory(prefix="ishan-site-") as folder:
+        subprocess.run(
+            [str(Path(sys.executable).with_name("mkdocs")), "build", "--quiet", "-d", folder],
+            cwd=ROOT,
+            check=True,
+        )
+        handler = functools.partial(_QuietHandler, directory=folder)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def site(browser: Browser) -> list[Path]:
+    """The docs site's home page, whole: navigation, lists, code, a table."""
+    with built_site() as url:
+        browser.viewport(1440, 1100)
+        browser.open(f"{url}/")
+        browser.wait_for(lambda d: browser.find(".md-nav__list"))
+        errors = browser.console_errors()
+        if errors:
+            raise SystemExit(f"the docs site logged errors: {errors}")
+        target = browser.screenshot(DOCS / "site.png", full_page=True)
+    return [shrink_png(target)]
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Retake the screenshots under docs/.")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--site", action="store_true", help="only the docs site")
+    which.add_argument("--pages", action="store_true", help="only the web pages")
+    args = parser.parse_args()
+    takes: list[Callable[[Browser], list[Path]]] = []
+    if not args.site:
+        takes.append(players_page)
+    if not args.pages:
+        takes.append(site)
     with Browser() as browser:
-        for take in (players_page,):
+        for take in takes:
             for path in take(browser):
                 print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
 

@@ -1,8 +1,8 @@
-"""The README's architecture section shows the real package tree: every package, every module.
+"""The architecture page shows the real package tree: every package, every module.
 
 Its `text` block lists, one package a line, `path/` and the package's modules (without `.py`,
 `__init__` left out); the first line is the top-level modules. A module added or moved without
-updating the README fails here, with the line to write.
+updating docs/internals/architecture.md fails here, with the line to write.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ def real_tree() -> dict[str, list[str]]:
     return tree
 
 
-def readme_tree() -> dict[str, list[str]]:
-    text = (ROOT / "README.md").read_text("utf-8")
-    section = text[text.index("## Architecture") :]
+def documented_tree() -> dict[str, list[str]]:
+    section = (ROOT / "docs" / "internals" / "architecture.md").read_text("utf-8")
     block = section[
         section.index("```text\n") + 8 : section.index("\n```", section.index("```text"))
     ]
@@ -38,14 +37,14 @@ def readme_tree() -> dict[str, list[str]]:
     return tree
 
 
-def test_readme_shows_every_package_and_module() -> None:
-    real, shown = real_tree(), readme_tree()
+def test_the_architecture_page_shows_every_package_and_module() -> None:
+    real, shown = real_tree(), documented_tree()
     wrong = {
         f"{key or 'src/ishan_tools/'}  {' '.join(modules)}": shown.get(key)
         for key, modules in real.items()
         if shown.get(key) != modules
     }
-    assert not wrong, f"README's architecture tree differs; write these lines: {list(wrong)}"
+    assert not wrong, f"the architecture page's tree differs; write these lines: {list(wrong)}"
     assert set(shown) == set(real), (
-        f"README lists packages that do not exist: {set(shown) - set(real)}"
+        f"the architecture page lists packages that do not exist: {set(shown) - set(real)}"
     )

@@ -95,7 +95,8 @@ def text_of(events: list[Event]) -> str:
 
 def test_each_session_keeps_its_own_sampling_and_stop(smollm2: Path) -> None:
     # Without the prefix cache, so that a rerun finds the KV cache laid out as the first run
-    # did: llama.cpp's logits move in their last bits with that layout (see the README).
+    # did: llama.cpp's logits move in their last bits with that layout (see the docs'
+    # internals/infer-engine.md).
     settings = EngineSettings(
         ModelSettings(smollm2, n_ctx=512, n_threads=2), slots=3, prefix_cache=False
     )

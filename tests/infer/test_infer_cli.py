@@ -119,22 +119,6 @@ def test_the_installed_command_chats_with_smollm2() -> None:
     assert "tok/s" in done.stderr
 
 
-def test_the_readme_documents_every_option() -> None:
-    import click
-    import typer.main
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## ishan infer", 1)[1].split("\n## ", 1)[0]
-    infer = typer.main.get_command(app).commands["infer"]  # type: ignore[attr-defined]
-    for name, command in infer.commands.items():
-        for param in command.params:
-            if not isinstance(param, click.Option):
-                continue
-            for flag in param.opts:
-                if flag.startswith("--") and flag != "--help":
-                    assert f"`{flag}`" in section, f"{name} {flag} missing from the README"
-
-
 def test_run_applies_the_chat_template_unless_raw(tiny_model: Path) -> None:
     args = [
         "infer",

@@ -62,7 +62,8 @@ def test_lookup_never_drafts_from_refused_positions() -> None:
 
 
 def engine_with(model: Path, draft_max: int) -> Engine:
-    # without the prefix cache, both engines lay out their KV cache alike (see the README)
+    # without the prefix cache, both engines lay out their KV cache alike (see the docs'
+    # internals/infer-engine.md)
     return make_engine(model, prefix_cache=False, slots=2, draft_max=draft_max)
 
 
@@ -131,7 +132,8 @@ def test_drafts_stop_at_max_tokens_and_stop_strings_as_before(
 
 def test_concurrent_sessions_draft_side_by_side(drafting: Engine, plain: Engine) -> None:
     # Fixed prompts: side by side, drafts change where each sequence's cells lie in the KV
-    # cache, and llama.cpp's logits move in their last bits with that (see the README), so
+    # cache, and llama.cpp's logits move in their last bits with that (see the docs'
+    # internals/infer-engine.md), so
     # a near tie may tip either way (" lived" 23.42 against " was" 23.37 after STORY with
     # LOOPING beside it).
     requests = [greedy(STORY, 48, ignore_eos=True), greedy(CODE, 48, ignore_eos=True)]

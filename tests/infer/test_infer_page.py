@@ -24,7 +24,7 @@ from tests.browser import Browser, shrink_png
 
 KEY = "page-test-key"
 COUNTING = "Count from 1 to 1000, separated by commas."
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "infer"
 
 
 def start(model: Path, *api_key: str) -> Cluster:
@@ -371,7 +371,7 @@ def test_light_and_dark_follow_the_system_and_the_readme_screenshots(
 ) -> None:
     """A streaming answer under a light and a dark system setting: the page follows it, and
     every text a reader sees (messages, stats, the worker card, settings) passes WCAG AA.
-    ISHAN_SCREENSHOTS=1 writes the two docs/infer-chat-{light,dark}.png."""
+    ISHAN_SCREENSHOTS=1 writes the two docs/infer/infer-chat-{light,dark}.png."""
     page = ChatPage(browser, f"{service.url}/")
     browser.viewport(1280, 760)
     page.open()

@@ -30,7 +30,7 @@ from tests.browser import Browser, shrink_png
 from .conftest import EXAMPLE_RATINGS
 
 KANTE = 215914
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "players"
 MINUS, DASH = "\N{MINUS SIGN}", "\N{EN DASH}"  # the page's typography
 
 
@@ -403,7 +403,7 @@ def test_light_and_dark_follow_the_system_and_every_text_is_readable(
 ) -> None:
     """The page under a light and a dark system setting: the page follows it, and every text
     a reader sees (table, radar labels, card, the radar's tooltip) passes WCAG AA.
-    ISHAN_SCREENSHOTS=1 writes the two docs/players-page-{light,dark}.png."""
+    ISHAN_SCREENSHOTS=1 writes the two docs/players/players-page-{light,dark}.png."""
     page = Page(browser, str(api.base_url))
     browser.viewport(1440, 1000)
     page.open("?like=251854&max_age=24&sel=232411")  # players like Pedri, Nkunku's radar open

@@ -69,7 +69,7 @@ class CrawlConfig:
 
     `frontier` (redis://HOST:PORT/DB) shares the crawl `crawl_id` with every process that
     names it; each is a worker `worker_id` (default HOST-PID) that writes to its own out dir
-    (default crawl_out/<worker-id>). Its URLs are held under leases of `lease` seconds,
+    (default `crawl_out/<worker-id>`). Its URLs are held under leases of `lease` seconds,
     renewed every `heartbeat`; a frontier that stays unreachable for `frontier_timeout`
     seconds ends the worker.
     """
