@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError, CircuitState
 from ishan_tools.breaker.store import MemoryStore, StoreFactory
 
-from .test_breaker_store import AskedStore
+from .test_store import AskedStore
 
 
 class Failure(Exception):

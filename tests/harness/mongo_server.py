@@ -1,6 +1,6 @@
 """Starting and stopping `secantusd-py`, a MongoDB-wire-protocol server, on 127.0.0.1.
 
-Used by the test fixture and by `bench/migrate.py`. The server is a test-only dependency
+Used by the test fixture and by `bench.migrate`. The server is a test-only dependency
 (GPL): it runs as a separate process and is never imported.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import pymongo
 
-from tests.processes import stop_process
+from tests.harness.processes import stop_process
 
 LISTENING = re.compile(r"secantus listening on 127\.0\.0\.1:(\d+)")
 

@@ -1,4 +1,4 @@
-"""A real `redis-server` (Debian's package) on a free 127.0.0.1 port, for the shared-crawl tests.
+"""A real `redis-server` (Debian's package) on a free 127.0.0.1 port, for tests and benchmarks.
 
 Persistence is off unless asked (`appendonly=True`, for the restart test). `pause`/`resume`
 send SIGSTOP/SIGCONT (a blip); `stop`/`start` restart it on the same port and data dir.
@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
 import redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.harness.ports import free_port
+from tests.harness.processes import stop_process
+from tests.harness.waiting import WaitTimeout, wait_until
 
 
 class RedisServer:
     def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail(
+            raise RuntimeError(
                 "redis-server is not installed: run scripts/test, which installs it, or "
                 "apt-get install redis-server"
             )
@@ -48,27 +43,25 @@ class RedisServer:
         log = (self.workdir / "redis.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=log)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
+
+        def answers() -> bool:
             try:
-                if client.ping():
-                    return
+                return bool(client.ping())
             except (redis.ConnectionError, redis.BusyLoadingError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    message = f"redis-server did not start: {self.workdir}/redis.log"
-                    raise RuntimeError(message) from None
-                time.sleep(0.05)
+                return False
+
+        try:
+            wait_until(answers, 10, what="redis-server", process=self.process)
+        except WaitTimeout:
+            message = f"redis-server did not start: {self.workdir}/redis.log"
+            raise RuntimeError(message) from None
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """SIGTERM: Redis writes its append-only file and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
     def pause(self) -> None:

@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import Cluster
 from llama_cpp import Llama
-from test_infer_service import infer
-from tiny_gguf import write_tiny_gguf
 
 from ishan_tools.infer import CoordinatorSettings, EngineSettings, GenerationRequest, ModelSettings
 from ishan_tools.infer.events import Done, Token
 from ishan_tools.infer.worker.engine import Engine
+
+from .conftest import Cluster
+from .test_service import infer
+from .tiny_gguf import write_tiny_gguf
 
 QUESTION = "What is the capital of France?"
 STORY = "Once upon a time, there was a lighthouse keeper who"

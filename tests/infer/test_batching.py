@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Cluster, wait_until
 from typer.testing import CliRunner
 
 from ishan_tools.cli import app
@@ -20,6 +19,8 @@ from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
 from ishan_tools.infer.events import Done, Event, Token
 from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.session import Session
+
+from .conftest import Cluster, wait_until
 
 
 def engine_with(model: Path, slots: int, **extra: Any) -> Engine:

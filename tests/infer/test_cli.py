@@ -6,10 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import ishan
 from typer.testing import CliRunner
 
 from ishan_tools.cli import app
+
+from .conftest import ishan
 
 runner = CliRunner()
 

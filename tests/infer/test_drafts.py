@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 import typer.main
-from test_infer_batching import read_all, text_of
-from test_infer_prefix_cache import greedy as cache_greedy
-from test_infer_prefix_cache import make_engine
 
 from ishan_tools.cli import app
 from ishan_tools.infer import GenerationRequest, ModelSettings
@@ -20,6 +17,10 @@ from ishan_tools.infer.events import Done
 from ishan_tools.infer.worker.app import worker_gauges
 from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.lookup import Lookup
+
+from .test_batching import read_all, text_of
+from .test_prefix_cache import greedy as cache_greedy
+from .test_prefix_cache import make_engine
 
 # SmolLM2-135M repeats itself here, greedy and with its end token banned
 LOOPING = "Count with me: one, two, three, one, two, three, one, two,"

@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Cluster, wait_until, workers_of
 from llama_cpp import Llama
 
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
 from ishan_tools.infer.errors import EngineBusy
 from ishan_tools.infer.worker.engine import Engine, model_shape
+
+from .conftest import Cluster, wait_until, workers_of
 
 CTX = 256
 

@@ -6,9 +6,10 @@ import signal
 from typing import Any
 
 import httpx
-from conftest import Cluster, wait_until, workers_of
 from prometheus_client.parser import text_string_to_metric_families
-from test_infer_service import LONG, body, infer
+
+from .conftest import Cluster, wait_until, workers_of
+from .test_service import LONG, body, infer
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import Cluster
+
+from .conftest import Cluster
 
 
 @pytest.fixture

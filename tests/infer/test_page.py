@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Cluster, wait_until
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
-from tests.browser import Browser
+
+from tests.harness.browser import Browser
+
+from .conftest import Cluster, wait_until
 
 KEY = "page-test-key"
 COUNTING = "Count from 1 to 1000, separated by commas."

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 import typer.main
-from conftest import wait_until
-from test_infer_batching import read_all, text_of
 
 from ishan_tools.cli import app
 from ishan_tools.infer import EngineSettings, GenerationRequest, ModelSettings
@@ -19,6 +17,9 @@ from ishan_tools.infer.coordinator.supervisor import worker_argv
 from ishan_tools.infer.events import Done
 from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.prefix_cache import Ledger, PrefixCache, common_prefix
+
+from .conftest import wait_until
+from .test_batching import read_all, text_of
 
 SYSTEM = (
     "You are a careful assistant for a small bookshop by the harbour. You answer questions "

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import Cluster, wait_until, workers_of
-from test_infer_scheduler import MB, beat, load
 
 from ishan_tools.infer.config import CoordinatorSettings, GenerationRequest
 from ishan_tools.infer.coordinator.affinity import (
@@ -20,6 +18,9 @@ from ishan_tools.infer.coordinator.affinity import (
 )
 from ishan_tools.infer.coordinator.registry import Registry
 from ishan_tools.infer.coordinator.scheduler import pick
+
+from .conftest import Cluster, wait_until, workers_of
+from .test_scheduler import MB, beat, load
 
 SYSTEM = "You are the harbour bookshop's assistant. " * 30  # 1,260 characters: 4 blocks
 

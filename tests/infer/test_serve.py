@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Proc, closed_port, healthy_ids, ishan, wait_until, workers_of
-from test_infer_service import body, infer
+
+from .conftest import Proc, closed_port, healthy_ids, ishan, wait_until, workers_of
+from .test_service import body, infer
 
 LONG = 1500
 

@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from conftest import Cluster, healthy_ids, wait_until, workers_of
+
+from .conftest import Cluster, healthy_ids, wait_until, workers_of
 
 LONG = 4000  # tokens: the tiny model streams for several seconds
 

@@ -12,8 +12,9 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from conftest import Cluster
-from test_infer_service import worker_health as health_of
+
+from .conftest import Cluster
+from .test_service import worker_health as health_of
 
 SCHEMAS: list[tuple[str, dict[str, Any]]] = [
     (

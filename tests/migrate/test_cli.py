@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ishan_tools.cli import app
+from tests.harness.mongo_server import hosts_of
 
 from .helpers import FIXTURES, insert_users, ishan
-from .server import hosts_of
 
 SCRIPT = FIXTURES / "add_full_name.py"
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ishan_tools.migrate.lock import MigrationLock
+from tests.harness.mongo_server import database_uri
 
 from .helpers import (
     FIXTURES,
@@ -25,7 +26,6 @@ from .helpers import (
     snapshot,
     wait_for,
 )
-from .server import database_uri
 
 
 def done_batch(db: Any, name: str) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ishan_tools.migrate.partitions import split_ids
+from tests.harness.mongo_server import database_uri
 
 from .helpers import (
     FIXTURES,
@@ -24,8 +25,7 @@ from .helpers import (
     snapshot,
     wait_for,
 )
-from .server import database_uri
-from .test_migrate_resume import done_batch
+from .test_resume import done_batch
 
 SLOW_INC = """
 import time

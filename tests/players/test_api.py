@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ishan_tools.players import Index, Profile
-from tests.processes import stop_process
+from tests.harness.processes import stop_process
 
 from .conftest import EXAMPLE_RATINGS, FIND_SIMILAR_BODY
 
