@@ -8,7 +8,7 @@ through the decorator. Prints the median over several rounds in ns/call, and rat
 while the circuit is open; only its decorator guards), so it is printed for reference but
 left out of the target: its guarded path is the decorator.
 
-    python bench/breaker.py [--rounds 15] [--number 200000]
+    python -m bench.breaker [--rounds 15] [--number 200000]
 """
 
 from __future__ import annotations

@@ -1,23 +1,20 @@
 """Take the README's screenshots of the web pages with the tests' browser harness.
 
 Each page is served for real (`ishan ... serve --port 0`), opened in headless Chromium
-(tests/browser.py), put in a state worth showing, and saved as a PNG under docs/ (reduced to
+(tests/harness/browser.py), put in a state worth showing, and saved as a PNG under docs/ (reduced to
 a 256-colour palette when Pillow is installed, to keep the repository small).
 
-Run: .venv/bin/python scripts/screenshots.py
+Run, from the repository root: .venv/bin/python -m scripts.screenshots
 """
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import Browser
-from tests.processes import stop_process
+from tests.harness.browser import Browser
+from tests.harness.processes import start_server, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ISHAN = Path(sys.executable).with_name("ishan")
@@ -26,17 +23,7 @@ DOCS = ROOT / "docs"
 
 def serve(*command: str) -> tuple[subprocess.Popen[str], str]:
     """Start `ishan <command> --port 0` and return it with the URL it reports."""
-    process = subprocess.Popen(
-        [str(ISHAN), *command, "--port", "0"], stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.search(r"running on (http://\S+)", process.stderr.readline())
-        if found:
-            return process, found.group(1)
-    stop_process(process)
-    raise SystemExit(f"ishan {' '.join(command)} did not report its address")
+    return start_server([str(ISHAN), *command, "--port", "0"])
 
 
 def shrink(path: Path) -> None:
