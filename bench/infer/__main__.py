@@ -61,13 +61,6 @@ def options() -> argparse.Namespace:
         help="leave the llama-server row out (when it is not built): the concurrent ratios are "
         "then to the first row",
     )
-    parser.add_argument("--build-llama-server", action="store_true")
-    parser.add_argument(
-        "--without-llama-server",
-        action="store_true",
-        help="leave the llama-server row out (when it is not built): the concurrent ratios are "
-        "then to the first row",
-    )
     return parser.parse_args()
 
 
