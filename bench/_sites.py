@@ -1,5 +1,5 @@
-"""The crawl benchmarks' fixture sites and prerequisites, shared by bench/crawl.py and
-bench/crawl_distributed.py.
+"""The crawl benchmarks' fixture sites and prerequisites, shared by bench.crawl and
+bench.crawl_distributed (free ports, waiting and stopping come from tests/harness/).
 
 - `nginx(tmp, root, sites)`: nginx serving a docs tree (Debian's python3.11-doc) on `sites`
   ports of 127.0.0.1;
@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.harness.ports import free_port
+from tests.harness.processes import stop_process
+from tests.harness.waiting import WaitTimeout, wait_http
 
 DOCROOT = Path("/usr/share/doc/python3.11/html")
 
@@ -97,26 +98,6 @@ install them with:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    """Until `url` answers; exits when `process` ended or 15 s passed."""
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise SystemExit(f"{what} did not start") from None
-            time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def nginx(
     tmp: Path,
@@ -144,11 +125,13 @@ def nginx(
     seeds = [f"http://127.0.0.1:{port}/" for port in ports]
     try:
         for seed in seeds:
-            wait_http(seed, process, f"nginx (see {tmp}/nginx-error.log)")
+            try:
+                wait_http(seed, process)
+            except WaitTimeout:
+                raise SystemExit(f"nginx (see {tmp}/nginx-error.log) did not start") from None
         yield seeds
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -163,8 +146,7 @@ def python_site(tmp: Path, source: str, pages: int) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{process.stdout.readline().strip()}/p/0"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 def check_prerequisites(docroot: Path, tools: list[str], modules: list[str]) -> str:

@@ -11,7 +11,7 @@ breaker's clock and enters the slow-call window); the target holds for both rows
 while the circuit is open; only its decorator guards), so it is printed for reference but
 left out of the target: its guarded path is the decorator.
 
-    python bench/breaker.py [--rounds 15] [--number 200000]
+    python -m bench.breaker [--rounds 15] [--number 200000]
 """
 
 from __future__ import annotations

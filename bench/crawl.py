@@ -10,7 +10,7 @@ Prerequisites (Debian/Ubuntu, as root):
     pip install -e ".[crawl,bench]"          # ishan crawl and scrapy
 
 Usage:
-    .venv/bin/python bench/crawl.py [--runs 3] [--scrapy-runs 1] [--docroot DIR]
+    .venv/bin/python -m bench.crawl [--runs 3] [--scrapy-runs 1] [--docroot DIR]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _sites import DOCROOT, TREE_SERVER, check_prerequisites, nginx, python_site
+from bench._sites import DOCROOT, TREE_SERVER, check_prerequisites, nginx, python_site
 
 SPIDER = '''\
 import hashlib

@@ -13,7 +13,7 @@ read them through
 Each relay's CPU time (user + system, from /proc) over a round, divided by the tokens the
 clients received; medians over `--rounds`, with 1 and 4 concurrent clients.
 
-    python bench/infer_relay.py [--rounds 3] [--tokens 4000] [--gap-ms 2]
+    python -m bench.infer_relay [--rounds 3] [--tokens 4000] [--gap-ms 2]
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+
+from tests.harness.processes import stop_process
+from tests.harness.waiting import WaitTimeout, wait_until
 
 RELAY = """
 import asyncio, sys
@@ -161,11 +163,11 @@ def main() -> None:
         drain.start()  # its later lines must never fill the pipe
         relay_url = f"http://127.0.0.1:{relay.stdout.readline().strip()}/worker/generate"
         register(base)
-        deadline = time.monotonic() + 30
-        while not any(w["healthy"] for w in httpx.get(f"{base}/coordinator/health/workers").json()):
-            if time.monotonic() > deadline:
-                raise SystemExit("the coordinator never saw the fake worker")
-            time.sleep(0.2)
+        health = f"{base}/coordinator/health/workers"
+        try:
+            wait_until(lambda: any(w["healthy"] for w in httpx.get(health).json()), 30)
+        except WaitTimeout:
+            raise SystemExit("the coordinator never saw the fake worker") from None
         body = {"model": "m", "prompt": "x", "raw": True, "max_tokens": args.tokens}
         relays = {
             "ishan coordinator": (coordinator.pid, f"{base}/coordinator/infer", body),
@@ -198,11 +200,7 @@ def main() -> None:
                 print(f"{name:20} {clients:>7} {median:>13.1f} {median / floor:>13.2f}x  {each}")
     finally:
         for process in (coordinator, relay):
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, 20, sig=signal.SIGINT)
 
 
 if __name__ == "__main__":

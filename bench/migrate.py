@@ -17,7 +17,7 @@ table gives median docs/s and the median of those ratios. Then the peak Python m
 at N/10 and N documents (tracemalloc, untimed). Starts its own `secantusd-py` (from the
 `test` extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a server.
 
-    .venv/bin/python bench/migrate.py [--docs 50000] [--repeat 1] [--per-document-sample 5000]
+    .venv/bin/python -m bench.migrate [--docs 50000] [--repeat 1] [--per-document-sample 5000]
         [--uri mongodb://...]
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -39,9 +38,7 @@ import pymongo
 from pymongo import UpdateOne
 
 from ishan_tools.migrate import ConnectionConfig, RunConfig, run_migration
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.migrate.server import secantus_server
+from tests.harness.mongo_server import secantus_server
 
 CALLBACK = """
 primary = "users"

@@ -10,7 +10,7 @@ is the original project's approach:
   API          requests/s on the original project's endpoint, `wrk` on loopback (an asyncio
                httpx client when wrk is missing), ours vs a baseline FastAPI server
 
-Run: .venv/bin/python bench/players.py [--quick]   (about three minutes; medians of repeats)
+Run: .venv/bin/python -m bench.players [--quick]   (about three minutes; medians of repeats)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,8 +30,9 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.processes import stop_process
+from tests.harness.ports import free_port
+from tests.harness.processes import stop_process
+from tests.harness.waiting import WaitTimeout, wait_until
 
 ISHAN = Path(sys.executable).with_name("ishan")
 # The original project's example profile: its API's request body, and `ishan players` options.
@@ -204,24 +204,17 @@ def worker(side: str, builds: int, queries: int) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
+    def answers() -> bool:
         try:
-            if httpx.post(url, json=PROFILE_BODY, timeout=5).status_code == 200:
-                return
+            return httpx.post(url, json=PROFILE_BODY, timeout=5).status_code == 200
         except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer")
+            return False
+
+    try:
+        wait_until(answers, timeout, what=url, interval=0.2, process=process)
+    except WaitTimeout as error:
+        raise SystemExit(str(error)) from None
 
 
 def load_wrk(url: str, seconds: int) -> float:
@@ -301,7 +294,7 @@ def main() -> None:
         timed_process([str(ISHAN), "players", *PROFILE_ARGS.split()]) for _ in range(repeats)
     ]
     baseline_cli = [timed_process([sys.executable, "-c", BASELINE_CLI]) for _ in range(3)]
-    me = [sys.executable, __file__] + (["--quick"] if args.quick else [])
+    me = [sys.executable, "-m", "bench.players"] + (["--quick"] if args.quick else [])
     ours = json.loads(timed_process([*me, "--worker", "ours"])[2])
     baseline = json.loads(timed_process([*me, "--worker", "baseline"])[2])
     port = free_port()

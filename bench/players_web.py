@@ -1,7 +1,7 @@
 """Benchmark the scouting page: time from an input change to updated results, in a real browser.
 
 Starts `ishan players serve --port 0`, opens its page in headless Chromium (the tests' harness,
-tests/browser.py) and times interactions inside the page, as a user makes them:
+tests/harness/browser.py) and times interactions inside the page, as a user makes them:
   slider     a rating slider moved (an `input` event, as while dragging)
   filter     a filter changed: age, foot, position code, league, top N, role rule, weight
   search     a name typed into the search box, until the suggestions are listed
@@ -11,7 +11,7 @@ Each is timed from the event to the page's own "done" event (table, suggestions 
 replaced in the DOM) and to the next frame after it. The baseline, measured in the same page
 and run: the bare API round trip (fetch of the same request, parsed, nothing drawn).
 
-Run: .venv/bin/python bench/players_web.py [--rounds 200]   (a minute or two)
+Run: .venv/bin/python -m bench.players_web [--rounds 200]   (a minute or two)
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import Browser
-from tests.processes import stop_process
+from tests.harness.browser import Browser
+from tests.harness.processes import start_server as start_players_server
+from tests.harness.processes import stop_process
 
 ISHAN = Path(sys.executable).with_name("ishan")
 ATTRIBUTES = ("pace", "shooting", "passing", "dribbling", "defending", "physic")
@@ -81,17 +79,7 @@ fetch("players/similar", {method: "POST", headers: {"Content-Type": "application
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [str(ISHAN), "players", "serve", "--port", "0"], stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.search(r"running on (http://\S+)", process.stderr.readline())
-        if found:
-            return process, found.group(1)
-    stop_process(process)
-    raise SystemExit("ishan players serve did not report its address")
+    return start_players_server([str(ISHAN), "players", "serve", "--port", "0"])
 
 
 def filter_changes(rng: random.Random) -> list[tuple[str, object]]:

@@ -43,7 +43,7 @@ NOT_OPTIONS = [
     ),
     (
         "ISHAN_SCREENSHOTS",
-        "`tests/infer/test_infer_page.py`",
+        "`tests/infer/test_page.py`",
         "`1`: the screenshot test writes `docs/infer/infer-chat.png`",
     ),
 ]

@@ -1,14 +1,15 @@
 """Take the docs' screenshots of the web pages and of the docs site, with the tests' browser.
 
 Each page is served for real (`ishan ... serve --port 0`; the site built by `mkdocs build`
-and served by `http.server`), opened in headless Chromium (tests/browser.py), put in a state
-worth showing, and saved as a PNG under docs/ (reduced to a 256-colour palette when Pillow
-is installed, to keep the repository small). The scouting page is taken once in each theme,
-light and dark, as a reader's system setting picks them (docs/players/players-page-light.png,
-docs/players/players-page-dark.png); the chat page's two are taken by its browser test:
-ISHAN_SCREENSHOTS=1 pytest tests/infer/test_infer_page.py -k light_and_dark.
+and served by `http.server`), opened in headless Chromium (tests/harness/browser.py), put in a
+state worth showing, and saved as a PNG under docs/ (reduced to a 256-colour palette when
+Pillow is installed, to keep the repository small). The scouting page is taken once in each
+theme, light and dark, as a reader's system setting picks them
+(docs/players/players-page-light.png, docs/players/players-page-dark.png); the chat page's two
+are taken by its browser test: ISHAN_SCREENSHOTS=1 pytest tests/infer/test_page.py -k
+light_and_dark.
 
-Run: .venv/bin/python scripts/screenshots.py [--site | --pages]
+Run, from the repository root: .venv/bin/python -m scripts.screenshots [--site | --pages]
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
-import re
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import Browser, shrink_png
-from tests.processes import stop_process
+from tests.harness.browser import Browser, shrink_png
+from tests.harness.processes import start_server, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ISHAN = Path(sys.executable).with_name("ishan")
@@ -37,17 +35,7 @@ DOCS = ROOT / "docs"
 
 def serve(*command: str) -> tuple[subprocess.Popen[str], str]:
     """Start `ishan <command> --port 0` and return it with the URL it reports."""
-    process = subprocess.Popen(
-        [str(ISHAN), *command, "--port", "0"], stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.search(r"running on (http://\S+)", process.stderr.readline())
-        if found:
-            return process, found.group(1)
-    stop_process(process)
-    raise SystemExit(f"ishan {' '.join(command)} did not report its address")
+    return start_server([str(ISHAN), *command, "--port", "0"])
 
 
 def players_page(browser: Browser) -> list[Path]:
@@ -64,7 +52,9 @@ def players_page(browser: Browser) -> list[Path]:
         targets = []
         for scheme in ("light", "dark"):
             browser.color_scheme(scheme)
-            shot = browser.screenshot(DOCS / "players" / f"players-page-{scheme}.png", full_page=True)
+            shot = browser.screenshot(
+                DOCS / "players" / f"players-page-{scheme}.png", full_page=True
+            )
             targets.append(shrink_png(shot))
     finally:
         stop_process(process)

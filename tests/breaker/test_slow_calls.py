@@ -18,7 +18,7 @@ import redis.asyncio
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError, CircuitState
 from ishan_tools.stores.breaker import RedisBreakerStore
-from tests.crawl.redis_server import RedisServer
+from tests.harness.redis_server import RedisServer
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 

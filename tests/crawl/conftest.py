@@ -29,7 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import redis
 
-from .redis_server import RedisServer
+from tests.harness.redis_server import RedisServer
+from tests.harness.waiting import wait_port
 
 SITE = Path(__file__).resolve().parents[2] / "fixtures" / "crawl" / "site"
 _SUBSTITUTED = {".html", ".txt", ".xml"}
@@ -231,25 +232,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, f"<p>page {path}</p>".encode())
 
 
-def wait_until_answers(port: int, address: str = "127.0.0.1", timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def serve(address: str = "127.0.0.1") -> Iterator[FixtureServer]:
     """Start a fixture server on `address`, wait until it answers, stop it afterwards."""
     server = FixtureServer(address)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    wait_until_answers(server.server_address[1], address)
+    wait_port(server.server_address[1], address)
     try:
         yield server
     finally:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ishan_tools.cli import app
+from tests.harness.ports import free_port
 
 from .conftest import FixtureServer
 from .helpers import manifest
@@ -103,14 +103,8 @@ def test_bad_usage_exits_2_with_one_line(
     assert message in result.stderr
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_unreachable_seed_exits_1(runner: CliRunner, tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/"
+    url = f"http://127.0.0.1:{free_port()}/"
     result = runner.invoke(app, ["crawl", url, "-o", str(tmp_path / "o"), "-q", "--retries", "0"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot fetch the seed")

@@ -20,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ishan_tools.cli import app
+from tests.harness.redis_server import RedisServer
 
 from .conftest import FixtureServer
 from .helpers import manifest, run_crawl
-from .redis_server import RedisServer
 from .workers import merged, run_workers, saved_urls, start_worker, wait_for
 
 
@@ -180,7 +180,7 @@ def test_a_joiner_with_other_options_is_refused(
 
 
 def test_a_frontier_that_never_answers_ends_the_worker_with_one_line(tmp_path: Path) -> None:
-    from .redis_server import free_port
+    from tests.harness.ports import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     args = ["crawl", "http://127.0.0.1:9/", "--frontier", url, "--frontier-timeout", "0.5"]

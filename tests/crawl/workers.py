@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ishan_tools.crawl.merge import merge_crawls
+from tests.harness.waiting import wait_until
 
 from .helpers import manifest
 
@@ -74,11 +74,7 @@ def run_workers(
 
 
 def wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
+    wait_until(condition, timeout, what="the workers")
 
 
 def merged(workers: list[Worker], tmp: Path, name: str = "merged") -> dict[str, dict[str, Any]]:

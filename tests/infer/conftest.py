@@ -7,20 +7,21 @@ learn the bound port, and stop processes with terminate, wait, kill.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tiny_gguf import write_tiny_gguf
 
 from ishan_tools.infer.config import default_model_path
+from tests.harness.ports import free_port
+from tests.harness.processes import stop_process
+from tests.harness.waiting import wait_until
+
+from .tiny_gguf import write_tiny_gguf
 
 PRIVATE_ENV = ("HOST", "PORT", "MODEL_PATH", "WORKER_ID", "WORKER_URL", "COORDINATOR_URL")
 
@@ -67,14 +68,7 @@ class Proc:
         self.popen.send_signal(sig)
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGCONT)
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen)
 
 
 ISHAN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "ishan"
@@ -89,19 +83,7 @@ def ishan(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 def closed_port() -> int:
     """A port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def wait_until(predicate: object, timeout: float = 20.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    return free_port()
 
 
 def workers_of(coordinator_url: str) -> list[dict[str, object]]:

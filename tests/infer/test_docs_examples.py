@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.docs_examples import Example, examples
 
 DOCUMENTED_URL = "http://127.0.0.1:1337"

@@ -17,7 +17,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from .server import ServerError, database_uri, secantus_server
+from tests.harness.mongo_server import ServerError, database_uri, secantus_server
 
 _databases = itertools.count()
 EXTERNAL = os.environ.get("ISHAN_TEST_MONGODB_URI")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from bson.raw_bson import RawBSONDocument
 from typer.testing import CliRunner, Result
 
 from ishan_tools.cli import app
+from tests.harness.waiting import wait_until
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "migrate"
 
@@ -70,11 +70,7 @@ def ishan_process(*args: Any, log_dir: Path) -> subprocess.Popen[str]:
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_until(condition, timeout, what=what, interval=0.02)
 
 
 def run_script(uri: str, script: Path | str, tmp_path: Path, *extra: Any) -> Any:

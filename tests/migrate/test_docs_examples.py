@@ -15,11 +15,11 @@ import pymongo
 import pytest
 
 from ishan_tools.migrate import ConnectionConfig, RunConfig, run_migration
+from tests.harness.mongo_server import database_uri
 
 from ..docs_examples import Example, examples
 from .conftest import new_database_name
 from .helpers import insert_users
-from .server import database_uri
 
 MIGRATE_EXAMPLES = [example for example in examples("migrate") if not example.not_run]
 

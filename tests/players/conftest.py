@@ -7,7 +7,6 @@ import csv
 import gzip
 import io
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ import uvicorn
 from ishan_tools.players import Index
 from ishan_tools.players.api import create_app
 from ishan_tools.players.data import EMBEDDED_DATA
+from tests.harness.waiting import wait_until
 
 # The original project's example: a midfielder's six ratings, as the library, the CLI and the
 # find_similar_players body take them.
@@ -83,11 +83,9 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
+    wait_until(lambda: server.started or not thread.is_alive(), 20, what="uvicorn", interval=0.01)
+    if not server.started:
+        raise RuntimeError("uvicorn did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ishan_tools.players import Index, Profile
-from tests.processes import stop_process
+from tests.harness.processes import start_server, stop_process
 
 from .conftest import EXAMPLE_RATINGS, FIND_SIMILAR_BODY
 
@@ -137,22 +135,12 @@ def test_get_player_health_and_docs(api: httpx.Client, index: Index) -> None:
 
 def test_serve_command_runs_the_api_until_terminated() -> None:
     ishan = Path(sys.executable).with_name("ishan")
-    process = subprocess.Popen(
-        [str(ishan), "players", "serve", "--host", "127.0.0.1", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
+    process, url = start_server(
+        [str(ishan), "players", "serve", "--host", "127.0.0.1", "--port", "0"], timeout=60
     )
     try:
-        assert process.stderr is not None
-        deadline = time.monotonic() + 60
-        port = None
-        while port is None and time.monotonic() < deadline:
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", process.stderr.readline())
-            port = int(found.group(1)) if found else None
-        assert port, "serve did not report its address"
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/find_similar_players/", json=FIND_SIMILAR_BODY
-        )
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/?", url), url
+        response = httpx.post(f"{url.rstrip('/')}/find_similar_players/", json=FIND_SIMILAR_BODY)
         assert response.status_code == 200 and len(response.json()["similar_players"]) == 3
     finally:
         stop_process(process)

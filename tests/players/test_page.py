@@ -25,7 +25,7 @@ from ishan_tools.cli import app as cli_app
 from ishan_tools.players import Filters, Index, Profile
 from ishan_tools.players.data import ATTRIBUTES
 from ishan_tools.players.export import explanation
-from tests.browser import Browser, shrink_png
+from tests.harness.browser import Browser, shrink_png
 
 from .conftest import EXAMPLE_RATINGS
 
