@@ -14,9 +14,16 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
-from ishan_tools._cli.options import json_option, quiet_option
+from ishan_tools._cli.options import (
+    json_option,
+    metrics_host_option,
+    metrics_linger_option,
+    metrics_port_option,
+    quiet_option,
+)
 from ishan_tools._cli.output import console, print_json
 from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
+from ishan_tools.observe.config import MetricsConfig
 
 __all__ = ["app"]
 
@@ -50,7 +57,8 @@ def _headers(values: list[str]) -> dict[str, str]:
 
 Opt = typer.Option
 D = CrawlConfig  # the defaults below are its fields' defaults
-_DISPLAY_OPTIONS = ("log_format", "quiet")  # how to show the crawl, not what to crawl
+# how to show or watch the crawl, not what to crawl
+_DISPLAY_OPTIONS = ("log_format", "quiet", "metrics_port", "metrics_host", "metrics_linger")
 _SHARED = "Shared crawl (Redis)"
 
 
@@ -217,6 +225,11 @@ def run(
             rich_help_panel=_SHARED,
         ),
     ] = D.frontier_timeout,
+    metrics_port: Annotated[int | None, metrics_port_option("ISHAN_CRAWL_METRICS_PORT")] = None,
+    metrics_host: Annotated[
+        str, metrics_host_option("ISHAN_CRAWL_METRICS_HOST")
+    ] = MetricsConfig.host,
+    metrics_linger: Annotated[float, metrics_linger_option()] = MetricsConfig.linger_s,
 ) -> None:
     """Crawl each URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
 
@@ -232,13 +245,15 @@ def run(
     import asyncio
 
     from ishan_tools.crawl.engine import Crawler
+    from ishan_tools.crawl.metrics import watched
     from ishan_tools.crawl.render import close_sink, open_sink
 
     crawler = Crawler(_config(ctx.params))
     sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
     crawler.sink = sink
     try:
-        asyncio.run(crawler.run())
+        with watched(crawler, _metrics(metrics_port, metrics_host, metrics_linger)):
+            asyncio.run(crawler.run())
     finally:
         close_sink(sink)
 
@@ -307,6 +322,10 @@ def merge(
         f"lines dropped), {result.files} files",
         soft_wrap=True,
     )
+
+
+def _metrics(port: int | None, host: str, linger: float) -> MetricsConfig | None:
+    return None if port is None else MetricsConfig(port, host, linger)
 
 
 def _config(params: dict[str, Any]) -> CrawlConfig:
