@@ -41,6 +41,7 @@ _WRITTEN = ("inserted", "modified", "deleted", "upserted")
 _RUN_FIGURES = (  # run-wide, the same for every participant: take max across machines
     ("partitions", "ishan_migrate_partitions", "Partitions of the run (run-wide)."),
     ("partitions_done", "ishan_migrate_partitions_done", "Partitions done (run-wide)."),
+    ("leased", "ishan_migrate_partitions_leased", "Partitions leased now (run-wide)."),
     ("planned", "ishan_migrate_run_documents_planned", "Documents the run plans (run-wide)."),
     ("passed", "ishan_migrate_run_documents_passed", "Documents the run passed (run-wide)."),
 )

@@ -230,15 +230,16 @@ def counts_of_run(database: Any, migration: str, plan: str, run_id: str) -> tupl
 
 
 def run_figures(database: Any, migration: str, plan: str) -> dict[str, int]:
-    """The plan's partitions (held ones left out) and those done, the documents planned and
-    passed: the run-wide figures that `ishan migrate run --metrics-port` serves."""
-    figures = dict.fromkeys(("partitions", "partitions_done", "planned", "passed"), 0)
+    """The plan's partitions (held ones left out), those done and those leased, the documents
+    planned and passed: the run-wide figures that `ishan migrate run --metrics-port` serves."""
+    figures = dict.fromkeys(("partitions", "partitions_done", "leased", "planned", "passed"), 0)
     fields = {"state": 1, "count": 1, "done": 1}
     for doc in database[PARTITIONS].find({"m": migration, "plan": plan}, fields):
         if doc.get("state") == HELD:
             continue
         figures["partitions"] += 1
         figures["partitions_done"] += doc.get("state") == DONE
+        figures["leased"] += doc.get("state") == LEASED
         figures["planned"] += int(doc.get("count", 0))
         figures["passed"] += int(doc.get("done", 0))
     return figures
