@@ -125,11 +125,10 @@ def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
     stack.append(prometheus)
 
     # An infer service: one coordinator, one worker (SmolLM2), one request.
-    infer = Run(
-        ["infer", "serve", "--port", str(ports["coord"]), "--worker-port", str(ports["worker"]),
-         "--workers", "1", "--ctx", "512", "--threads", "1"],
-        tmp_path / "infer.out",
-    )  # fmt: skip
+    serve_args = ["infer", "serve", "--port", str(ports["coord"]),
+                  "--worker-port", str(ports["worker"]), "--workers", "1", "--ctx", "512",
+                  "--threads", "1"]  # fmt: skip
+    infer = Run(serve_args, tmp_path / "infer.out")
     stack.append(infer)
 
     # A shared crawl of the fixture site by two workers (errors, a retry, robots denials and
@@ -146,15 +145,11 @@ def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
     frontier = redis_server.url(0)
     crawlers = []
     for name in ("crawl1", "crawl2"):
-        crawlers.append(
-            Run(
-                ["crawl", site.url("/dyn/"), "--frontier", frontier, "--worker-id", name,
-                 "-o", str(tmp_path / name), "--log-format", "json", "-c", "2", "--depth", "-1",
-                 "--lease", "30", "--heartbeat", "0.5", "--retries", "2",
-                 "--metrics-port", str(ports[name]), "--metrics-linger", LINGER],
-                tmp_path / f"{name}.out",
-            )  # fmt: skip
-        )
+        crawl_args = ["crawl", site.url("/dyn/"), "--frontier", frontier, "--worker-id", name,
+                      "-o", str(tmp_path / name), "--log-format", "json", "-c", "2",
+                      "--depth", "-1", "--lease", "30", "--heartbeat", "0.5", "--retries", "2",
+                      "--metrics-port", str(ports[name]), "--metrics-linger", LINGER]  # fmt: skip
+        crawlers.append(Run(crawl_args, tmp_path / f"{name}.out"))
         stack.append(crawlers[-1])
 
     # A migration of USERS documents by two worker processes.
@@ -165,12 +160,11 @@ def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri)
     database = client.get_default_database()
     insert_users(database, USERS)
-    migration = Run(
-        ["migrate", "run", str(FIXTURES / "inc_visits.py"), "--uri", uri, "--workers", "2",
-         "--batch-size", "25", "--json", "-q", "--log-dir", str(tmp_path / "logs"),
-         "--metrics-port", str(ports["migrate"]), "--metrics-linger", LINGER],
-        tmp_path / "migrate.out",
-    )  # fmt: skip
+    migrate_args = ["migrate", "run", str(FIXTURES / "inc_visits.py"), "--uri", uri,
+                    "--workers", "2", "--batch-size", "25", "--json", "-q",
+                    "--log-dir", str(tmp_path / "logs"), "--metrics-port",
+                    str(ports["migrate"]), "--metrics-linger", LINGER]  # fmt: skip
+    migration = Run(migrate_args, tmp_path / "migrate.out")
     stack.append(migration)
 
     for crawler in crawlers:
