@@ -245,17 +245,19 @@ def run(
     import asyncio
 
     from ishan_tools.crawl.engine import Crawler
-    from ishan_tools.crawl.metrics import watched
+    from ishan_tools.crawl.metrics import fan_out, watched
     from ishan_tools.crawl.render import close_sink, open_sink
 
     crawler = Crawler(_config(ctx.params))
-    sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
-    crawler.sink = sink
-    try:
-        with watched(crawler, _metrics(metrics_port, metrics_host, metrics_linger)):
+    with watched(crawler, _metrics(metrics_port, metrics_host, metrics_linger)) as metrics:
+        if metrics is not None:
+            console(stderr=True).print(f"metrics at {metrics.url}", soft_wrap=True)
+        sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
+        crawler.sink = sink if metrics is None else fan_out(sink, metrics.observe)
+        try:
             asyncio.run(crawler.run())
-    finally:
-        close_sink(sink)
+        finally:
+            close_sink(sink)
 
 
 Frontier = Annotated[

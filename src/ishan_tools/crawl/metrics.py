@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ishan_tools.crawl.events import Event, EventSink
 from ishan_tools.errors import IshanError
 from ishan_tools.observe.config import MetricsConfig
-from ishan_tools.observe.exporter import LiveCollector, MetricsServer, capped, gauge, serving
+from ishan_tools.observe.exporter import LiveCollector, capped, gauge, serving
 
 if TYPE_CHECKING:
     from ishan_tools.crawl.engine import Crawler
@@ -60,6 +60,8 @@ class CrawlMetrics:
     def __init__(self, crawler: Crawler, *, host_labels: int = HOST_LABELS) -> None:
         self.crawler = crawler
         self.host_labels = host_labels
+        self.url = ""
+        """Where `watched` serves them (http://HOST:PORT/metrics)."""
         self.registry = CollectorRegistry()
         self.responses = Counter(
             "ishan_crawl_responses",
@@ -213,15 +215,17 @@ class CrawlMetrics:
 
 
 @contextmanager
-def watched(crawler: Crawler, config: MetricsConfig | None) -> Iterator[MetricsServer | None]:
-    """Serve `crawler`'s metrics while the block runs (nothing when `config` is None)."""
+def watched(crawler: Crawler, config: MetricsConfig | None) -> Iterator[CrawlMetrics | None]:
+    """Serve `crawler`'s metrics while the block runs, and `config.linger_s` after it
+    (nothing when `config` is None); the block feeds `observe` the crawl's events."""
     if config is None:
         yield None
         return
     metrics = CrawlMetrics(crawler)
-    crawler.sink = fan_out(crawler.sink, metrics.observe)
     with serving(metrics.registry, config) as server:
-        yield server
+        assert server is not None
+        metrics.url = server.url
+        yield metrics
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -161,6 +161,8 @@ def run_command(
     if metrics_port is not None and not dry_run:
         metrics = MetricsConfig(metrics_port, metrics_host, metrics_linger)
     with exporting(metrics, workers) as exporter:
+        if exporter is not None:
+            typer.echo(f"metrics at {exporter.url}", err=True)
         with progress_bar(enabled=not (quiet or json_output)) as progress:
             summary = run_migration(connection, config, progress, exporter)
         render_summary(summary, as_json=json_output, quiet=quiet)

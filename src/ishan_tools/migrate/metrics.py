@@ -163,6 +163,8 @@ class Exporter:
         self.worker_dir = worker_dir
         """Where `--workers N` worker processes write their figures (None: one worker)."""
         self.participant: RunMetrics | None = None
+        self.url = ""
+        """Where it serves them (http://HOST:PORT/metrics)."""
         self._run: tuple[Callable[[], dict[str, int]], str] | None = None
         self._last: dict[str, int] | None = None
         self._settled = False
@@ -213,7 +215,9 @@ def exporting(config: MetricsConfig | None, workers: int) -> Iterator[Exporter |
             worker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ishan-m-")))
             registry = multiprocess.merged(worker_dir)
         exporter = Exporter(registry, worker_dir)
-        stack.enter_context(serving(registry, config))
+        server = stack.enter_context(serving(registry, config))
+        assert server is not None
+        exporter.url = server.url
         yield exporter
 
 
