@@ -7,10 +7,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+from ishan_tools.crawl.merge import merge_crawls
 from ishan_tools.observe.exporter import OTHER, capped
 from tests.observe.served import ISHAN, Served, value
 
 from .conftest import FixtureServer
+from .workers import run_workers
 
 
 def test_a_crawl_serves_its_summary_figures_and_lingers_after_it(
@@ -67,3 +69,34 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_2(site: FixtureServer, tmp_p
         "--metrics-port or --metrics-host"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_status_serves_a_shared_crawls_figures_from_one_place(
+    site: FixtureServer, frontier: str, tmp_path: Path
+) -> None:
+    site.dyn_pages = 5
+    site.dyn_links = ["/status/404"]
+    run_workers(frontier, [site.url("/dyn/")], tmp_path, 2)
+    lines = len(merged_lines(tmp_path))
+    status = Served("crawl", "status", "--frontier", frontier, "--serve-metrics", "0", serve=False)
+    try:
+        samples = status.samples()
+    finally:
+        assert status.stop() == 130
+    crawls = {dict(labels)["crawl"] for (_, labels) in samples if "crawl" in dict(labels)}
+    assert len(crawls) == 1
+    crawl = crawls.pop()
+    urls = "ishan_crawl_frontier_urls"
+    done = value(samples, urls, crawl=crawl, state="done")
+    failed = value(samples, urls, crawl=crawl, state="failed")
+    assert done is not None and failed == 1 and done + failed == lines == 7
+    assert value(samples, urls, crawl=crawl, state="queued") == 0
+    assert value(samples, "ishan_crawl_workers_alive", crawl=crawl) == 0
+    queued = "ishan_crawl_host_queued_urls"
+    assert value(samples, queued, crawl=crawl, host=site.netloc) == 0
+    assert value(samples, "ishan_crawl_hosts", crawl=crawl, breaker="closed") == 1
+
+
+def merged_lines(tmp_path: Path) -> list[str]:
+    merge_crawls([tmp_path / "w0", tmp_path / "w1"], tmp_path / "merged")
+    return (tmp_path / "merged" / "manifest.jsonl").read_text().splitlines()

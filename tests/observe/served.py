@@ -19,10 +19,13 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 class Served:
-    """`ishan ARGS --metrics-port 0 --metrics-linger LINGER`, its stdout and stderr kept."""
+    """`ishan ARGS --metrics-port 0 --metrics-linger LINGER` (or `ARGS` alone, `serve=False`:
+    they name the port), its stdout and stderr kept."""
 
-    def __init__(self, *args: str, linger: float = 60) -> None:
-        command = [ISHAN, *args, "--metrics-port", "0", "--metrics-linger", str(linger)]
+    def __init__(self, *args: str, linger: float = 60, serve: bool = True) -> None:
+        command = [ISHAN, *args]
+        if serve:
+            command += ["--metrics-port", "0", "--metrics-linger", str(linger)]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -41,7 +44,7 @@ class Served:
         for line in stream:  # type: ignore[attr-defined]
             lines.append(line)
             if line.startswith("metrics at ") and not self.url:
-                self.url = line.split(" ", 2)[2].strip()
+                self.url = line.split()[2]
                 self._announced.set()
         self._announced.set()
 

@@ -1,6 +1,6 @@
-"""A real Prometheus scrapes a two-worker shared crawl, a two-worker migration and an infer
-service; the sums it computes match what the runs did, and every query of the shipped
-Grafana dashboards (docs/dashboards/) parses and returns data.
+"""A real Prometheus scrapes a two-worker shared crawl (and its `status --serve-metrics`), a
+two-worker migration and an infer service; the sums it computes match what the runs did,
+and every query of the shipped Grafana dashboards (docs/dashboards/) parses and returns data.
 
 Everything runs for real: the fixture website, redis-server, the MongoDB-wire server, the
 `ishan` commands as subprocesses with `--metrics-port`, and Prometheus itself. The runs keep
@@ -36,33 +36,40 @@ ROOT = Path(__file__).resolve().parents[2]
 ISHAN = str(Path(sys.executable).with_name("ishan"))
 DASHBOARDS = ROOT / "docs" / "dashboards"
 LINGER = "300"  # seconds: longer than the test; it stops the runs itself
+COORDINATOR = "ishan-infer-coordinator"  # the job name the infer dashboard expects
 USERS = 600
 DYN_PAGES = 30
 
 
 class Run:
-    """An `ishan` subprocess whose stdout goes to a file (read while it runs)."""
+    """An `ishan` subprocess whose stdout and stderr go to files (read while it runs)."""
 
     def __init__(self, args: list[str], out: Path, env: dict[str, str] | None = None) -> None:
         self.out = out
         self._stdout: IO[bytes] = out.open("wb")
+        self._stderr: IO[bytes] = out.with_suffix(".err").open("wb")
         self.process = subprocess.Popen(
             [ISHAN, *args],
             stdout=self._stdout,
-            stderr=subprocess.STDOUT,
+            stderr=self._stderr,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
 
     def text(self) -> str:
         return self.out.read_text(errors="replace")
 
+    def errors(self) -> str:
+        return self.out.with_suffix(".err").read_text(errors="replace")
+
     def wait_until(self, done: Callable[[str], bool], what: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not done(self.text()):
             if self.process.poll() is not None:
-                raise AssertionError(f"{what}: exited {self.process.returncode}\n{self.text()}")
+                code = self.process.returncode
+                raise AssertionError(f"{what}: exited {code}\n{self.text()}{self.errors()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s\n{self.text()[-3000:]}")
+                said = (self.text() + self.errors())[-3000:]
+                raise AssertionError(f"{what}: not within {timeout} s\n{said}")
             time.sleep(0.2)
 
     def stop(self, sig: int = signal.SIGINT) -> None:
@@ -74,6 +81,7 @@ class Run:
                 self.process.kill()
                 self.process.wait()
         self._stdout.close()
+        self._stderr.close()
 
 
 def crawl_ended(text: str) -> bool:
@@ -110,14 +118,16 @@ def stack(tmp_path: Path) -> Iterator[list[Any]]:
 def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
     tmp_path: Path, stack: list[Any]
 ) -> None:
-    ports = {name: free_port() for name in ("crawl1", "crawl2", "migrate", "coord", "worker")}
+    names = ("crawl1", "crawl2", "status", "migrate", "coord", "worker")
+    ports = {name: free_port() for name in names}
     target = "127.0.0.1:{}".format
     prometheus = Prometheus(
         tmp_path,
         {
             "ishan-crawl": [target(ports["crawl1"]), target(ports["crawl2"])],
+            "ishan-crawl-status": [target(ports["status"])],
             "ishan-migrate": [target(ports["migrate"])],
-            "ishan-infer-coordinator": [target(ports["coord"])],
+            COORDINATOR: [target(ports["coord"])],
             "ishan-infer-worker": [target(ports["worker"])],
         },
     )
@@ -169,6 +179,10 @@ def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
 
     for crawler in crawlers:
         crawler.wait_until(crawl_ended, "crawl worker")
+    status_args = ["crawl", "status", "--frontier", frontier,
+                   "--serve-metrics", str(ports["status"])]  # fmt: skip
+    status = Run(status_args, tmp_path / "status.out")
+    stack.append(status)
     migration.wait_until(json_ended, "migration")
     summary = json.loads(migration.text())
     assert summary["status"] == "applied", summary
@@ -185,9 +199,12 @@ def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
         target(ports["crawl2"]),
     }
     # the crawl-wide figures: every worker reports the same, so max (not sum) is the crawl's
+    # (and `ishan crawl status --serve-metrics` serves them, and every host's, from one place)
+    prometheus.wait_for('count(ishan_crawl_frontier_urls{state="done"})', 3)
     done = prometheus.value('max(ishan_crawl_frontier_urls{state="done"})')
     failed = prometheus.value('max(ishan_crawl_frontier_urls{state="failed"})')
     assert done is not None and failed is not None and done + failed == lines
+    assert prometheus.value(f'max(ishan_crawl_host_queued_urls{{host="{site.netloc}"}})') == 0
 
     # The migration: the one port of the parent serves its two workers' sum.
     count = database.users.count_documents({})
@@ -199,13 +216,13 @@ def test_prometheus_sums_a_fleet_and_every_dashboard_query_returns_data(
     assert written == 2 * USERS  # every user's two orders
 
     # Infer: one generation through the coordinator.
-    infer.wait_until(lambda text: "coordinator listening on" in text, "infer serve", 120)
+    infer.wait_until(lambda _: "coordinator listening on" in infer.errors() + infer.text(), "infer")
     coordinator = f"http://127.0.0.1:{ports['coord']}"
     _wait_for_worker(coordinator)
     payload = {"model": "smollm2", "prompt": "hello world", "max_tokens": 8, "temperature": 0}
     response = httpx.post(f"{coordinator}/coordinator/infer", json=payload, timeout=60)
     assert response.status_code == 200, response.text
-    prometheus.wait_for('sum(ishan_infer_requests_total{outcome="200"})', 1)
+    prometheus.wait_for(f'sum(ishan_infer_requests_total{{job="{COORDINATOR}",outcome="200"}})', 1)
 
     time.sleep(3)  # a few more scrapes: every rate() has two samples in its window
     empty, refused = [], []

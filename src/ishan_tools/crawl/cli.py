@@ -278,12 +278,39 @@ def status(
     frontier: Frontier,
     crawl_id: CrawlId = None,
     as_json: Annotated[bool, json_option()] = False,
+    serve_metrics: Annotated[
+        int | None,
+        Opt(
+            "--serve-metrics",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            show_default=False,
+            help="Serve the crawl's figures (totals, per host queues and breakers) at "
+            "http://HOST:PORT/metrics until Ctrl-C, from this one place (0: any free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, metrics_host_option("ISHAN_CRAWL_METRICS_HOST")
+    ] = MetricsConfig.host,
 ) -> None:
-    """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s."""
-    require_extra("ishan crawl status", "crawl", ("redis",))
+    """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s.
+
+    With --serve-metrics, serve them to Prometheus instead, until Ctrl-C.
+    """
+    require_extra("ishan crawl status", "crawl", ("redis", "prometheus_client"))
     from ishan_tools.crawl.shared.admin import crawl_status
 
     snapshot = crawl_status(frontier, crawl_id)
+    if serve_metrics is not None:
+        from ishan_tools.crawl.metrics import serve_status
+
+        def announce(url: str) -> None:
+            console(stderr=True).print(f"metrics at {url} (Ctrl-C stops)", soft_wrap=True)
+
+        config = MetricsConfig(serve_metrics, metrics_host)
+        serve_status(frontier, snapshot["crawl_id"], config, announce)
+        return
     if as_json:
         print_json(snapshot)
         return

@@ -11,15 +11,19 @@ Three sources, each read once:
 Host labels are capped: the `host_labels` hosts with the longest queues get their own series
 (hosts whose breaker is not closed come first for the breaker gauge) and every other host
 is summed into `host="other"`, so a crawl of 100,000 hosts exports at most `host_labels + 1`
-series per family. In a shared crawl the crawl-wide figures (URLs queued, leased, done,
-failed and skipped in Redis, live workers, per host queues and breakers) are read from Redis
-by every worker and carry the label `crawl`: take `max by (crawl, ...)` across workers,
-never `sum` (docs/crawl/metrics.md).
+series per family.
+
+A shared crawl: each worker serves what it did, plus the crawl-wide totals (URLs queued,
+leased, done, failed and skipped in Redis, live workers: a few reads per scrape) labelled
+`crawl`, the same on every worker: take `max`, never `sum`. The per-host queues and breakers
+of a shared crawl live in Redis; reading them costs a read per host, so one place serves them:
+`ishan crawl status --serve-metrics PORT` (`status_registry`), with the totals too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +38,14 @@ from ishan_tools.observe.exporter import LiveCollector, capped, gauge, serving
 if TYPE_CHECKING:
     from ishan_tools.crawl.engine import Crawler
 
-__all__ = ["HOST_LABELS", "CrawlMetrics", "fan_out", "watched"]
+__all__ = [
+    "HOST_LABELS",
+    "CrawlMetrics",
+    "fan_out",
+    "serve_status",
+    "status_registry",
+    "watched",
+]
 
 HOST_LABELS = 20
 """Hosts that get their own label value; the rest are summed under host="other"."""
@@ -127,7 +138,7 @@ class CrawlMetrics:
             queues = getattr(frontier, "queues", {})
             queued = {host: float(len(urls)) for host, urls in list(queues.items())}
             breakers = {key: host.breaker.state.value for key, host in list(crawler.hosts.items())}
-            yield from self._hosts(queued, breakers, {})
+            yield from host_families(queued, breakers, {}, self.host_labels)
 
     def _totals(self) -> Iterator[Metric]:
         stats = self.crawler.stats
@@ -148,70 +159,97 @@ class CrawlMetrics:
         yield skipped
 
     def _shared(self) -> Iterator[Metric]:
-        """The crawl-wide figures from Redis (labelled `crawl`: take max across workers)."""
-        from ishan_tools.crawl.shared.admin import crawl_status
+        """The crawl-wide totals from Redis (labelled `crawl`: take max across workers)."""
+        from ishan_tools.crawl.shared.admin import crawl_totals
 
         config = self.crawler.config
         assert config.frontier is not None and config.crawl_id is not None
         try:
-            status = crawl_status(config.frontier, config.crawl_id)
+            totals = crawl_totals(config.frontier, config.crawl_id)
         except IshanError:
             return  # Redis unreachable: the worker's own figures are still served
-        crawl = config.crawl_id
-        urls = GaugeMetricFamily(
-            "ishan_crawl_frontier_urls",
-            "URLs of the shared crawl by state, in Redis (crawl-wide: max across workers).",
-            labels=["crawl", "state"],
-        )
-        for state in FRONTIER_STATES:
-            urls.add_metric([crawl, state], float(status[state]))
-        yield urls
-        yield gauge(
-            "ishan_crawl_workers_alive",
-            "Workers of the shared crawl alive (crawl-wide: max across workers).",
-            float(status["workers_alive"]),
-            crawl=crawl,
-        )
-        hosts: list[dict[str, Any]] = status["hosts"]
-        queued = {row["host"]: float(row["queued"]) for row in hosts}
-        breakers = {row["host"]: str(row["breaker"]).replace("-", "_") for row in hosts}
-        yield from self._hosts(queued, breakers, {"crawl": crawl})
+        yield from crawl_wide(config.crawl_id, totals)
 
-    def _hosts(
-        self, queued: dict[str, float], breakers: dict[str, str], extra: dict[str, str]
-    ) -> Iterator[Metric]:
-        """Per host queue and breaker state, at most `host_labels` hosts plus "other"."""
-        names = [*extra, "host"]
-        queue = GaugeMetricFamily(
-            "ishan_crawl_host_queued_urls",
-            f"URLs queued per host (the {self.host_labels} longest queues; the rest in 'other').",
-            labels=names,
-        )
-        for host, count in capped(queued, self.host_labels):
-            queue.add_metric([*extra.values(), host], count)
-        yield queue
-        not_closed = {h: queued.get(h, 0.0) for h, s in breakers.items() if s != "closed"}
-        shown = [host for host, _ in capped(not_closed, self.host_labels) if host in breakers]
-        for host, _ in capped(queued, self.host_labels):
-            if len(shown) >= self.host_labels:
-                break
-            if host in breakers and host not in shown:
-                shown.append(host)
-        state = GaugeMetricFamily(
-            "ishan_crawl_host_breaker_state",
-            "Circuit breaker per host: 0 closed, 1 half-open, 2 open (hosts not closed first).",
-            labels=names,
-        )
-        for host in shown:
-            state.add_metric([*extra.values(), host], BREAKER_VALUES.get(breakers[host], 0))
-        yield state
-        by_state = GaugeMetricFamily(
-            "ishan_crawl_hosts", "Hosts by breaker state (every host).", labels=[*extra, "breaker"]
-        )
-        for name in BREAKER_VALUES:
-            count = sum(1 for s in breakers.values() if s == name)
-            by_state.add_metric([*extra.values(), name], float(count))
-        yield by_state
+
+def crawl_wide(crawl: str, figures: Mapping[str, Any]) -> Iterator[Metric]:
+    """A shared crawl's URLs by state and its workers alive, labelled `crawl`."""
+    urls = GaugeMetricFamily(
+        "ishan_crawl_frontier_urls",
+        "URLs of the shared crawl by state, in Redis (crawl-wide: max across workers).",
+        labels=["crawl", "state"],
+    )
+    for state in FRONTIER_STATES:
+        urls.add_metric([crawl, state], float(figures[state]))
+    yield urls
+    yield gauge(
+        "ishan_crawl_workers_alive",
+        "Workers of the shared crawl alive (crawl-wide: max across workers).",
+        float(figures["workers_alive"]),
+        crawl=crawl,
+    )
+
+
+def host_families(
+    queued: Mapping[str, float],
+    breakers: Mapping[str, str],
+    extra: Mapping[str, str],
+    host_labels: int = HOST_LABELS,
+) -> Iterator[Metric]:
+    """Per host queue and breaker state, at most `host_labels` hosts plus "other", and the
+    hosts by breaker state; `extra`: labels every series carries (a shared crawl's `crawl`)."""
+    names = [*extra, "host"]
+    kept = capped(queued, host_labels)
+    queue = GaugeMetricFamily(
+        "ishan_crawl_host_queued_urls",
+        f"URLs queued per host (the {host_labels} longest queues; the rest in 'other').",
+        labels=names,
+    )
+    for host, count in kept:
+        queue.add_metric([*extra.values(), host], count)
+    yield queue
+    not_closed = {h: queued.get(h, 0.0) for h, s in breakers.items() if s != "closed"}
+    shown = [host for host, _ in capped(not_closed, host_labels) if host in breakers]
+    for host, _ in kept:
+        if len(shown) >= host_labels:
+            break
+        if host in breakers and host not in shown:
+            shown.append(host)
+    state = GaugeMetricFamily(
+        "ishan_crawl_host_breaker_state",
+        "Circuit breaker per host: 0 closed, 1 half-open, 2 open (hosts not closed first).",
+        labels=names,
+    )
+    for host in shown:
+        state.add_metric([*extra.values(), host], BREAKER_VALUES.get(breakers[host], 0))
+    yield state
+    by_state = GaugeMetricFamily(
+        "ishan_crawl_hosts", "Hosts by breaker state (every host).", labels=[*extra, "breaker"]
+    )
+    for name in BREAKER_VALUES:
+        count = sum(1 for s in breakers.values() if s == name)
+        by_state.add_metric([*extra.values(), name], float(count))
+    yield by_state
+
+
+def status_registry(frontier: str, crawl_id: str) -> CollectorRegistry:
+    """`ishan crawl status --serve-metrics`: a shared crawl's figures from one place, read
+    from Redis at each scrape: the totals and, capped, every host's queue and breaker."""
+    from ishan_tools.crawl.shared.admin import crawl_status
+
+    def collect() -> Iterator[Metric]:
+        try:
+            status = crawl_status(frontier, crawl_id)
+        except IshanError:
+            return  # Redis unreachable: nothing to serve until it is back
+        yield from crawl_wide(crawl_id, status)
+        rows: list[dict[str, Any]] = status["hosts"]
+        queued = {row["host"]: float(row["queued"]) for row in rows}
+        breakers = {row["host"]: str(row["breaker"]).replace("-", "_") for row in rows}
+        yield from host_families(queued, breakers, {"crawl": crawl_id})
+
+    registry = CollectorRegistry()
+    registry.register(LiveCollector(collect))
+    return registry
 
 
 @contextmanager
@@ -230,3 +268,18 @@ def watched(crawler: Crawler, config: MetricsConfig | None) -> Iterator[CrawlMet
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
+
+
+def serve_status(
+    frontier: str,
+    crawl_id: str,
+    config: MetricsConfig,
+    announce: Callable[[str], None],
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve `status_registry` until `stop` is set (or Ctrl-C); `announce` gets the URL."""
+    registry = status_registry(frontier, crawl_id)
+    with serving(registry, MetricsConfig(config.port, config.host)) as server:
+        assert server is not None
+        announce(server.url)
+        (stop or threading.Event()).wait()
