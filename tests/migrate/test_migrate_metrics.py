@@ -6,6 +6,7 @@ in tests/observe/test_prometheus.py.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,31 @@ def test_failed_documents_are_counted(mongo_uri: str, db: Any, tmp_path: Path) -
     assert value(samples, "ishan_migrate_documents_failed_total", **name) == 4
     assert value(samples, "ishan_migrate_documents_processed_total", **name) == 36
     assert value(samples, "ishan_migrate_callback_duration_seconds_count", **name) == 40
+
+
+def test_the_parent_of_two_workers_serves_their_sum_and_sigterm_cleans_up(
+    mongo_uri: str, db: Any, tmp_path: Path
+) -> None:
+    insert_users(db, 200)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    run = Served(
+        "migrate", "run", str(FIXTURES / "inc_visits.py"), "--uri", mongo_uri, "--json",
+        "--workers", "2", "--batch-size", "20", "--log-dir", str(tmp_path / "logs"),
+        env={"TMPDIR": str(tmp)},
+    )  # fmt: skip
+    try:
+        summary = run.wait_for_json()
+        samples = run.samples()
+        assert [p.name for p in tmp.iterdir()] != []  # the workers' figures, while it lingers
+    finally:
+        assert run.stop(signal.SIGTERM) == 130
+    name = {"migration": "inc_visits"}
+    assert summary["workers"] == 2 and summary["status"] == "applied"
+    assert value(samples, "ishan_migrate_documents_processed_total", **name) == 200
+    assert value(samples, "ishan_migrate_callback_duration_seconds_count", **name) == 200
+    partitions = value(samples, "ishan_migrate_partitions", **name)  # 2, or more after splits
+    assert partitions is not None and partitions >= 2
+    assert value(samples, "ishan_migrate_partitions_done", **name) == partitions
+    assert value(samples, "ishan_migrate_leases_held", **name) is None  # no worker alive
+    assert list(tmp.iterdir()) == []  # SIGTERM while lingering: the directory is removed

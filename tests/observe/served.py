@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,12 +23,18 @@ class Served:
     """`ishan ARGS --metrics-port 0 --metrics-linger LINGER` (or `ARGS` alone, `serve=False`:
     they name the port), its stdout and stderr kept."""
 
-    def __init__(self, *args: str, linger: float = 60, serve: bool = True) -> None:
+    def __init__(
+        self, *args: str, linger: float = 60, serve: bool = True, env: dict[str, str] | None = None
+    ) -> None:
         command = [ISHAN, *args]
         if serve:
             command += ["--metrics-port", "0", "--metrics-linger", str(linger)]
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -76,10 +83,10 @@ class Served:
             for sample in family.samples
         }
 
-    def stop(self) -> int:
-        """Ctrl-C (it stops lingering at once); its exit status."""
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Ctrl-C (it stops lingering at once), or `sig`; its exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(sig)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:

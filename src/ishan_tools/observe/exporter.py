@@ -10,9 +10,11 @@ keeps it up after the run so that a short run is still scraped with its final fi
 from __future__ import annotations
 
 import errno
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -90,12 +92,24 @@ class MetricsServer:
         self.url = f"http://{_host_for_url(config.host)}:{self.port}/metrics"
 
     def close(self, linger_s: float = 0.0, stop: threading.Event | None = None) -> None:
-        """Keep serving `linger_s` seconds more (or until `stop` is set), then stop."""
+        """Keep serving `linger_s` seconds more (or until `stop` is set), then stop. While
+        it lingers, SIGTERM ends it as Ctrl-C does (KeyboardInterrupt), so that what the
+        run holds (a temporary directory) is cleaned up."""
         if linger_s > 0:
-            (stop or threading.Event()).wait(linger_s)
+            in_main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
+            try:
+                (stop or threading.Event()).wait(linger_s)
+            finally:
+                if in_main:
+                    signal.signal(signal.SIGTERM, previous)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _host_for_url(host: str) -> str:
