@@ -3,7 +3,8 @@
 A block runs as written. A block whose fence has a title (```` ```python title="x.py" ````) is
 a file the page asks the reader to create (a migration script), not a program. A block is
 left out only when an HTML comment right before it says why: `<!-- not run: why -->`.
-The ```console block that follows an example, if any, is its documented output.
+The ```console block that follows an example, if any, is its documented output (after its
+first line when that is the command that ran it, `$ python NAME.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 _FENCE = re.compile(r'^```python(?:\s+title="(?P<title>[^"]+)")?\s*$')
+_RAN_AS = re.compile(r"^\$ python \S+\.py\n")
 _NOT_RUN = re.compile(r"^<!-- not run: (?P<why>.+) -->$")
 
 
@@ -70,6 +72,8 @@ def page_examples(page: Path) -> list[Example]:
         output = None
         if following < len(lines) and lines[following] == "```console":
             output, _ = _block(lines, following)
+            if _RAN_AS.match(output):
+                output = output.split("\n", 1)[1]
         found.append(
             Example(
                 page,

@@ -15,8 +15,8 @@ __all__ = ["EXTRAS", "MissingExtraError", "require_extra"]
 
 # the top-level modules each extra brings, as pyproject.toml's optional dependencies name them
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "crawl": ("httpx", "selectolax", "protego", "warcio", "redis"),
-    "migrate": ("pymongo", "bson"),
+    "crawl": ("httpx", "selectolax", "protego", "warcio", "redis", "prometheus_client"),
+    "migrate": ("pymongo", "bson", "prometheus_client"),
     "players": ("numpy", "fastapi", "uvicorn"),
     "infer": ("llama_cpp", "fastapi", "uvicorn", "httpx", "prometheus_client"),
 }

@@ -11,7 +11,15 @@ from typing import Any
 
 import typer
 
-__all__ = ["host_option", "json_option", "port_option", "quiet_option"]
+__all__ = [
+    "host_option",
+    "json_option",
+    "metrics_host_option",
+    "metrics_linger_option",
+    "metrics_port_option",
+    "port_option",
+    "quiet_option",
+]
 
 
 def json_option(*, panel: str | None = None) -> Any:
@@ -37,3 +45,40 @@ def port_option(
 ) -> Any:
     """`--port`: the port a server binds; 0 picks a free one and the real one is reported."""
     return typer.Option("--port", envvar=envvar, min=0, max=65535, help=help)
+
+
+METRICS_PANEL = "Metrics (Prometheus)"
+
+
+def metrics_port_option(envvar: str) -> Any:
+    """`--metrics-port`: serve Prometheus text at http://HOST:PORT/metrics while the run lasts."""
+    return typer.Option(
+        "--metrics-port",
+        envvar=envvar,
+        min=0,
+        max=65535,
+        show_default=False,
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts "
+        "(0: any free port).",
+        rich_help_panel=METRICS_PANEL,
+    )
+
+
+def metrics_host_option(envvar: str) -> Any:
+    """`--metrics-host`: the address the metrics server binds."""
+    return typer.Option(
+        "--metrics-host",
+        envvar=envvar,
+        help="Address the metrics server binds.",
+        rich_help_panel=METRICS_PANEL,
+    )
+
+
+def metrics_linger_option() -> Any:
+    """`--metrics-linger`: keep serving the final figures after the run."""
+    return typer.Option(
+        "--metrics-linger",
+        min=0.0,
+        help="Seconds to keep serving the final figures after the run (so a short run is scraped).",
+        rich_help_panel=METRICS_PANEL,
+    )

@@ -14,9 +14,16 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
-from ishan_tools._cli.options import json_option, quiet_option
+from ishan_tools._cli.options import (
+    json_option,
+    metrics_host_option,
+    metrics_linger_option,
+    metrics_port_option,
+    quiet_option,
+)
 from ishan_tools._cli.output import console, print_json
 from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
+from ishan_tools.observe.config import MetricsConfig
 
 __all__ = ["app"]
 
@@ -50,7 +57,8 @@ def _headers(values: list[str]) -> dict[str, str]:
 
 Opt = typer.Option
 D = CrawlConfig  # the defaults below are its fields' defaults
-_DISPLAY_OPTIONS = ("log_format", "quiet")  # how to show the crawl, not what to crawl
+# how to show or watch the crawl, not what to crawl
+_DISPLAY_OPTIONS = ("log_format", "quiet", "metrics_port", "metrics_host", "metrics_linger")
 _SHARED = "Shared crawl (Redis)"
 
 
@@ -233,6 +241,11 @@ def run(
             rich_help_panel=_SHARED,
         ),
     ] = D.frontier_timeout,
+    metrics_port: Annotated[int | None, metrics_port_option("ISHAN_CRAWL_METRICS_PORT")] = None,
+    metrics_host: Annotated[
+        str, metrics_host_option("ISHAN_CRAWL_METRICS_HOST")
+    ] = MetricsConfig.host,
+    metrics_linger: Annotated[float, metrics_linger_option()] = MetricsConfig.linger_s,
 ) -> None:
     """Crawl each URL breadth-first on its own host; save each page as OUT_DIR/<hash>.html.
 
@@ -248,15 +261,19 @@ def run(
     import asyncio
 
     from ishan_tools.crawl.engine import Crawler
+    from ishan_tools.crawl.metrics import fan_out, watched
     from ishan_tools.crawl.render import close_sink, open_sink
 
     crawler = Crawler(_config(ctx.params))
-    sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
-    crawler.sink = sink
-    try:
-        asyncio.run(crawler.run())
-    finally:
-        close_sink(sink)
+    with watched(crawler, _metrics(metrics_port, metrics_host, metrics_linger)) as metrics:
+        if metrics is not None:
+            console(stderr=True).print(f"metrics at {metrics.url}", soft_wrap=True)
+        sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
+        crawler.sink = sink if metrics is None else fan_out(sink, metrics.observe)
+        try:
+            asyncio.run(crawler.run())
+        finally:
+            close_sink(sink)
 
 
 Frontier = Annotated[
@@ -277,12 +294,39 @@ def status(
     frontier: Frontier,
     crawl_id: CrawlId = None,
     as_json: Annotated[bool, json_option()] = False,
+    serve_metrics: Annotated[
+        int | None,
+        Opt(
+            "--serve-metrics",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            show_default=False,
+            help="Serve the crawl's figures (totals, per host queues and breakers) at "
+            "http://HOST:PORT/metrics until Ctrl-C, from this one place (0: any free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, metrics_host_option("ISHAN_CRAWL_METRICS_HOST")
+    ] = MetricsConfig.host,
 ) -> None:
-    """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s."""
-    require_extra("ishan crawl status", "crawl", ("redis",))
+    """Show a shared crawl: queued, leased, done and failed URLs per host, live workers, pages/s.
+
+    With --serve-metrics, serve them to Prometheus instead, until Ctrl-C.
+    """
+    require_extra("ishan crawl status", "crawl", ("redis", "prometheus_client"))
     from ishan_tools.crawl.shared.admin import crawl_status
 
     snapshot = crawl_status(frontier, crawl_id)
+    if serve_metrics is not None:
+        from ishan_tools.crawl.metrics import serve_status
+
+        def announce(url: str) -> None:
+            console(stderr=True).print(f"metrics at {url} (Ctrl-C stops)", soft_wrap=True)
+
+        config = MetricsConfig(serve_metrics, metrics_host)
+        serve_status(frontier, snapshot["crawl_id"], config, announce)
+        return
     if as_json:
         print_json(snapshot)
         return
@@ -323,6 +367,10 @@ def merge(
         f"lines dropped), {result.files} files",
         soft_wrap=True,
     )
+
+
+def _metrics(port: int | None, host: str, linger: float) -> MetricsConfig | None:
+    return None if port is None else MetricsConfig(port, host, linger)
 
 
 def _config(params: dict[str, Any]) -> CrawlConfig:

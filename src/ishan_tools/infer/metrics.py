@@ -9,7 +9,8 @@ streaming code passes each event it sends to the request's `RequestRecord` (foun
 ASGI scope under `SCOPE_KEY`): `observe` feeds the token counter and the time-to-first-token
 and inter-token histograms (the gaps in batches, all of them before the stream's last
 event). Live state (sessions, KV bytes, worker health, breaker state) is read from the app
-at scrape time by the `gauges` callable. `web.add_metrics` mounts it all.
+at scrape time by the `gauges` callable. `web.add_metrics` mounts it all; what all three
+systems' exporters share lives in `ishan_tools.observe`.
 """
 
 from __future__ import annotations
@@ -18,31 +19,17 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import Metric
 
 from ishan_tools.infer.events import Event, Failed, Token
+from ishan_tools.observe.exporter import CONTENT_TYPE, LiveCollector, gauge, render
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware", "RequestRecord", "gauge", "record_of"]
+
 SCOPE_KEY = "ishan.request"
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-def gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
-    """One gauge sample (helper for `gauges` callables)."""
-    family = GaugeMetricFamily(name, doc, labels=list(labels))
-    family.add_metric(list(labels.values()), value)
-    return family
-
-
-class _Live(Collector):
-    def __init__(self, gauges: Callable[[], Iterable[Metric]]) -> None:
-        self.gauges = gauges
-
-    def collect(self) -> Iterable[Metric]:
-        return list(self.gauges())
 
 
 class Metrics:
@@ -71,10 +58,10 @@ class Metrics:
             buckets=INTER_TOKEN_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_Live(gauges))
+        self.registry.register(LiveCollector(gauges))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return render(self.registry)
 
 
 FLUSH_EVERY = 32  # inter-token gaps a stream keeps before it hands them to the histogram

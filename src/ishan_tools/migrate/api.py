@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import MaxKey, MinKey
 from pymongo.errors import OperationFailure, PyMongoError
@@ -25,13 +25,20 @@ from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import FAILED, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript, load_script
 
+if TYPE_CHECKING:
+    from ishan_tools.migrate.metrics import Exporter
+
 DRY_RUN = "dry run"
 
 
 def run_migration(
-    connection: ConnectionConfig, config: RunConfig, progress: Progress | None = None
+    connection: ConnectionConfig,
+    config: RunConfig,
+    progress: Progress | None = None,
+    exporter: Exporter | None = None,
 ) -> RunSummary:
     """Load the script, connect, run it (or dry-run it, or join its run) and return the summary.
+    `exporter` (`migrate.metrics.exporting`): the metrics this run updates and serves.
 
     A run that stops at a failing document returns with `status == "failed"`; errors that
     prevent the run (bad script, unreachable server, lock held, refused re-run) raise.
@@ -42,9 +49,13 @@ def run_migration(
         with connected(connection) as database:
             if config.dry_run:
                 return _dry_run(database, script, config)
-            if config.join:
-                return _join(database, script, config, connection, progress)
-            return _start(database, script, config, connection, progress)
+            try:
+                if config.join:
+                    return _join(database, script, config, connection, progress, exporter)
+                return _start(database, script, config, connection, progress, exporter)
+            finally:
+                if exporter is not None:  # its final figures, before the connection closes
+                    exporter.settle()
     except PyMongoError as exc:  # e.g. an unknown operator in the script's filter
         what = "refused it" if isinstance(exc, OperationFailure) else "failed"
         raise MigrationError(f"{script.name}: the server {what}: {server_message(exc)}") from exc
@@ -56,6 +67,7 @@ def _start(
     config: RunConfig,
     connection: ConnectionConfig,
     progress: Progress | None,
+    exporter: Exporter | None = None,
 ) -> RunSummary:
     """Open a run; work in it here (one worker) or watch N worker processes do it."""
     run_id = new_run_id()
@@ -67,7 +79,16 @@ def _start(
         database, script, config, run_id, member, None if log is None else str(log.path)
     )
     _, failures, _ = _take_part(
-        database, script, settings, member, log, connection, config, progress, stops_run=True
+        database,
+        script,
+        settings,
+        member,
+        log,
+        connection,
+        config,
+        progress,
+        stops_run=True,
+        exporter=exporter,
     )
     session.wait_until_closed(database, script.name, settings)
     summary = session.run_summary(database, script.name, settings, config.workers)
@@ -88,6 +109,7 @@ def _join(
     config: RunConfig,
     connection: ConnectionConfig,
     progress: Progress | None,
+    exporter: Exporter | None = None,
 ) -> RunSummary:
     """Take part in the run of this script going on now, with its settings."""
     settings = session.joinable(database, script, config)
@@ -100,7 +122,16 @@ def _join(
     started = time.perf_counter()
     session.enlist(database, script.name, settings, member, None if log is None else str(log.path))
     mine, _, closed = _take_part(
-        database, script, settings, member, log, connection, config, progress, stops_run=False
+        database,
+        script,
+        settings,
+        member,
+        log,
+        connection,
+        config,
+        progress,
+        stops_run=False,
+        exporter=exporter,
     )
     summary = session.run_summary(database, script.name, settings, config.workers)
     if closed is None and summary.status == changelog.RUNNING:
@@ -127,15 +158,29 @@ def _take_part(
     progress: Progress | None,
     *,
     stops_run: bool,
+    exporter: Exporter | None = None,
 ) -> tuple[RunSummary | None, list[str], str | None]:
     """Work here (with `log`: one worker) or supervise `config.workers` worker processes,
     then leave the run (unless the server is gone). Returns this process's own summary (one
     worker), what failed workers said, and what leaving reported (the run closed, or None).
     `stops_run`: a Ctrl-C here stops every participant."""
     mine, failures, closed = None, [], None
+    if exporter is not None:
+        plan = settings.plan
+        exporter.follow(lambda: partitions.run_figures(database, script.name, plan), script.name)
     try:
         if log is not None:
-            mine = work(database, script, settings, member, log, progress, stops_run=stops_run)
+            metrics = None if exporter is None else exporter.participant_for(script.name)
+            mine = work(
+                database,
+                script,
+                settings,
+                member,
+                log,
+                progress,
+                stops_run=stops_run,
+                metrics=metrics,
+            )
         else:
             failures = supervise(
                 database,
@@ -147,6 +192,7 @@ def _take_part(
                 config.workers,
                 progress,
                 stops_run=stops_run,
+                metrics_dir=None if exporter is None else exporter.worker_dir,
             )
     finally:
         if not isinstance(sys.exc_info()[1], ServerLost):

@@ -13,10 +13,17 @@ import typer
 
 from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.group import default_group
-from ishan_tools._cli.options import json_option, quiet_option
+from ishan_tools._cli.options import (
+    json_option,
+    metrics_host_option,
+    metrics_linger_option,
+    metrics_port_option,
+    quiet_option,
+)
 from ishan_tools.errors import MigrationError, UsageError
 from ishan_tools.migrate.config import RunConfig
 from ishan_tools.migrate.connection import ConnectionConfig
+from ishan_tools.observe.config import MetricsConfig
 
 app = typer.Typer(
     cls=default_group("run"),
@@ -120,6 +127,11 @@ def run_command(
             help="How long a dead worker's partition waits before another takes it over.",
         ),
     ] = R.lease_s,
+    metrics_port: Annotated[int | None, metrics_port_option("ISHAN_MIGRATE_METRICS_PORT")] = None,
+    metrics_host: Annotated[
+        str, metrics_host_option("ISHAN_MIGRATE_METRICS_HOST")
+    ] = MetricsConfig.host,
+    metrics_linger: Annotated[float, metrics_linger_option()] = MetricsConfig.linger_s,
 ) -> None:
     """Run a migration script over its primary collection."""
     if resume and force:
@@ -127,6 +139,7 @@ def run_command(
     if dry_run and (resume or force):
         raise UsageError("--dry-run always starts from the first document: drop --resume/--force")
     from ishan_tools.migrate.api import run_migration
+    from ishan_tools.migrate.metrics import exporting
     from ishan_tools.migrate.render import progress_bar, render_summary
 
     config = RunConfig(
@@ -144,9 +157,15 @@ def run_command(
         lease_s=lease_seconds,
     )
     connection = _connection(uri, db, timeout)
-    with progress_bar(enabled=not (quiet or json_output)) as progress:
-        summary = run_migration(connection, config, progress)
-    render_summary(summary, as_json=json_output, quiet=quiet)
+    metrics = None
+    if metrics_port is not None and not dry_run:
+        metrics = MetricsConfig(metrics_port, metrics_host, metrics_linger)
+    with exporting(metrics, workers) as exporter:
+        if exporter is not None:
+            typer.echo(f"metrics at {exporter.url}", err=True)
+        with progress_bar(enabled=not (quiet or json_output)) as progress:
+            summary = run_migration(connection, config, progress, exporter)
+        render_summary(summary, as_json=json_output, quiet=quiet)
     if summary.status == "failed":
         raise MigrationError(f"{summary.stop_reason}; fix it, then continue with --resume")
 

@@ -15,7 +15,7 @@ from ishan_tools.crawl.shared.keys import CrawlKeys, unreachable
 from ishan_tools.errors import CrawlError
 from ishan_tools.stores.client import REDIS_DOWN, sync_client
 
-__all__ = ["crawl_status", "forget_crawl", "list_crawls"]
+__all__ = ["crawl_status", "crawl_totals", "forget_crawl", "list_crawls"]
 
 _HINT = "start Redis, or fix --frontier / ISHAN_CRAWL_FRONTIER"
 _HOST_FIELDS = {"q": "queued", "f": "leased", "d": "done", "e": "failed", "k": "skipped"}
@@ -132,6 +132,34 @@ def _status(url: str, client: redis.Redis, keys: CrawlKeys) -> dict[str, Any]:
         "workers": workers,
         "hosts": per_host,
     }
+
+
+def crawl_totals(url: str, crawl_id: str) -> dict[str, int]:
+    """The crawl's URLs queued, leased, done, failed and skipped, and its workers alive: a
+    few reads whatever the number of hosts, cheap enough for each worker's every scrape."""
+    try:
+        client = sync_client(url)
+        keys = CrawlKeys(crawl_id)
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(keys.stats)
+        pipe.zcard(keys.lease)
+        pipe.zrange(keys.workers, 0, -1, withscores=True)
+        pipe.time()
+        stats, leased, beats, (seconds, micros) = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        for worker, _ in beats:
+            pipe.hget(keys.worker(worker), "info")
+        infos = pipe.execute()
+    except REDIS_DOWN as exc:
+        raise unreachable(url, exc, _HINT) from None
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    alive = 0
+    for (_, beat), info in zip(beats, infos, strict=True):
+        lease = float(json.loads(info or "{}").get("lease_s", _DEFAULT_LEASE_S))
+        alive += (now_ms - beat) / 1000 <= lease
+    totals = {name: int(stats.get(name, 0)) for name in ("done", "failed", "skipped")}
+    queued = max(int(stats.get("queued", 0)), 0)
+    return {"queued": queued, "leased": int(leased), **totals, "workers_alive": alive}
 
 
 def forget_crawl(url: str, crawl_id: str | None = None, *, force: bool = False) -> int:

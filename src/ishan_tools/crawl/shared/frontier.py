@@ -82,6 +82,11 @@ class RedisFrontier:
     def queued(self) -> int:
         return self._queued
 
+    @property
+    def leases_held(self) -> int:
+        """URLs this worker holds a lease on now."""
+        return len(self._held)
+
     async def _run(self, name: str, *args: Any) -> Any:
         return await self._call(self._scripts[name], [], [self.keys.prefix, *args])
 

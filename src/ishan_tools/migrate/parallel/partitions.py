@@ -229,6 +229,22 @@ def counts_of_run(database: Any, migration: str, plan: str, run_id: str) -> tupl
     )
 
 
+def run_figures(database: Any, migration: str, plan: str) -> dict[str, int]:
+    """The plan's partitions (held ones left out), those done and those leased, the documents
+    planned and passed: the run-wide figures that `ishan migrate run --metrics-port` serves."""
+    figures = dict.fromkeys(("partitions", "partitions_done", "leased", "planned", "passed"), 0)
+    fields = {"state": 1, "count": 1, "done": 1}
+    for doc in database[PARTITIONS].find({"m": migration, "plan": plan}, fields):
+        if doc.get("state") == HELD:
+            continue
+        figures["partitions"] += 1
+        figures["partitions_done"] += doc.get("state") == DONE
+        figures["leased"] += doc.get("state") == LEASED
+        figures["planned"] += int(doc.get("count", 0))
+        figures["passed"] += int(doc.get("done", 0))
+    return figures
+
+
 def documents(database: Any, migration: str, plan: str) -> list[dict[str, Any]]:
     """Every partition of the plan, in `_id` order (for status)."""
     docs = list(database[PARTITIONS].find({"m": migration, "plan": plan}))

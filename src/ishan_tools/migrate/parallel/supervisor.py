@@ -53,9 +53,11 @@ def supervise(
     progress: Progress | None = None,
     *,
     stops_run: bool = True,
+    metrics_dir: Path | None = None,
 ) -> list[str]:
     """Run `workers` worker processes until they exit; what the ones that failed said.
-    `stops_run`: a Ctrl-C here stops every participant (else only these workers)."""
+    `stops_run`: a Ctrl-C here stops every participant (else only these workers);
+    `metrics_dir`: where the workers write the metrics this process serves."""
     heartbeat = Heartbeat(
         database, settings.run_id, member["id"], None, settings.lease_s, settings.lock_ttl_s
     )
@@ -84,7 +86,7 @@ def supervise(
         heartbeat.start()
         try:
             for index, error in enumerate(errors, 1):
-                processes.append(_start(spec, index, error))
+                processes.append(_start(spec, index, error, metrics_dir))
             while any(process.poll() is None for process in processes):
                 if progress is not None:
                     progress(*board.progress())
@@ -97,6 +99,11 @@ def supervise(
         finally:
             _stop(processes)
             heartbeat.close()
+            if metrics_dir is not None:
+                from ishan_tools.observe import multiprocess
+
+                for process in processes:
+                    multiprocess.worker_exited(process.pid, metrics_dir)
             if in_main:
                 signal.signal(signal.SIGTERM, previous)
         return [
@@ -106,7 +113,14 @@ def supervise(
         ]
 
 
-def _start(spec: Path, index: int, error: Path) -> subprocess.Popen[bytes]:
+def _start(
+    spec: Path, index: int, error: Path, metrics_dir: Path | None
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    if metrics_dir is not None:  # the worker writes its figures there for this process
+        from ishan_tools.observe import multiprocess
+
+        env = multiprocess.worker_env(metrics_dir)
     command = [sys.executable, "-m", "ishan_tools.migrate.parallel.worker", str(spec), str(index)]
     with error.open("wb") as stderr:
         return subprocess.Popen(
@@ -114,7 +128,7 @@ def _start(spec: Path, index: int, error: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=dict(os.environ),
+            env=env,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -30,6 +30,9 @@ from ishan_tools.migrate.parallel.participants import Heartbeat
 from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import DONE, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript, one_line
+
+if TYPE_CHECKING:
+    from ishan_tools.migrate.metrics import RunMetrics
 
 INTERRUPTED_REASON = "interrupted (Ctrl-C): continue with --resume"
 
@@ -47,9 +50,11 @@ def work(
     progress: Progress | None = None,
     *,
     stops_run: bool = False,
+    metrics: RunMetrics | None = None,
 ) -> RunSummary:
     """Work in the run until its partitions are done or it is asked to stop; this
-    participant's summary. `stops_run`: a Ctrl-C here stops every participant."""
+    participant's summary. `stops_run`: a Ctrl-C here stops every participant; `metrics`:
+    the figures to update as it goes."""
     summary = RunSummary(
         script.name,
         settings.run_id,
@@ -67,9 +72,14 @@ def work(
     passed = 0
     holding: list[str | None] = [None]
 
+    if metrics is not None:
+        script = metrics.timed(script)
+
     def after_batch(count: int) -> None:
         nonlocal passed
         passed += count
+        if metrics is not None:
+            metrics.batch_done(summary, count)
         participants.report(database, member["id"], summary, holding[0])
         if progress is not None:
             progress(done_before + passed, total)
@@ -88,7 +98,9 @@ def work(
     heartbeat.start()
     summary.status = INTERRUPTED  # this participant's own end, for its log's summary line
     try:
-        _take_partitions(database, settings, board, heartbeat, runner, log, holding, member)
+        _take_partitions(
+            database, settings, board, heartbeat, runner, log, holding, member, metrics
+        )
         stopped = heartbeat.stop_requested.is_set()
         summary.status = FAILED if runner.stopped else INTERRUPTED if stopped else DONE
     except KeyboardInterrupt:
@@ -128,6 +140,7 @@ def _take_partitions(
     log: RunLog,
     holding: list[str | None],
     member: dict[str, Any],
+    metrics: RunMetrics | None = None,
 ) -> None:
     poll = min(0.5, settings.lease_s / 4)
     while not heartbeat.stop_requested.is_set():
@@ -145,6 +158,8 @@ def _take_partitions(
             )
         heartbeat.hold(partition.id)
         holding[0] = partition.label
+        if metrics is not None:
+            metrics.partition_started(taken_over)
         participants.holding(database, member["id"], partition.label)
         try:
             outcome = runner.run_partition(partition)
@@ -159,6 +174,8 @@ def _take_partitions(
         finally:
             heartbeat.hold(None)
             holding[0] = None
+            if metrics is not None:
+                metrics.partition_ended()
         if outcome == DONE:
             board.finish(partition)
             continue
@@ -182,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     """A local worker of `--workers N`: join the run named in SPEC, work, leave."""
     from ishan_tools.migrate.config import RunConfig
     from ishan_tools.migrate.connection import ConnectionConfig, connected
+    from ishan_tools.migrate.metrics import worker_metrics
     from ishan_tools.migrate.script import load_script
 
     spec_path, index = (argv if argv is not None else sys.argv[1:])[:2]
@@ -199,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             session.enlist(database, script.name, settings, member, str(log.path))
             summary, closed = None, None
             try:
-                summary = work(database, script, settings, member, log)
+                metrics = worker_metrics(script.name)
+                summary = work(database, script, settings, member, log, metrics=metrics)
             finally:
                 if not isinstance(sys.exc_info()[1], ServerLost):
                     closed = session.leave(database, script.name, settings, member, summary)
