@@ -26,6 +26,7 @@ from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.parallel import participants, session
 from ishan_tools.migrate.parallel.board import Board, LeaseLost
 from ishan_tools.migrate.parallel.participants import Heartbeat
+from ishan_tools.migrate.parallel.throttle import Throttle
 from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import DONE, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript
@@ -73,6 +74,8 @@ def work(
         if progress is not None:
             progress(done_before + passed, total)
 
+    limit = Throttle(database, script.name, settings.run_id, stop=heartbeat.stop_requested)
+    # METRICS HOOK (branch `metrics`): the rate_limit gauge reads `limit.rate` (docs/s, 0: none)
     runner = Runner(
         database,
         script,
@@ -82,6 +85,7 @@ def work(
         board=board,
         heartbeat=heartbeat,
         after_batch=after_batch,
+        throttle=limit,
     )
     started = time.perf_counter()
     heartbeat.start()

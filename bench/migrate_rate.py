@@ -1,0 +1,109 @@
+"""Benchmark: does `ishan migrate run --max-rate R` hold N documents to N / R seconds?
+
+On one server, in one run, over the same N documents (default 20,000) and the callback of
+`bench/migrate.py` (one update per document), for 1 and 4 workers: first the run without a
+limit (the baseline: how fast it goes here, which must be well above R for the limit to be
+what sets the pace), then the run at `--max-rate R` (default 500). Prints the expected time
+N / R, the measured time (whole run, workers' start-up included) and their ratio; the target
+is within 10% (0.90-1.10). The bucket starts full (one second's worth), so a run that keeps
+the limit exactly takes (N - R) / R seconds: about 0.975 of N / R at the defaults. Starts its
+own `secantusd-py` (from the `test` extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a
+server.
+
+    .venv/bin/python bench/migrate_rate.py [--docs 20000] [--rate 500] [--workers 1 4]
+        [--repeat 1] [--uri mongodb://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pymongo
+
+from ishan_tools.migrate import ConnectionConfig, RunConfig, run_migration
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.migrate import CALLBACK, insert_users, reset_ishan
+from tests.migrate.server import secantus_server
+
+
+def timed_run(
+    database: Any, uri: str, script: Path, workdir: Path, workers: int, rate: float | None
+) -> float:
+    """Seconds of one whole run (from the call to the summary) over every document."""
+    reset_ishan(database)
+    database["_ishan_throttle"].drop()
+    config = RunConfig(
+        script=script, log_dir=workdir / "logs", workers=workers, max_rate=rate, force=True
+    )
+    started = time.perf_counter()
+    summary = run_migration(ConnectionConfig(uri=uri, db=database.name), config)
+    elapsed = time.perf_counter() - started
+    assert summary.status == "applied", summary.as_dict()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=20_000, help="documents (default 20,000)")
+    parser.add_argument("--rate", type=float, default=500.0, help="--max-rate (default 500)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="default: 1 4")
+    parser.add_argument("--repeat", type=int, default=1, help="limited runs per row (median)")
+    parser.add_argument(
+        "--uri",
+        default=os.environ.get("ISHAN_TEST_MONGODB_URI"),
+        help="use this server instead of starting secantusd-py (default: ISHAN_TEST_MONGODB_URI)",
+    )
+    args = parser.parse_args()
+    expected = args.docs / args.rate
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        nullcontext(args.uri) if args.uri else secantus_server() as base,
+    ):
+        workdir = Path(tmp)
+        script = workdir / "bench_rate.py"
+        script.write_text(CALLBACK)
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(base)
+        database = client["ishan_bench_rate"]
+        print(
+            f"server: {base.split('@')[-1]}  documents: {args.docs:,}  --max-rate "
+            f"{args.rate:g}  cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.1f}"
+        )
+        insert_users(database, args.docs)
+        rows = []
+        for workers in args.workers:
+            free = timed_run(database, base, script, workdir, workers, None)
+            print(f"  --workers {workers}, no limit: {free:.1f}s", flush=True)
+            limited = []
+            for _ in range(args.repeat):
+                limited.append(timed_run(database, base, script, workdir, workers, args.rate))
+                print(
+                    f"  --workers {workers}, --max-rate {args.rate:g}: {limited[-1]:.1f}s "
+                    f"({os.getloadavg()[0]:.1f} load)",
+                    flush=True,
+                )
+            rows.append((workers, free, statistics.median(limited)))
+        print()
+        header = f"{'workers':>7} {'no limit s':>11} {'docs/s':>8} {'expected s':>11}"
+        print(f"{header} {'actual s':>9} {'docs/s':>8} {'actual/expected':>16} {'target':>7}")
+        for workers, free, actual in rows:
+            ratio = actual / expected
+            met = "MET" if 0.9 <= ratio <= 1.1 else "MISSED"
+            print(
+                f"{workers:>7} {free:>11.1f} {args.docs / free:>8,.0f} {expected:>11.1f} "
+                f"{actual:>9.1f} {args.docs / actual:>8,.0f} {ratio:>16.3f} {met:>7}"
+            )
+        client.drop_database(database.name)
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
