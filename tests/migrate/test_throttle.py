@@ -10,15 +10,52 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from .helpers import FIXTURES, insert_users, ishan, ishan_process, run_script, wait_for
-from .test_migrate_resume import done_batch
-from .test_migrate_workers import finish, slow_script, workers_of
 
 SLACK = 0.9
+README = Path(__file__).resolve().parents[2] / "README.md"
+SLOW_INC = """
+import time
+
+primary = "users"
+collections = ["users", "orders"]
+
+
+def migrate(doc, users, orders, write_log):
+    time.sleep(0.004)  # an external call
+    users.update_one({"_id": doc["_id"]}, {"$inc": {"visits": 1}})
+    orders.update_many({"user_id": doc["_id"]}, {"$inc": {"total": 1}})
+"""
+
+
+def slow_script(directory: Path) -> Path:
+    path = directory / "slow_inc.py"
+    path.write_text(SLOW_INC)
+    return path
+
+
+def done_batch(db: Any, name: str) -> int:
+    """Batches written, over the migration's partitions."""
+    return sum(int(p.get("done_batch", 0)) for p in db["_ishan_partitions"].find({"m": name}))
+
+
+def workers_of(db: Any) -> list[dict[str, Any]]:
+    return list(db["_ishan_participants"].find({"role": "worker", "state": "working"}))
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def least_seconds(documents: int, rate: float) -> float:
@@ -155,3 +192,15 @@ def test_throttle_and_max_rate_errors_are_one_line(mongo_uri: str, db: Any, tmp_
                  "--max-rate", "5")  # fmt: skip
     assert join.exit_code == 2 and "drop --max-rate" in join.stderr
     assert {u["visits"] for u in db.users.find()} == {1}  # nothing ran twice
+
+
+def test_the_readme_documents_max_rate_and_throttle() -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## ishan migrate")
+    section = text[start : text.index("\n## ", start + 1)]
+    for command in ("run", "throttle"):
+        help_text = ishan("migrate", command, "--help").stdout
+        options = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
+        missing = sorted(option for option in options if f"`{option}" not in section)
+        assert not missing, f"ishan migrate {command}: {missing} not documented in README.md"
+    assert "`throttle NAME RATE" in section

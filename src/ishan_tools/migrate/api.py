@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -300,7 +301,7 @@ class RateChange:
 def throttle_migration(connection: ConnectionConfig, name: str, rate: float) -> RateChange:
     """Set the rate limit of `name`'s running run to `rate` documents per second (0: none);
     every participant follows it within about a second."""
-    if rate < 0:
+    if not rate >= 0 or math.isinf(rate):
         raise UsageError(f"RATE must be 0 (no limit) or more, not {rate:g}")
     with connected(connection) as database:
         holder = current_holder(database)
@@ -313,8 +314,8 @@ def throttle_migration(connection: ConnectionConfig, name: str, rate: float) -> 
                     "(`ishan migrate status` lists them)"
                 )
             raise MigrationError(
-                f"{name} is not running (it is {record['status']}): give the limit of its "
-                "next run with `ishan migrate run --max-rate`"
+                f"{name} is not running (it is {changelog.effective_status(database, record)}): "
+                "give the limit of its next run with `ishan migrate run --max-rate`"
             )
         run_id = str(holder["run_id"])
         before = throttle.set_rate(database, name, run_id, rate)

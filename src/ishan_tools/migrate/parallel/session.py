@@ -11,6 +11,7 @@ compare-and-swap) and releases the lock.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -42,7 +43,7 @@ def check_config(config: RunConfig) -> None:
     """Options that cannot go together (the CLI checks the ones it can see first)."""
     if config.resume and config.force:
         raise UsageError("--resume continues a run and --force starts over: pick one")
-    if config.max_rate is not None and config.max_rate < 0:
+    if config.max_rate is not None and (not config.max_rate >= 0 or math.isinf(config.max_rate)):
         raise UsageError(f"--max-rate must be 0 (no limit) or more, not {config.max_rate:g}")
     if config.join:
         for attribute, flag in JOIN_CONFLICTS:
