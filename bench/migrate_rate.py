@@ -9,8 +9,9 @@ run, the workers' start-up included) and their ratio; the target is within 10% (
 The bucket starts full (one second's worth), so a run that keeps the limit exactly takes
 (N - R) / R seconds: about 0.975 of N / R at the defaults. Also printed: the time from the
 first worker's start (imported, connected) to the run's end, without the start-up of the
-worker processes. Starts its own `secantusd-py` (from the `test` extra) unless --uri (or
-ISHAN_TEST_MONGODB_URI) names a server.
+worker processes. First, the bucket alone: threads that only take tokens (one `Throttle`
+each, as workers have), at --bucket-rate. Starts its own `secantusd-py` (from the `test`
+extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a server.
 
     .venv/bin/python bench/migrate_rate.py [--docs 20000] [--rate 500] [--workers 1 4]
         [--repeat 1] [--uri mongodb://...]
@@ -23,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,7 +34,7 @@ import pymongo
 
 from ishan_tools.migrate import ConnectionConfig, RunConfig, run_migration
 from ishan_tools.migrate.config import DEFAULT_BATCH_SIZE
-from ishan_tools.migrate.parallel.throttle import batch_cap
+from ishan_tools.migrate.parallel.throttle import THROTTLE, Throttle, batch_cap, open_bucket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.migrate import CALLBACK, insert_users, reset_ishan
@@ -72,12 +74,40 @@ def timed_run(
     return elapsed, (ended - ready).total_seconds()
 
 
+def bucket_alone(database: Any, tokens: int, rate: float, takers: int) -> float:
+    """Seconds for `takers` threads, each with its own `Throttle`, to take `tokens` tokens in
+    all at `rate`, doing nothing else (the limit alone, without a migration)."""
+    database[THROTTLE].drop()
+    open_bucket(database, "bench_bucket", "bench", rate)
+
+    def take(share: int) -> None:
+        throttle = Throttle(database, "bench_bucket", "bench")
+        while share > 0:
+            count = min(throttle.batch_cap(DEFAULT_BATCH_SIZE), share)
+            throttle.take(count)
+            share -= count
+
+    threads = [threading.Thread(target=take, args=(tokens // takers,)) for _ in range(takers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=20_000, help="documents (default 20,000)")
     parser.add_argument("--rate", type=float, default=500.0, help="--max-rate (default 500)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="default: 1 4")
     parser.add_argument("--repeat", type=int, default=1, help="limited runs per row (median)")
+    parser.add_argument(
+        "--bucket-rate",
+        type=float,
+        default=2000.0,
+        help="rate of the bucket-alone check (default 2,000; 0: skip it)",
+    )
     parser.add_argument(
         "--uri",
         default=os.environ.get("ISHAN_TEST_MONGODB_URI"),
@@ -99,6 +129,16 @@ def main() -> None:
             f"server: {base.split('@')[-1]}  documents: {args.docs:,}  --max-rate "
             f"{args.rate:g}  cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.1f}"
         )
+        if args.bucket_rate > 0:
+            least = (args.docs - args.bucket_rate) / args.bucket_rate
+            for takers in args.workers:
+                alone = bucket_alone(database, args.docs, args.bucket_rate, takers)
+                print(
+                    f"  bucket alone, {takers} taker(s): {args.docs:,} tokens at "
+                    f"{args.bucket_rate:g}/s in {alone:.2f}s (a full bucket, then the rate: "
+                    f"{least:.2f}s)",
+                    flush=True,
+                )
         insert_users(database, args.docs)
         rows = []
         for workers in args.workers:
