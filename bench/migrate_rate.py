@@ -20,6 +20,7 @@ extra) unless --uri (or ISHAN_TEST_MONGODB_URI) names a server.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -49,9 +50,10 @@ def timed_run(
     workers: int,
     rate: float | None,
     batch_size: int | None = None,
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Seconds of one run over every document: the whole run (from the call to the summary),
-    and from its first worker's start (it has imported and connected) to the run's end."""
+    from its first worker's start (it has imported and connected) to the run's end, and the
+    longest time one worker waited for the limit (from the workers' logs)."""
     reset_ishan(database)
     database["_ishan_throttle"].drop()
     config = RunConfig(
@@ -71,7 +73,13 @@ def timed_run(
     ready = min(
         doc["started_at"] for doc in database["_ishan_participants"].find({"role": "worker"})
     )
-    return elapsed, (ended - ready).total_seconds()
+    waited = [
+        float(line["content"]["waited_s"])
+        for path in summary.logs or [str(summary.log_path)]
+        for line in map(json.loads, Path(path).read_text(encoding="utf-8").splitlines())
+        if line["action"] == "throttle"
+    ]
+    return elapsed, (ended - ready).total_seconds(), max(waited, default=0.0)
 
 
 def bucket_alone(database: Any, tokens: int, rate: float, takers: int) -> float:
@@ -142,20 +150,23 @@ def main() -> None:
         insert_users(database, args.docs)
         rows = []
         for workers in args.workers:
-            free, _ = timed_run(database, base, script, workdir, workers, None)
-            small, _ = timed_run(database, base, script, workdir, workers, None, cap)
+            free, _, _ = timed_run(database, base, script, workdir, workers, None)
+            small, _, _ = timed_run(database, base, script, workdir, workers, None, cap)
             print(
                 f"  --workers {workers}, no limit: {free:.1f}s, in batches of {cap}: {small:.1f}s",
                 flush=True,
             )
             limited, working = [], []
             for _ in range(args.repeat):
-                whole, ready = timed_run(database, base, script, workdir, workers, args.rate)
+                whole, ready, waited = timed_run(
+                    database, base, script, workdir, workers, args.rate
+                )
                 limited.append(whole)
                 working.append(ready)
                 print(
                     f"  --workers {workers}, --max-rate {args.rate:g}: {whole:.1f}s, "
-                    f"{ready:.1f}s from the first worker's start ({os.getloadavg()[0]:.1f} load)",
+                    f"{ready:.1f}s from the first worker's start, {waited:.1f}s the longest "
+                    f"a worker waited for the limit ({os.getloadavg()[0]:.1f} load)",
                     flush=True,
                 )
             rows.append((workers, small, statistics.median(limited), statistics.median(working)))

@@ -110,6 +110,8 @@ def work(
     finally:
         heartbeat.close()
         summary.elapsed_s = time.perf_counter() - started
+        if limit.rate or limit.waited_s:
+            log.event("throttle", {"max_rate": limit.rate, "waited_s": round(limit.waited_s, 3)})
         log.event("summary", summary.as_dict())
         log.close()
     return summary
