@@ -6,7 +6,8 @@
 - `processes`: `stop_process` (terminate, wait, kill);
 - `browser`: `Browser`, headless Chromium driven by Selenium;
 - `redis_server`: `RedisServer`, a real `redis-server` on a free port;
-- `mongo_server`: `secantus_server`, a real MongoDB-wire server (`secantusd-py`) on port 0.
+- `mongo_server`: `secantus_server`, a real MongoDB-wire server (`secantusd-py`) on port 0;
+- `prometheus`: `Prometheus`, a real `prometheus` scraping the given targets every second.
 
 Tests import it as `tests.harness.NAME`; benchmarks too, run from the repository root as
 `python -m bench.NAME` (the root is then on `sys.path`; nothing edits it).

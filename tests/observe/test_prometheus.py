@@ -26,11 +26,11 @@ import pytest
 
 from ishan_tools.crawl.merge import merge_crawls
 from tests.crawl.conftest import serve
-from tests.crawl.redis_server import RedisServer
+from tests.harness.mongo_server import database_uri, secantus_server
+from tests.harness.ports import free_port
+from tests.harness.prometheus import Prometheus
+from tests.harness.redis_server import RedisServer
 from tests.migrate.helpers import FIXTURES, insert_users
-from tests.migrate.server import database_uri, secantus_server
-
-from .prometheus import Prometheus, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ISHAN = str(Path(sys.executable).with_name("ishan"))

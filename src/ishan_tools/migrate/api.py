@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -11,14 +12,20 @@ from typing import TYPE_CHECKING, Any
 from bson import MaxKey, MinKey
 from pymongo.errors import OperationFailure, PyMongoError
 
-from ishan_tools.errors import MigrationError
+from ishan_tools.errors import MigrationError, UsageError
 from ishan_tools.migrate import backup, changelog
 from ishan_tools.migrate.config import DEFAULT_BATCH_SIZE, RunConfig, RunSettings
 from ishan_tools.migrate.connection import ConnectionConfig, connected, server_message
 from ishan_tools.migrate.context import new_run_id
-from ishan_tools.migrate.lock import MigrationLock, current_holder, force_unlock, utcnow
+from ishan_tools.migrate.lock import (
+    MigrationLock,
+    current_holder,
+    force_unlock,
+    is_stale,
+    utcnow,
+)
 from ishan_tools.migrate.logs import RunLog
-from ishan_tools.migrate.parallel import participants, partitions, session
+from ishan_tools.migrate.parallel import participants, partitions, session, throttle
 from ishan_tools.migrate.parallel.supervisor import supervise
 from ishan_tools.migrate.parallel.worker import ServerLost, work
 from ishan_tools.migrate.report import RunSummary
@@ -221,7 +228,8 @@ def _dry_run(database: Any, script: MigrationScript, config: RunConfig) -> RunSu
         script.name, run_id, DRY_RUN, dry_run=True, resumed=False, backup=config.backup
     )
     summary.log_path = log.path
-    runner = Runner(database, script, settings, log, summary)
+    limit = None if not config.max_rate else throttle.LocalThrottle(config.max_rate)
+    runner = Runner(database, script, settings, log, summary, throttle=limit)
     started = time.perf_counter()
     try:
         if config.limit is None:
@@ -333,3 +341,41 @@ def unlock(connection: ConnectionConfig) -> dict[str, Any] | None:
             if record is not None and record["status"] == changelog.RUNNING:
                 changelog.set_status(database, str(name), changelog.INTERRUPTED)
         return removed
+
+
+@dataclass(frozen=True)
+class RateChange:
+    """What `throttle_migration` changed: the limit of a running migration, in docs/s (0: none)."""
+
+    migration: str
+    run_id: str
+    before: float
+    after: float
+
+
+def throttle_migration(connection: ConnectionConfig, name: str, rate: float) -> RateChange:
+    """Set the rate limit of `name`'s running run to `rate` documents per second (0: none);
+    every participant follows it within about a second."""
+    if not rate >= 0 or math.isinf(rate):
+        raise UsageError(f"RATE must be 0 (no limit) or more, not {rate:g}")
+    with connected(connection) as database:
+        holder = current_holder(database)
+        live = holder is not None and "settings" in holder and not is_stale(holder)
+        if holder is None or not live or holder.get("migration") != name:
+            record = changelog.get(database, name)
+            if record is None:
+                raise MigrationError(
+                    f"no migration named {name!r} in database {database.name!r} "
+                    "(`ishan migrate status` lists them)"
+                )
+            raise MigrationError(
+                f"{name} is not running (it is {changelog.effective_status(database, record)}): "
+                "give the limit of its next run with `ishan migrate run --max-rate`"
+            )
+        run_id = str(holder["run_id"])
+        before = throttle.set_rate(database, name, run_id, rate)
+        if before is None:
+            raise MigrationError(
+                f"run {run_id} of {name} was started by an older ishan, without a rate limit"
+            )
+        return RateChange(name, run_id, before, rate)

@@ -132,6 +132,15 @@ def run_command(
         str, metrics_host_option("ISHAN_MIGRATE_METRICS_HOST")
     ] = MetricsConfig.host,
     metrics_linger: Annotated[float, metrics_linger_option()] = MetricsConfig.linger_s,
+    max_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-rate",
+            metavar="DOCS_PER_S",
+            help="Documents per second for the whole run, all workers together (0: no limit;"
+            " change it live with `ishan migrate throttle`).",
+        ),
+    ] = R.max_rate,
 ) -> None:
     """Run a migration script over its primary collection."""
     if resume and force:
@@ -155,6 +164,7 @@ def run_command(
         workers=workers,
         join=join,
         lease_s=lease_seconds,
+        max_rate=max_rate,
     )
     connection = _connection(uri, db, timeout)
     metrics = None
@@ -197,6 +207,26 @@ def status_command(
 
     rows, holder, run = migration_status(_connection(uri, db, timeout), directory)
     render_status(rows, holder, run, as_json=json_output)
+
+
+@app.command("throttle", context_settings={"ignore_unknown_options": True})
+def throttle_command(
+    name: Annotated[str, typer.Argument(help="The running migration (or its script path).")],
+    rate: Annotated[
+        float, typer.Argument(metavar="RATE", help="Documents per second (0: no limit).")
+    ],
+    uri: Uri = C.uri,
+    db: Db = C.db,
+    json_output: Json = False,
+    timeout: Timeout = C.timeout_s,
+) -> None:
+    """Change the rate limit of a running migration (every worker follows within a second)."""
+    from ishan_tools.migrate.api import throttle_migration
+    from ishan_tools.migrate.render import render_rate_change
+
+    migration = Path(name).stem if name.endswith(".py") else name
+    change = throttle_migration(_connection(uri, db, timeout), migration, rate)
+    render_rate_change(change, as_json=json_output)
 
 
 @app.command("rollback")

@@ -17,7 +17,8 @@ class RunConfig:
 
     `workers` processes share the run (1: this process does the work); `join` takes part in
     the run of this script already going on (another machine's, say), with its settings;
-    `lease_s` is how long a partition stays leased to a worker that stopped renewing it.
+    `lease_s` is how long a partition stays leased to a worker that stopped renewing it;
+    `max_rate` limits the whole run to that many documents (callbacks) per second.
     """
 
     script: Path
@@ -33,6 +34,7 @@ class RunConfig:
     workers: int = 1
     join: bool = False
     lease_s: float = DEFAULT_LEASE_S
+    max_rate: float | None = None
 
 
 @dataclass(frozen=True)

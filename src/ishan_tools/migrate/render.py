@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ishan_tools._cli.output import console, print_json
-from ishan_tools.migrate.api import RollbackPlan
+from ishan_tools.migrate.api import RateChange, RollbackPlan
 from ishan_tools.migrate.changelog import StatusRow
 from ishan_tools.migrate.lock import describe, is_stale
 from ishan_tools.migrate.report import RunSummary
@@ -147,6 +147,7 @@ def _render_run(out: Console, run: dict[str, Any]) -> None:
     stop = run.get("stop")
     asked = f" (asked to stop: {stop['reason']})" if stop else ""
     out.print(f"run {run['run_id']} of [bold]{run['migration']}[/bold] ({run['mode']}){asked}")
+    out.print(f"rate limit: {rate_text(run.get('max_rate') or 0)}")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for header in ("participant", "role", "state", "partition", "docs", "errors"):
         table.add_column(
@@ -200,3 +201,24 @@ def render_rollback(plan: RollbackPlan, *, done: bool, as_json: bool) -> None:
             f"  {collection}: {verb[0]} {tally['restored']:,} documents, "
             f"{verb[1]} {tally['deleted']:,} inserted ones"
         )
+
+
+def rate_text(rate: float) -> str:
+    return "none" if rate <= 0 else f"{rate:,g} docs/s"
+
+
+def render_rate_change(change: RateChange, *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "migration": change.migration,
+                "run_id": change.run_id,
+                "max_rate": change.after,
+                "was": change.before,
+            }
+        )
+        return
+    console().print(
+        f"[bold]{change.migration}[/bold] run {change.run_id}: rate limit "
+        f"{rate_text(change.after)} (was {rate_text(change.before)})"
+    )

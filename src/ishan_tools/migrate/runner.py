@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the parallel layer sits above the runner: it drives it thro
     from ishan_tools.migrate.parallel.board import Board
     from ishan_tools.migrate.parallel.participants import Heartbeat
     from ishan_tools.migrate.parallel.partitions import Partition
+    from ishan_tools.migrate.parallel.throttle import Throttle
 
 Progress = Callable[[int, int | None], None]
 RAW = CodecOptions(document_class=RawBSONDocument)
@@ -70,10 +71,12 @@ class Runner:
         board: Board | None = None,
         heartbeat: Heartbeat | None = None,
         after_batch: Callable[[int], None] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.database, self.script, self.settings = database, script, settings
         self.log, self.summary = log, summary
         self.board, self.heartbeat, self.after_batch = board, heartbeat, after_batch
+        self.throttle = throttle  # --max-rate: tokens per batch, smaller batches while limited
         self.dry_run = board is None
         self.run_id = settings.run_id
         self.batch_size = settings.batch_size
@@ -153,6 +156,7 @@ class Runner:
         last_seen: list[Any] = []
         cursor = primary.find(query, self.script.projection).sort("_id", 1)
         cursor = cursor.batch_size(self.batch_size)
+        size = self._batch_cap()
         try:
             while True:
                 try:
@@ -169,13 +173,19 @@ class Runner:
                     continue
                 batch.append(document)
                 last_seen[:] = [document["_id"]]
-                if len(batch) >= self.batch_size:
+                if len(batch) >= size:
                     yield batch
                     batch = []
+                    size = self._batch_cap()
             if batch:
                 yield batch
         finally:
             cursor.close()
+
+    def _batch_cap(self) -> int:
+        if self.throttle is None:
+            return self.batch_size
+        return self.throttle.batch_cap(self.batch_size)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -189,6 +199,8 @@ class Runner:
         if self._inserted_primary:  # documents this migration added to its own collection
             kept = [(d, r) for d, r in zip(docs, raw_batch, strict=True) if not self._ours(d)]
             docs, raw_batch = [d for d, _ in kept], [r for _, r in kept]
+        if self.throttle is not None:
+            self.throttle.take(len(docs))
         self._batch_keys = {backup.id_key(doc["_id"]) for doc in docs}
         use_known = not self.dry_run and self.settings.backup and self._primary_clean
         self._known = None

@@ -11,6 +11,7 @@ compare-and-swap) and releases the lock.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from ishan_tools.migrate import backup, changelog, lock
 from ishan_tools.migrate.changelog import APPLIED, INTERRUPTED
 from ishan_tools.migrate.config import DEFAULT_BATCH_SIZE, RunConfig, RunSettings
 from ishan_tools.migrate.lock import MigrationLock, current_holder, is_stale, utcnow
-from ishan_tools.migrate.parallel import participants, partitions
+from ishan_tools.migrate.parallel import participants, partitions, throttle
 from ishan_tools.migrate.parallel.partitions import PARTITIONS
 from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.script import MigrationScript
@@ -34,6 +35,7 @@ JOIN_CONFLICTS = (
     ("force", "--force"),
     ("dry_run", "--dry-run"),
     ("limit", "--limit"),
+    ("max_rate", "--max-rate"),
 )
 
 
@@ -41,6 +43,8 @@ def check_config(config: RunConfig) -> None:
     """Options that cannot go together (the CLI checks the ones it can see first)."""
     if config.resume and config.force:
         raise UsageError("--resume continues a run and --force starts over: pick one")
+    if config.max_rate is not None and (not config.max_rate >= 0 or math.isinf(config.max_rate)):
+        raise UsageError(f"--max-rate must be 0 (no limit) or more, not {config.max_rate:g}")
     if config.join:
         for attribute, flag in JOIN_CONFLICTS:
             if getattr(config, attribute):
@@ -110,6 +114,7 @@ def start(
             "batch_size": batch_size,
             "workers": config.workers,
             "lease_s": config.lease_s,
+            "max_rate": config.max_rate or 0,
         }
         run_index = changelog.begin_run(database, script, run, plan=plan_id if restart else None)
         settings = RunSettings(
@@ -124,6 +129,7 @@ def start(
             lock_ttl_s=config.lock_ttl_s,
             limit=config.limit,
         )
+        throttle.open_bucket(database, name, run_id, config.max_rate)
         participants.register(database, name, run_id, member, log)
         held.publish(settings.as_document())
     except BaseException:
@@ -324,6 +330,7 @@ def run_view(database: Any, holder: dict[str, Any] | None) -> dict[str, Any] | N
         "run_id": settings.run_id,
         "mode": settings.mode,
         "stop": holder.get("stop"),
+        "max_rate": throttle.current_rate(database, str(holder.get("migration")), settings.run_id),
         "participants": members,
         "partitions": parts,
     }

@@ -27,6 +27,7 @@ from ishan_tools.migrate.logs import RunLog
 from ishan_tools.migrate.parallel import participants, session
 from ishan_tools.migrate.parallel.board import Board, LeaseLost
 from ishan_tools.migrate.parallel.participants import Heartbeat
+from ishan_tools.migrate.parallel.throttle import Throttle
 from ishan_tools.migrate.report import RunSummary
 from ishan_tools.migrate.runner import DONE, Progress, Runner
 from ishan_tools.migrate.script import MigrationScript, one_line
@@ -80,10 +81,14 @@ def work(
         passed += count
         if metrics is not None:
             metrics.batch_done(summary, count)
+            metrics.rate_limit.set(limit.rate)  # as this worker last read it (throttle: live)
         participants.report(database, member["id"], summary, holding[0])
         if progress is not None:
             progress(done_before + passed, total)
 
+    limit = Throttle(database, script.name, settings.run_id, stop=heartbeat.stop_requested)
+    if metrics is not None:
+        metrics.rate_limit.set(limit.rate)
     runner = Runner(
         database,
         script,
@@ -93,6 +98,7 @@ def work(
         board=board,
         heartbeat=heartbeat,
         after_batch=after_batch,
+        throttle=limit,
     )
     started = time.perf_counter()
     heartbeat.start()
@@ -126,6 +132,8 @@ def work(
     finally:
         heartbeat.close()
         summary.elapsed_s = time.perf_counter() - started
+        if limit.rate or limit.waited_s:
+            log.event("throttle", {"max_rate": limit.rate, "waited_s": round(limit.waited_s, 3)})
         log.event("summary", summary.as_dict())
         log.close()
     return summary
