@@ -58,6 +58,25 @@ def test_a_run_serves_documents_batches_and_partitions(
     assert value(samples, "ishan_migrate_partition_takeovers_total", **name) == 0
 
 
+def test_the_rate_limit_is_served_while_it_holds(
+    mongo_uri: str, db: Any, tmp_path: Path
+) -> None:
+    insert_users(db, 60)
+    run = Served(
+        "migrate", "run", str(FIXTURES / "inc_visits.py"), "--uri", mongo_uri, "--json",
+        "--max-rate", "300", "--log-dir", str(tmp_path / "logs"),
+    )  # fmt: skip
+    try:
+        summary = run.wait_for_json()
+        samples = run.samples()
+    finally:
+        run.stop()
+    name = {"migration": "inc_visits"}
+    assert summary["status"] == "applied"
+    assert value(samples, "ishan_migrate_rate_limit_documents_per_second", **name) == 300
+    assert value(samples, "ishan_migrate_documents_processed_total", **name) == 60
+
+
 def test_failed_documents_are_counted(mongo_uri: str, db: Any, tmp_path: Path) -> None:
     insert_users(db, 40)
     script = tmp_path / "fails.py"
