@@ -33,6 +33,17 @@ NOTICE = (
     "scripts/test fails when this page is stale. -->"
 )
 
+# The env page's introduction (the README's, before the docs moved): names, aliases, precedence.
+ENV_INTRO = (
+    "Every variable starts with `ISHAN_`. The names the original projects used stay as "
+    "aliases: the inference engine's (`MODEL_PATH`, `HOST`, `PORT`, `WORKER_ID`, `WORKER_URL`, "
+    "`COORDINATOR_URL`), `MONGODB_URI`, and the migration plugin's `DB_URL` (its example reads "
+    "the URI from it); an alias is read when the `ISHAN_` name is not set, and its row below "
+    "names that variable under \"alias of\". Precedence everywhere: default < environment "
+    "variable < command-line flag; where several names of one setting are set, the `ISHAN_` "
+    "name wins, then the aliases in the order listed. `--help` lists every name of each option."
+)
+
 # Variables the test suite and the scripts read; no command option names them.
 NOT_OPTIONS = [
     (
@@ -43,8 +54,9 @@ NOT_OPTIONS = [
     ),
     (
         "ISHAN_SCREENSHOTS",
-        "`tests/infer/test_page.py`",
-        "`1`: the screenshot test writes `docs/infer/infer-chat.png`",
+        "`tests/players/test_page.py`, `tests/infer/test_page.py`",
+        "`1`: their light-and-dark tests also write the screenshots "
+        "`docs/players/players-page-{light,dark}.png` and `docs/infer/infer-chat-{light,dark}.png`",
     ),
 ]
 
@@ -220,12 +232,9 @@ def env_page() -> str:
         "# Environment variables",
         "",
         "Every environment variable an `ishan` command reads: the option it sets, and on which "
-        "commands. Precedence everywhere: default < environment variable < command-line flag."
-        + (
-            " An alias is an older name, still read when the main one is not set."
-            if aliases
-            else ""
-        ),
+        "commands.",
+        "",
+        ENV_INTRO,
         "",
         "| variable | option | of | meaning |" + (" alias of |" if aliases else ""),
         "| --- | --- | --- | --- |" + (" --- |" if aliases else ""),
