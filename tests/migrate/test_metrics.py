@@ -58,9 +58,7 @@ def test_a_run_serves_documents_batches_and_partitions(
     assert value(samples, "ishan_migrate_partition_takeovers_total", **name) == 0
 
 
-def test_the_rate_limit_is_served_while_it_holds(
-    mongo_uri: str, db: Any, tmp_path: Path
-) -> None:
+def test_the_rate_limit_is_served_while_it_holds(mongo_uri: str, db: Any, tmp_path: Path) -> None:
     insert_users(db, 60)
     run = Served(
         "migrate", "run", str(FIXTURES / "inc_visits.py"), "--uri", mongo_uri, "--json",

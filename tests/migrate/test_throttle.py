@@ -200,7 +200,5 @@ def test_the_docs_document_max_rate_and_throttle() -> None:
         help_text = ishan("migrate", command, "--help").stdout
         options = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
         missing = sorted(option for option in options if f"`{option}" not in section)
-        assert not missing, (
-            f"ishan migrate {command}: {missing} not in the docs"
-        )
+        assert not missing, f"ishan migrate {command}: {missing} not in the docs"
     assert "`throttle NAME RATE" in section
