@@ -180,6 +180,28 @@ def _check_url(url: str, option: str) -> str:
     return url.rstrip("/")
 
 
+def _coordinators(values: list[str] | None) -> tuple[tuple[str, str | None], ...]:
+    """`--coordinator-url` values (each may hold several, comma- or space-separated), each
+    `COORDINATOR` or `COORDINATOR=WORKER_URL`: the URL this worker gives that coordinator
+    (when it reaches the worker by another address than the others do)."""
+    found: list[tuple[str, str | None]] = []
+    for value in values or []:
+        for item in value.replace(",", " ").split():
+            coordinator, sep, advertised = item.partition("=")
+            if sep and not advertised.startswith(("http://", "https://")):
+                raise UsageError(
+                    "--coordinator-url takes URL or URL=WORKER_URL (both http:// or https://),"
+                    f" got {item!r}"
+                )
+            entry = (
+                _check_url(coordinator, "--coordinator-url"),
+                _check_url(advertised, "--coordinator-url's WORKER_URL") if sep else None,
+            )
+            if entry[0] not in (known for known, _ in found):
+                found.append(entry)
+    return tuple(found)
+
+
 @app.command()
 def ask(
     prompt: Annotated[
@@ -340,11 +362,12 @@ def coordinator(
 @app.command()
 def worker(
     coordinator_url: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--coordinator-url",
             envvar=["ISHAN_INFER_COORDINATOR_URL", "COORDINATOR_URL"],
-            help="Send heartbeats here.",
+            help="Send heartbeats here; repeatable, or several comma- or space-separated. "
+            "URL=WORKER_URL: give that coordinator another URL of this worker.",
         ),
     ] = None,
     worker_url: Annotated[
@@ -396,9 +419,7 @@ def worker(
         port=port,
         worker_id=worker_id,
         worker_url=_check_url(worker_url, "--worker-url") if worker_url else None,
-        coordinator_url=_check_url(coordinator_url, "--coordinator-url")
-        if coordinator_url
-        else None,
+        coordinators=_coordinators(coordinator_url),
         heartbeat_interval=heartbeat_interval,
         api_key=api_key,
     )

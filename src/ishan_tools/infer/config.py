@@ -95,7 +95,9 @@ class WorkerSettings:
     port: int = DEFAULT_WORKER_PORT
     worker_id: str = "worker-1"
     worker_url: str | None = None  # None: http://HOST:BOUND_PORT
-    coordinator_url: str | None = None  # None: no heartbeats (standalone worker)
+    # every coordinator it reports to, each with the URL it gives that one (None:
+    # worker_url); none: no heartbeats (a standalone worker)
+    coordinators: tuple[tuple[str, str | None], ...] = ()
     heartbeat_interval: float = 10.0
     api_key: str | None = None
 
@@ -163,7 +165,6 @@ class CoordinatorSettings:
     breaker_recovery: float = 10.0
     max_tokens_default: int = 256
     routing_margin: float = 0.25  # prefer the worker with the prefix unless this much busier
-    affinity_entries: int = 4096  # leading-text blocks remembered for routing (LRU)
 
     @property
     def worker_key(self) -> str | None:

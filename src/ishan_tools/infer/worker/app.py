@@ -5,9 +5,10 @@ cancels its session at once, whether its stream has started or not. The body is 
 (`web.BodyLimit`), and the prompt is tokenized (and its grammar checked) in a thread, so
 the event loop keeps serving heartbeats and other streams meanwhile. The response's
 `x-ishan-kv-bytes` header carries the KV cache the session reserved (prompt plus
-`max_tokens`), so the coordinator can correct its own full-context reservation.
-`GET /worker/health` reports the engine's sessions and KV usage. With a coordinator URL, a
-background task posts a heartbeat every interval.
+`max_tokens`), so the coordinator can correct its own full-context reservation; two more
+carry the worker's whole load (sessions, KV used), so every coordinator sharing it keeps an
+up-to-date view. `GET /worker/health` reports the engine's sessions and KV usage. For each
+coordinator URL, a background task posts a heartbeat every interval.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from ishan_tools.infer.config import GenerationRequest, WorkerSettings
 from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
 from ishan_tools.infer.events import Token
 from ishan_tools.infer.metrics import gauge, record_of
-from ishan_tools.infer.protocol import KV_HEADER, bearer_header, encode_event, parse_request
+from ishan_tools.infer.protocol import (
+    KV_HEADER,
+    KV_USED_HEADER,
+    SESSIONS_HEADER,
+    bearer_header,
+    encode_event,
+    parse_request,
+)
 from ishan_tools.infer.web import (
     WORKER_BODY_BYTES,
     BodyLimit,
@@ -43,11 +51,13 @@ from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.session import Session
 
 
-def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any]:
+def heartbeat_payload(
+    settings: WorkerSettings, engine: Engine, url: str | None = None
+) -> dict[str, Any]:
     stats = engine.stats()
     return {
         "worker_id": settings.worker_id,
-        "url": settings.worker_url,
+        "url": url or settings.worker_url,
         "model": engine.shape.name,
         "n_ctx": engine.shape.n_ctx,
         "sessions": stats.sessions,
@@ -61,17 +71,21 @@ def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any
     }
 
 
-async def heartbeat_loop(settings: WorkerSettings, engine: Engine) -> None:
-    """Tell the coordinator we are alive, and how loaded, every interval; never gives up."""
+async def heartbeat_loop(
+    settings: WorkerSettings, engine: Engine, coordinator: str, url: str | None
+) -> None:
+    """Tell one coordinator we are alive, and how loaded, every interval; never gives up.
+    Each coordinator has its own loop (and its own timeout of one interval, at least 1 s),
+    so one that is down or slow delays no heartbeat to the others."""
     import httpx
 
-    assert settings.coordinator_url is not None
-    url = settings.coordinator_url.rstrip("/") + "/coordinator/heartbeat"
+    target = coordinator.rstrip("/") + "/coordinator/heartbeat"
     headers = bearer_header(settings.api_key)
     async with httpx.AsyncClient(timeout=max(1.0, settings.heartbeat_interval)) as client:
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                await client.post(url, json=heartbeat_payload(settings, engine), headers=headers)
+                payload = heartbeat_payload(settings, engine, url)
+                await client.post(target, json=payload, headers=headers)
             await asyncio.sleep(settings.heartbeat_interval)
 
 
@@ -178,16 +192,15 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or await asyncio.to_thread(Engine.load, settings.engine)
-        beats = (
-            asyncio.create_task(heartbeat_loop(settings, app.state.engine))
-            if settings.coordinator_url
-            else None
-        )
+        beats = [
+            asyncio.create_task(heartbeat_loop(settings, app.state.engine, coordinator, url))
+            for coordinator, url in settings.coordinators
+        ]
         try:
             yield
         finally:
-            if beats is not None:
-                beats.cancel()
+            for task in beats:
+                task.cancel()
             await asyncio.to_thread(app.state.engine.close)
 
     app = FastAPI(title="ishan infer worker", lifespan=lifespan)
@@ -238,7 +251,12 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             finally:
                 eng.cancel(session, "client disconnected")
 
-        kv = {KV_HEADER: str(session.prompt.kv_bytes)}
+        stats = eng.stats()  # this session included: every coordinator reads it
+        kv = {
+            KV_HEADER: str(session.prompt.kv_bytes),
+            SESSIONS_HEADER: str(stats.sessions),
+            KV_USED_HEADER: str(stats.kv_used_bytes),
+        }
         return SessionResponse(
             events(),
             media_type="application/x-ndjson",
