@@ -46,14 +46,11 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
     affinity = registry.affinity
     routed = CounterMetricFamily(
         "ishan_infer_routing_affinity",
-        "Requests whose leading text a worker had served: sent there (followed) or, that "
-        "worker being too busy, to another (overridden).",
+        "Requests with a leading-text key: sent to its owner (followed) or, that worker "
+        "being too busy, to another (overridden).",
         labels=["outcome"],
     )
     for outcome, count in affinity.routed.items():
         routed.add_metric([outcome], count)
-    families += [
-        routed,
-        gauge("ishan_infer_routing_affinity_keys", "Leading-text keys remembered.", len(affinity)),
-    ]
+    families.append(routed)
     return families

@@ -1,11 +1,13 @@
 """The coordinator's view of its workers: heartbeats, live load, breakers and admission.
 
 Workers register with their first heartbeat and stay listed; one that misses three
-heartbeats in a row is out of rotation until the next arrives. Session and KV counts are
-kept by the coordinator itself as it routes (so they are exact between heartbeats), along
-with system-wide totals that make the capacity check O(1). The registry also owns the
-routing `Affinity` table, and forgets a worker's entries when its heartbeat shows a new
-boot id (it restarted: its prefix cache is empty) or when it leaves the rotation.
+heartbeats in a row is out of rotation until the next arrives. Several coordinators may
+share the workers, so a worker's load is what the worker last reported (every heartbeat,
+and the headers of every `/worker/generate` answer: the sessions and KV of every
+coordinator's clients) plus what this coordinator opened or closed on it since: close to
+the truth between heartbeats, exact when one coordinator routes alone. The coordinator's
+own sessions are counted too (`sessions`, `kv_used_bytes`, and the totals), for its
+metrics and to free each reservation exactly once.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.affinity import Affinity
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad
 from ishan_tools.infer.errors import BadRequest, WorkerConflict, WorkerRefused
+from ishan_tools.infer.protocol import KV_USED_HEADER, SESSIONS_HEADER
 
 MISSED_HEARTBEATS = 3
+LOAD_FIELDS = ("sessions", "kv_used_bytes")  # in heartbeats
+LOAD_HEADERS = (SESSIONS_HEADER, KV_USED_HEADER)  # on every /worker/generate answer
 
 
 @dataclass
@@ -44,6 +49,19 @@ class WorkerRecord:
     kv_used_bytes: int = 0
     in_rotation: bool = True
     reported: dict[str, Any] = field(default_factory=dict)
+    seen: tuple[int, int] = (0, 0)  # sessions, KV bytes the worker last reported
+    own_at_seen: tuple[int, int] = (0, 0)  # our own sessions, KV bytes at that moment
+
+    def observe(self, sessions: int, kv_used_bytes: int) -> None:
+        """The worker's own count of its load (all coordinators' sessions), just reported."""
+        self.seen = (sessions, kv_used_bytes)
+        self.own_at_seen = (self.sessions, self.kv_used_bytes)
+
+    def load_now(self) -> tuple[int, int]:
+        """Sessions and KV bytes on the worker: its report plus our changes since."""
+        sessions = self.seen[0] + self.sessions - self.own_at_seen[0]
+        kv_bytes = self.seen[1] + self.kv_used_bytes - self.own_at_seen[1]
+        return max(sessions, self.sessions), max(kv_bytes, self.kv_used_bytes)
 
     def alive(self, now: float) -> bool:
         return now - self.last_heartbeat <= MISSED_HEARTBEATS * self.heartbeat_interval
@@ -52,11 +70,12 @@ class WorkerRecord:
         return self.alive(now) and self.breaker.state is not CircuitState.OPEN
 
     def load(self) -> WorkerLoad:
+        sessions, kv_bytes = self.load_now()
         return WorkerLoad(
             self.worker_id,
-            self.sessions,
+            sessions,
             self.max_sessions,
-            self.kv_used_bytes,
+            kv_bytes,
             self.kv_capacity_bytes,
             self.session_kv_bytes,
             self.slots,
@@ -135,7 +154,7 @@ class Registry:
         self.workers: dict[str, WorkerRecord] = {}
         self.total_sessions = 0
         self.total_kv_bytes = 0
-        self.affinity = Affinity(settings.affinity_entries)
+        self.affinity = Affinity()
 
     def heartbeat(self, payload: Any, *, replace: bool = False) -> WorkerRecord:
         """Register or refresh a worker from its heartbeat.
@@ -164,9 +183,7 @@ class Registry:
             "last_heartbeat": self.clock(),
             "reported": payload,
         }
-        for key in ("sessions", "kv_used_bytes"):  # reported load: shown, never trusted
-            if key in payload:
-                _count(payload, key, low=0)
+        load = tuple(_count(payload, key, low=0, default=0) for key in LOAD_FIELDS)
         record = self.workers.get(worker_id)
         if (
             record is not None
@@ -194,26 +211,39 @@ class Registry:
             )
             self.workers[worker_id] = record
         else:
-            if record.boot_id != values["boot_id"]:
-                self.affinity.forget(worker_id)  # a new process: its cache is empty
             for key, value in values.items():
                 setattr(record, key, value)
+        record.observe(*load)
         return record
 
+    def report(self, record: WorkerRecord, headers: dict[str, str]) -> None:
+        """Take the load a worker reported in its answer's headers (ignored if malformed)."""
+        try:
+            load = [int(headers[name]) for name in LOAD_HEADERS]
+        except (KeyError, ValueError):
+            return
+        if all(0 <= value < 2**63 for value in load):
+            record.observe(*load)
+
     def at_capacity(self) -> bool:
-        """The O(1) early check: system-wide session and KV limits."""
-        return (
-            self.total_sessions >= self.limits.max_sessions
-            or self.total_kv_bytes >= self.limits.max_kv_bytes
-        )
+        """The early check: system-wide session and KV limits, over every live worker's
+        load (so the sessions other coordinators opened count too)."""
+        now = self.clock()
+        sessions = kv_bytes = 0
+        for w in self.workers.values():
+            if w.alive(now):
+                load = w.load_now()
+                sessions += load[0]
+                kv_bytes += load[1]
+        sessions = max(sessions, self.total_sessions)
+        kv_bytes = max(kv_bytes, self.total_kv_bytes)
+        return sessions >= self.limits.max_sessions or kv_bytes >= self.limits.max_kv_bytes
 
     def candidates(self, exclude: set[str]) -> list[WorkerLoad]:
         now = self.clock()
         loads = []
         for w in self.workers.values():
             routable = w.routable(now)
-            if w.in_rotation and not routable:
-                self.affinity.forget(w.worker_id)
             w.in_rotation = routable
             if (
                 routable
@@ -260,9 +290,10 @@ class Registry:
                 "healthy": w.routable(now),
                 "alive": w.alive(now),
                 "breaker": w.breaker.state.value,
-                "sessions": w.sessions,
+                "sessions": w.load_now()[0],
+                "own_sessions": w.sessions,
                 "max_sessions": w.max_sessions,
-                "kv_used_bytes": w.kv_used_bytes,
+                "kv_used_bytes": w.load_now()[1],
                 "kv_capacity_bytes": w.kv_capacity_bytes,
                 "last_heartbeat_s": round(now - w.last_heartbeat, 3),
                 "model": w.model,

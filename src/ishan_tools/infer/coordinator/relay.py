@@ -1,11 +1,13 @@
 """Route one request to a worker and relay its tokens to the client, surviving failures.
 
 `open_stream` reserves a worker picked by the scheduler (at the full-context KV upper bound;
-the worker that last served the same leading text is preferred, see `affinity`),
+the owner of the request's leading text among the candidates is preferred, see `affinity`),
 posts the request and waits for the first token, then corrects that reservation down to the
-session's real need (the worker's `x-ishan-kv-bytes` header). A worker that is unreachable,
-errs (5xx) or stays silent past the first-token timeout is recorded on its circuit breaker
-and the request is retried on another worker, since nothing has reached the client yet.
+session's real need (the worker's `x-ishan-kv-bytes` header) and takes the worker's own
+count of its load from the answer's headers (other coordinators' sessions included). A
+worker that is unreachable, errs (5xx) or stays silent past the first-token timeout is
+recorded on its circuit breaker and the request is retried on another worker, since nothing
+has reached the client yet.
 After the first token, `events` yields the rest; a worker that dies mid-stream, or a
 session idle past its TTL, ends it with a `Failed`.
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.coordinator.affinity import leading_text, prefix_keys
+from ishan_tools.infer.coordinator.affinity import leading_text, owner, prefix_keys
 from ishan_tools.infer.coordinator.registry import Registry, WorkerRecord
 from ishan_tools.infer.coordinator.scheduler import pick
 from ishan_tools.infer.coordinator.worker_stream import WorkerStream
@@ -111,6 +113,7 @@ async def _start(
     except OSError as exc:
         raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
     kv_bytes = registry.correct(record, held, _real_kv(worker, held))
+    registry.report(record, worker.headers)
     return Stream(registry, record, kv_bytes, first, worker)
 
 
@@ -123,8 +126,9 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
     keys = prefix_keys(leading_text(request))
     affinity, margin = registry.affinity, registry.settings.routing_margin
     while True:
-        preferred = affinity.lookup(keys) if keys else None
-        choice = pick(registry.candidates(tried), preferred, margin)
+        candidates = registry.candidates(tried)
+        preferred = owner(keys, (c.worker_id for c in candidates))
+        choice = pick(candidates, preferred, margin)
         if preferred is not None and choice is not None:
             affinity.routed["followed" if choice.worker_id == preferred else "overridden"] += 1
         if choice is None:
@@ -135,8 +139,6 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
             raise RelayError(503, "all workers are at capacity: retry later")
         record = registry.workers[choice.worker_id]
         tried.add(record.worker_id)
-        if keys:
-            affinity.record(keys, record.worker_id)
         kv_bytes = registry.reserve(record)
         try:
             return await record.breaker.call_async(_start, registry, record, request, kv_bytes)
