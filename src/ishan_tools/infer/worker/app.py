@@ -8,7 +8,8 @@ the event loop keeps serving heartbeats and other streams meanwhile. The respons
 `max_tokens`), so the coordinator can correct its own full-context reservation; two more
 carry the worker's whole load (sessions, KV used), so every coordinator sharing it keeps an
 up-to-date view. `GET /worker/health` reports the engine's sessions and KV usage. For each
-coordinator URL, a background task posts a heartbeat every interval.
+coordinator URL, a background task posts a heartbeat every interval, and
+soon after each session starts or ends.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -71,22 +71,34 @@ def heartbeat_payload(
     }
 
 
+LOAD_BEAT_DELAY = 0.05  # seconds: load changes this close together make one early heartbeat
+
+
 async def heartbeat_loop(
-    settings: WorkerSettings, engine: Engine, coordinator: str, url: str | None
+    settings: WorkerSettings,
+    engine: Engine,
+    coordinator: str,
+    url: str | None,
+    load_changed: asyncio.Event,
 ) -> None:
-    """Tell one coordinator we are alive, and how loaded, every interval; never gives up.
-    Each coordinator has its own loop (and its own timeout of one interval, at least 1 s),
-    so one that is down or slow delays no heartbeat to the others."""
+    """Tell one coordinator we are alive, and how loaded, every interval, and soon after
+    each change of load (a session started or ended, `load_changed` set), so every
+    coordinator sees what the others route between heartbeats; never gives up. Each
+    coordinator has its own loop (and its own timeout of one interval, at least 1 s), so one
+    that is down or slow delays no heartbeat to the others."""
     import httpx
 
     target = coordinator.rstrip("/") + "/coordinator/heartbeat"
     headers = bearer_header(settings.api_key)
     async with httpx.AsyncClient(timeout=max(1.0, settings.heartbeat_interval)) as client:
         while True:
+            load_changed.clear()  # a change from here on makes the next early heartbeat
             with contextlib.suppress(httpx.HTTPError):
                 payload = heartbeat_payload(settings, engine, url)
                 await client.post(target, json=payload, headers=headers)
-            await asyncio.sleep(settings.heartbeat_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(load_changed.wait(), settings.heartbeat_interval)
+                await asyncio.sleep(LOAD_BEAT_DELAY)
 
 
 def worker_gauges(engine: Engine) -> list[Metric]:
@@ -188,13 +200,20 @@ class SessionResponse(StreamingResponse):
 
 def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAPI:
     """The worker app; loads the model at startup unless an `engine` is passed in."""
+    load_changed = [asyncio.Event() for _ in settings.coordinators]  # one per heartbeat loop
+
+    def load_change() -> None:
+        for changed in load_changed:
+            changed.set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or await asyncio.to_thread(Engine.load, settings.engine)
         beats = [
-            asyncio.create_task(heartbeat_loop(settings, app.state.engine, coordinator, url))
-            for coordinator, url in settings.coordinators
+            asyncio.create_task(
+                heartbeat_loop(settings, app.state.engine, coordinator, url, changed)
+            )
+            for (coordinator, url), changed in zip(settings.coordinators, load_changed, strict=True)
         ]
         try:
             yield
@@ -229,6 +248,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
         try:
             gen = parse_request(await read_json(request), n_ctx=eng.shape.n_ctx)
             session = await _submit(eng, gen)
+            load_change()
         except BadRequest as exc:
             return error_response(400, exc.message)
         except EngineBusy as exc:
@@ -257,12 +277,12 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             SESSIONS_HEADER: str(stats.sessions),
             KV_USED_HEADER: str(stats.kv_used_bytes),
         }
-        return SessionResponse(
-            events(),
-            media_type="application/x-ndjson",
-            headers=kv,
-            end=functools.partial(eng.cancel, session, "client disconnected"),
-        )
+
+        def end() -> None:
+            eng.cancel(session, "client disconnected")  # nothing if it ended already
+            load_change()
+
+        return SessionResponse(events(), media_type="application/x-ndjson", headers=kv, end=end)
 
     return app
 
