@@ -165,7 +165,7 @@ def test_a_coordinator_killed_mid_stream_costs_only_its_streams(ha: Any, tiny_mo
     back = h.restart(killed)
     started = time.monotonic()
     wait_until(lambda: healthy_ids(back.url) == {"w1", "w2"}, timeout=5, interval=0.02)
-    assert time.monotonic() - started <= 1.0 + 0.25  # one heartbeat interval (1 s), + slack
+    assert time.monotonic() - started < 1.0  # within one heartbeat interval (1 s)
 
 
 def test_each_coordinator_sees_what_the_other_opens_between_heartbeats(

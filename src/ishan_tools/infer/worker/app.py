@@ -1,4 +1,4 @@
-"""The worker: an HTTP front for one `Engine`, reporting its load to a coordinator.
+"""The worker: an HTTP front for one `Engine`, reporting its load to its coordinators.
 
 `POST /worker/generate` streams NDJSON events (see `protocol`); a client that disconnects
 cancels its session at once, whether its stream has started or not. The body is bounded
@@ -8,8 +8,8 @@ the event loop keeps serving heartbeats and other streams meanwhile. The respons
 `max_tokens`), so the coordinator can correct its own full-context reservation; two more
 carry the worker's whole load (sessions, KV used), so every coordinator sharing it keeps an
 up-to-date view. `GET /worker/health` reports the engine's sessions and KV usage. For each
-coordinator URL, a background task posts a heartbeat every interval, and
-soon after each session starts or ends.
+coordinator URL, a background task posts a heartbeat every interval, and soon after each
+session starts or ends.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def heartbeat_payload(
 
 
 LOAD_BEAT_DELAY = 0.05  # seconds: load changes this close together make one early heartbeat
+UNREACHED_SHARE = 0.25  # of the interval: how soon a heartbeat that failed is tried again
 
 
 async def heartbeat_loop(
@@ -83,21 +84,26 @@ async def heartbeat_loop(
 ) -> None:
     """Tell one coordinator we are alive, and how loaded, every interval, and soon after
     each change of load (a session started or ended, `load_changed` set), so every
-    coordinator sees what the others route between heartbeats; never gives up. Each
+    coordinator sees what the others route between heartbeats; never gives up. A heartbeat
+    that did not get through is tried again after a quarter of the interval, so a
+    coordinator that comes back sees this worker well within one interval. Each
     coordinator has its own loop (and its own timeout of one interval, at least 1 s), so one
     that is down or slow delays no heartbeat to the others."""
     import httpx
 
     target = coordinator.rstrip("/") + "/coordinator/heartbeat"
     headers = bearer_header(settings.api_key)
-    async with httpx.AsyncClient(timeout=max(1.0, settings.heartbeat_interval)) as client:
+    interval = settings.heartbeat_interval
+    async with httpx.AsyncClient(timeout=max(1.0, interval)) as client:
         while True:
             load_changed.clear()  # a change from here on makes the next early heartbeat
+            wait = interval * UNREACHED_SHARE
             with contextlib.suppress(httpx.HTTPError):
                 payload = heartbeat_payload(settings, engine, url)
                 await client.post(target, json=payload, headers=headers)
+                wait = interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(load_changed.wait(), settings.heartbeat_interval)
+                await asyncio.wait_for(load_changed.wait(), wait)
                 await asyncio.sleep(LOAD_BEAT_DELAY)
 
 
