@@ -65,7 +65,8 @@ def owner(keys: list[bytes], worker_ids: Iterable[str]) -> str | None:
 
 
 class Affinity:
-    """How often a request's owner took it (followed) or load sent it elsewhere."""
+    """How often a request's owner took it (followed), or load or a failure sent it
+    elsewhere (overridden)."""
 
     def __init__(self) -> None:
         self.routed = {"followed": 0, "overridden": 0}  # requests with a leading-text key

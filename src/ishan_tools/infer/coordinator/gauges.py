@@ -46,8 +46,8 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
     affinity = registry.affinity
     routed = CounterMetricFamily(
         "ishan_infer_routing_affinity",
-        "Requests with a leading-text key: sent to its owner (followed) or, that worker "
-        "being too busy, to another (overridden).",
+        "Requests with a leading-text key, by the worker that took them: its owner "
+        "(followed) or, the owner being too busy or failing, another (overridden).",
         labels=["outcome"],
     )
     for outcome, count in affinity.routed.items():
