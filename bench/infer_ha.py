@@ -11,12 +11,14 @@ hits both alike):
 
 The workload is workload 2 of `bench/infer.py`: `--clients` (4) clients start together, 128
 tokens each with `ignore_eos`, a shared ~240-token system prefix that the workers saw before
-(warm) plus a question new every round (and distinct per setup, so neither setup reuses the
-other's whole prompts). Per round and setup: aggregate tok/s (all tokens over the round's
-wall time), the prefix-cache hit rate (sessions that copied the cached prefix instead of
-prefilling it, over the sessions of the round, read from the workers' counters) and how the
-sessions spread over the two workers; medians over rounds, and per-round ratios of the two
-setups. Targets (issue 25): hit rate at least 90% of one coordinator's, tok/s at least 0.9x.
+(warm: each worker is sent it once first) plus a question new every round (and distinct per
+setup, so neither setup reuses the other's whole prompts). Per round and setup: aggregate
+tok/s (all tokens over the round's wall time), the prefix-cache hit rate (sessions that
+copied the cached prefix instead of prefilling it, over the sessions completed in the round,
+read from the workers' counters), how the sessions spread over the two workers, and how many
+a coordinator withdrew from a worker that had queued them (see `relay._start`); medians over
+rounds, and per-round ratios of the two setups. Targets (issue 25): hit rate at least 90% of
+one coordinator's, tok/s at least 0.9x.
 
     python -m bench.infer_ha [--rounds 5] [--slots 4] [--model PATH]
 """
@@ -52,6 +54,7 @@ from bench.infer import (
 from ishan_tools.infer.config import default_model_path
 
 SETUPS = ("one coordinator", "two + nginx")
+Counts = list[tuple[int, int, int]]  # per worker: completed, prefix-cache hits, cancelled
 
 
 def coordinator_server(name: str, url: str, max_tokens: int) -> Server:
@@ -75,13 +78,18 @@ def wait_for_workers(coordinator: str, count: int, timeout: float = 60) -> None:
     raise SystemExit(f"{coordinator} did not see {count} workers within {timeout:g} s")
 
 
-def worker_counts(worker_urls: list[str]) -> list[tuple[int, int]]:
-    """(sessions ended, prefix-cache hits) of each worker."""
+def worker_counts(worker_urls: list[str]) -> Counts:
+    """(sessions completed, prefix-cache hits, sessions withdrawn or cancelled) of each
+    worker, once none has a session left (a stream's last event reaches its client a moment
+    before its worker counts it)."""
     counts = []
     for url in worker_urls:
-        health = httpx.get(f"{url}/worker/health", timeout=10).json()
-        ended = health["completed"] + health["cancelled"] + health["failed"]
-        counts.append((ended, health["prefix_cache_hits"]))
+        deadline = time.monotonic() + 10
+        while (health := httpx.get(f"{url}/worker/health", timeout=10).json())["sessions"]:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} still has {health['sessions']} sessions after 10 s")
+            time.sleep(0.05)
+        counts.append((health["completed"], health["prefix_cache_hits"], health["cancelled"]))
     return counts
 
 
@@ -100,18 +108,23 @@ class Measured:
         self.rates: list[float] = []
         self.hits: list[float] = []
         self.spread: list[list[int]] = []
+        self.withdrawn: list[int] = []
         self.ttft: list[float] = []
         self.tokens: list[int] = []
         self.cut = 0
 
     def add(
-        self, timed: list[Timed], before: list[tuple[int, int]], after: list[tuple[int, int]]
+        self,
+        timed: list[Timed],
+        before: list[tuple[int, int, int]],
+        after: list[tuple[int, int, int]],
     ) -> None:
         self.rates.append(aggregate(timed))
         sessions = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
         hits = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
         self.hits.append(hits / max(1, sum(sessions)))
         self.spread.append(sessions)
+        self.withdrawn.append(sum(a[2] - b[2] for a, b in zip(after, before, strict=True)))
         self.ttft.append(statistics.median(ttfts(timed)))
         self.tokens.append(sum(t.tokens for t, _ in timed))
         self.cut += sum(1 for _, ok in timed if not ok)
@@ -129,7 +142,7 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> None:
         f"prefix + a new question, greedy, ignore_eos; medians over {args.rounds} rounds"
     )
     head = "setup|tok/s|vs one (per round)|hit rate|vs one (per round)|sessions per worker"
-    rows = [[*head.split("|"), "TTFT p50 s", "tokens", "cut"]]
+    rows = [[*head.split("|"), "withdrawn", "TTFT p50 s", "tokens", "cut"]]
     for name, m in results.items():
         rate_ratios = [r / b for r, b in zip(m.rates, base.rates, strict=True)]
         hit_ratios = [h / b if b else float("nan") for h, b in zip(m.hits, base.hits, strict=True)]
@@ -141,6 +154,7 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> None:
                 f"{statistics.median(m.hits):.0%}",
                 ratios(hit_ratios),
                 " ".join("/".join(map(str, s)) for s in m.spread),
+                " ".join(map(str, m.withdrawn)),
                 f"{statistics.median(m.ttft):.2f}",
                 f"{statistics.median(m.tokens):.0f}",
                 str(m.cut),
@@ -208,9 +222,16 @@ def main() -> None:
             f"--model {model.name}, heartbeats to all 3 coordinators"
         )
         print(f"one coordinator: ishan infer coordinator, asked straight; two: behind {version}")
-        for server in servers:  # warm-up: page in the weights; the shared prefix is seen
-            for _ in range(2):
-                server.one(f"{SYSTEM}{QUESTIONS[0]}\nMarlow:")
+        warm = {
+            "model": "m",
+            "prompt": f"{SYSTEM}{QUESTIONS[0]}\nMarlow:",
+            "raw": True,
+            "max_tokens": 8,
+        }
+        for url in workers:  # warm-up: both workers page in the weights, see the prefix
+            httpx.post(f"{url}/worker/generate", json=warm, timeout=120).raise_for_status()
+        for server in servers:
+            server.one(f"{SYSTEM}{QUESTIONS[1]}\nMarlow:")
         results = {name: Measured() for name in SETUPS}
         for round_ in range(args.rounds):
             order = servers if round_ % 2 == 0 else servers[::-1]

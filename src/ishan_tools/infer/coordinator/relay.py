@@ -29,7 +29,7 @@ from ishan_tools.infer.coordinator.scheduler import pick, slot_free
 from ishan_tools.infer.coordinator.worker_stream import WorkerStream
 from ishan_tools.infer.errors import RelayError, WorkerFailed, WorkerRefused
 from ishan_tools.infer.events import Done, Event, Failed, Token
-from ishan_tools.infer.protocol import KV_HEADER, SESSIONS_HEADER, bearer_header, decode_event
+from ishan_tools.infer.protocol import KV_HEADER, QUEUED_HEADER, bearer_header, decode_event
 
 CONNECT_TIMEOUT = 5.0
 
@@ -93,14 +93,9 @@ def _real_kv(worker: WorkerStream, held: int) -> int:
     return min(max(real, 0), held)
 
 
-def _waits_for_a_slot(record: WorkerRecord, worker: WorkerStream) -> bool:
-    """Whether the worker queued the session behind its busy slots: its answer's count of
-    sessions (this one included) is above its slots."""
-    try:
-        sessions = int(worker.headers.get(SESSIONS_HEADER, "0"))
-    except ValueError:
-        return False
-    return worker.status == 200 and 0 < record.slots < sessions
+def _waits_for_a_slot(worker: WorkerStream) -> bool:
+    """Whether the worker queued the session behind its busy slots (its answer says so)."""
+    return worker.status == 200 and worker.headers.get(QUEUED_HEADER) == "1"
 
 
 async def _start(
@@ -120,7 +115,7 @@ async def _start(
         async with asyncio.timeout(settings.first_token_timeout):
             worker = await WorkerStream.post(url, request.to_json(), headers, CONNECT_TIMEOUT)
             try:
-                if _waits_for_a_slot(record, worker) and free_slot_elsewhere():
+                if _waits_for_a_slot(worker) and free_slot_elsewhere():
                     raise WorkerRefused(503, f"worker {record.worker_id} has no free slot")
                 first = await _first_event(worker, record.worker_id)
             except BaseException:

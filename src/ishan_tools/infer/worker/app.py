@@ -7,9 +7,10 @@ the event loop keeps serving heartbeats and other streams meanwhile. The respons
 `x-ishan-kv-bytes` header carries the KV cache the session reserved (prompt plus
 `max_tokens`), so the coordinator can correct its own full-context reservation; two more
 carry the worker's whole load (sessions, KV used), so every coordinator sharing it keeps an
-up-to-date view. `GET /worker/health` reports the engine's sessions and KV usage. For each
-coordinator URL, a background task posts a heartbeat every interval, and soon after each
-session starts or ends.
+up-to-date view, and `x-ishan-queued` says whether the session waits for a busy slot.
+`GET /worker/health` reports the engine's sessions and KV usage. For each coordinator URL,
+a background task posts a heartbeat every interval, and soon after each session starts or
+ends.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ishan_tools.infer.metrics import gauge, record_of
 from ishan_tools.infer.protocol import (
     KV_HEADER,
     KV_USED_HEADER,
+    QUEUED_HEADER,
     SESSIONS_HEADER,
     bearer_header,
     encode_event,
@@ -282,6 +284,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             KV_HEADER: str(session.prompt.kv_bytes),
             SESSIONS_HEADER: str(stats.sessions),
             KV_USED_HEADER: str(stats.kv_used_bytes),
+            QUEUED_HEADER: "1" if session.ahead >= eng.slots else "0",
         }
 
         def end() -> None:
