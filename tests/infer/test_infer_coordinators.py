@@ -188,6 +188,22 @@ def test_each_coordinator_sees_what_the_other_opens_between_heartbeats(
         wait_until(lambda url=url: [w["sessions"] for w in workers_of(url)] == [0, 0], timeout=2)
 
 
+def test_a_worker_says_whether_a_session_waits_for_a_slot(tiny_model: Path) -> None:
+    worker = Proc(
+        ["worker", "--port", "0", "--model", str(tiny_model), "--slots", "1", "--ctx", "8192"]
+    )
+    try:
+        url = f"{worker.url}/worker/generate"
+        with httpx.stream("POST", url, json=body(max_tokens=LONG), timeout=30) as running:
+            assert running.headers["x-ishan-queued"] == "0"  # the free slot is its own
+            assert running.headers["x-ishan-worker-sessions"] == "1"
+            with httpx.stream("POST", url, json=body(max_tokens=LONG), timeout=30) as queued:
+                assert queued.headers["x-ishan-queued"] == "1"  # behind the running one
+                assert queued.headers["x-ishan-worker-sessions"] == "2"
+    finally:
+        worker.stop()
+
+
 def test_a_warm_prefix_sent_through_both_coordinators_hits_one_cache(
     ha: Any, smollm2: Path
 ) -> None:
