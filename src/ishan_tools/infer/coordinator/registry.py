@@ -6,6 +6,11 @@ kept by the coordinator itself as it routes (so they are exact between heartbeat
 with system-wide totals that make the capacity check O(1). The registry also owns the
 routing `Affinity` table, and forgets a worker's entries when its heartbeat shows a new
 boot id (it restarted: its prefix cache is empty) or when it leaves the rotation.
+
+Models: each worker serves one model under a name (its heartbeat's `model`; its file name,
+`model_file`, is an alias). A model is known from the first heartbeat naming it until the
+coordinator restarts; `model_for` maps a request's `model` to a known one (any name while
+exactly one model has ever been known).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.affinity import Affinity
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad
-from ishan_tools.infer.errors import BadRequest, WorkerConflict, WorkerRefused
+from ishan_tools.infer.errors import BadRequest, UnknownModel, WorkerConflict, WorkerRefused
 
 MISSED_HEARTBEATS = 3
 
@@ -43,6 +48,7 @@ class WorkerRecord:
     sessions: int = 0
     kv_used_bytes: int = 0
     in_rotation: bool = True
+    model_file: str = ""  # the GGUF file's name, an alias of `model`
     reported: dict[str, Any] = field(default_factory=dict)
 
     def alive(self, now: float) -> bool:
@@ -136,6 +142,7 @@ class Registry:
         self.total_sessions = 0
         self.total_kv_bytes = 0
         self.affinity = Affinity(settings.affinity_entries)
+        self.models: dict[str, str] = {}  # every name a model was ever known by -> its name
 
     def heartbeat(self, payload: Any, *, replace: bool = False) -> WorkerRecord:
         """Register or refresh a worker from its heartbeat.
@@ -152,6 +159,7 @@ class Registry:
         values: dict[str, Any] = {
             "url": _url(payload),
             "model": _text(payload, "model"),
+            "model_file": _text(payload, "model_file", default=""),
             "n_ctx": _count(payload, "n_ctx"),
             "max_sessions": min(_count(payload, "max_sessions"), limits.max_sessions_per_worker),
             "kv_capacity_bytes": min(
@@ -198,7 +206,27 @@ class Registry:
                 self.affinity.forget(worker_id)  # a new process: its cache is empty
             for key, value in values.items():
                 setattr(record, key, value)
+        self.models[record.model] = record.model
+        if record.model_file:
+            self.models.setdefault(record.model_file, record.model)
         return record
+
+    def known_models(self) -> list[str]:
+        """The models ever named by a heartbeat, in the order they were first seen."""
+        return list(dict.fromkeys(self.models.values()))
+
+    def model_for(self, name: str) -> str | None:
+        """The known model a request's `model` names (None: no worker has reported yet).
+
+        While exactly one model has ever been known, any name means it. Raises
+        UnknownModel for a name no heartbeat ever carried.
+        """
+        known = self.known_models()
+        if len(known) <= 1:
+            return known[0] if known else None
+        if name not in self.models:
+            raise UnknownModel(name)
+        return self.models[name]
 
     def at_capacity(self) -> bool:
         """The O(1) early check: system-wide session and KV limits."""
@@ -207,7 +235,17 @@ class Registry:
             or self.total_kv_bytes >= self.limits.max_kv_bytes
         )
 
-    def candidates(self, exclude: set[str]) -> list[WorkerLoad]:
+    def live_workers(self) -> dict[str, int]:
+        """Every known model with how many of its workers take new sessions now."""
+        now = self.clock()
+        counts = dict.fromkeys(self.known_models(), 0)
+        for w in self.workers.values():
+            if w.routable(now):
+                counts[w.model] = counts.get(w.model, 0) + 1
+        return counts
+
+    def candidates(self, exclude: set[str], model: str | None = None) -> list[WorkerLoad]:
+        """The loads of the routable workers (of `model`, when given) not in `exclude`."""
         now = self.clock()
         loads = []
         for w in self.workers.values():
@@ -218,15 +256,20 @@ class Registry:
             if (
                 routable
                 and w.worker_id not in exclude
+                and (model is None or w.model == model)
                 and w.session_kv_bytes <= self.limits.max_kv_per_session_bytes
             ):
                 loads.append(w.load())
         return loads
 
-    def live_n_ctx(self) -> int | None:
-        """The smallest context among live workers (None when none is live)."""
+    def live_n_ctx(self, model: str | None = None) -> int | None:
+        """The smallest context among live workers (of `model`; None when none is live)."""
         now = self.clock()
-        sizes = [w.n_ctx for w in self.workers.values() if w.alive(now)]
+        sizes = [
+            w.n_ctx
+            for w in self.workers.values()
+            if w.alive(now) and (model is None or w.model == model)
+        ]
         return min(sizes) if sizes else None
 
     def reserve(self, record: WorkerRecord) -> int:
@@ -266,6 +309,7 @@ class Registry:
                 "kv_capacity_bytes": w.kv_capacity_bytes,
                 "last_heartbeat_s": round(now - w.last_heartbeat, 3),
                 "model": w.model,
+                "model_file": w.model_file,
                 "n_ctx": w.n_ctx,
             }
             for w in self.workers.values()

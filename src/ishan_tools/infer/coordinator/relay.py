@@ -7,7 +7,8 @@ session's real need (the worker's `x-ishan-kv-bytes` header). A worker that is u
 errs (5xx) or stays silent past the first-token timeout is recorded on its circuit breaker
 and the request is retried on another worker, since nothing has reached the client yet.
 After the first token, `events` yields the rest; a worker that dies mid-stream, or a
-session idle past its TTL, ends it with a `Failed`.
+session idle past its TTL, ends it with a `Failed`. Only the workers of the request's model
+are candidates, and its leading-text keys are the model's own.
 """
 
 from __future__ import annotations
@@ -114,25 +115,37 @@ async def _start(
     return Stream(registry, record, kv_bytes, first, worker)
 
 
-async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
-    """Start `request` on the best worker, retrying elsewhere until a first token arrives."""
+def model_keys(model: str | None, keys: list[bytes]) -> list[bytes]:
+    """`keys` made the model's own: one leading text sent to two models is two entries."""
+    if model is None:
+        return keys
+    salt = model.encode("utf-8", "surrogatepass") + b"\x00"
+    return [salt + key for key in keys]
+
+
+async def open_stream(
+    registry: Registry, request: GenerationRequest, model: str | None = None
+) -> Stream:
+    """Start `request` on the best worker of `model` (None: any), retrying elsewhere until
+    a first token arrives."""
     if registry.at_capacity():
         raise RelayError(503, "the system is at capacity: retry later")
     tried: set[str] = set()
     failures: list[str] = []
-    keys = prefix_keys(leading_text(request))
+    keys = model_keys(model, prefix_keys(leading_text(request)))
     affinity, margin = registry.affinity, registry.settings.routing_margin
+    of_model = f" of model '{model}'" if model is not None else ""
     while True:
         preferred = affinity.lookup(keys) if keys else None
-        choice = pick(registry.candidates(tried), preferred, margin)
+        choice = pick(registry.candidates(tried, model), preferred, margin)
         if preferred is not None and choice is not None:
             affinity.routed["followed" if choice.worker_id == preferred else "overridden"] += 1
         if choice is None:
             if failures:
                 raise RelayError(502, "; ".join(failures))
-            if not registry.candidates(set()):
-                raise RelayError(503, "no healthy worker is available: retry later")
-            raise RelayError(503, "all workers are at capacity: retry later")
+            if not registry.candidates(set(), model):
+                raise RelayError(503, f"no healthy worker{of_model} is available: retry later")
+            raise RelayError(503, f"all workers{of_model} are at capacity: retry later")
         record = registry.workers[choice.worker_id]
         tried.add(record.worker_id)
         if keys:
