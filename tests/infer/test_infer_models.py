@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 from conftest import Cluster, Proc, wait_until, workers_of
+from test_infer_metrics import scrape, value
 
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.registry import Registry
@@ -142,6 +143,29 @@ def test_an_unknown_model_gets_404_on_both_apis(two_models: Proc) -> None:
     )
 
 
+def test_metrics_count_each_models_requests_and_tokens(two_models: Proc) -> None:
+    url = two_models.url
+    before = scrape(url)
+    for model in ("tiny", "smol", "tiny"):
+        streamed(url, model, "Count to ten.")
+    assert chat(url, "gamma").status_code == 404
+    after = scrape(url)
+
+    def grown(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    requests = "ishan_infer_model_requests_total"
+    assert grown(requests, model="tiny", outcome="200") == 2
+    assert grown(requests, model="smol", outcome="200") == 1
+    tokens = "ishan_infer_model_tokens_generated_total"
+    per_model = [grown(tokens, model=m) for m in ("tiny", "smol")]
+    assert all(n > 0 for n in per_model)
+    assert sum(per_model) == grown("ishan_infer_tokens_generated_total")
+    assert value(after, "ishan_infer_model_workers", model="smol") == 1
+    assert value(after, "ishan_infer_worker_healthy", worker="worker-2", model="tiny") == 1
+    assert not [labels for _, labels in after if ("model", "gamma") in labels]
+
+
 @pytest.fixture
 def pair(cluster: Any, smollm2: Path, tiny_model: Path) -> Cluster:
     """A coordinator with one worker per model; the tiny one named as the original's curl."""
@@ -164,6 +188,10 @@ def test_a_model_whose_only_worker_died_gets_503_while_the_other_carries_on(
     with pytest.raises(openai.InternalServerError) as caught:
         api(pair.url).completions.create(model="tinyllama-1.1b", prompt="hi", max_tokens=2)
     assert caught.value.status_code == 503
+    refusals = value(
+        scrape(pair.url), "ishan_infer_model_requests_total", model="tinyllama-1.1b", outcome="503"
+    )
+    assert refusals == 2
     # the other model carries on, under its name and its file's name; gamma is still unknown
     for name in ("SmolLM2-135M-Instruct.Q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf"):
         answer = chat(pair.url, name)

@@ -61,7 +61,9 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
-    add_metrics(app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS)
+    add_metrics(
+        app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS, per_model=True
+    )
     app.add_middleware(BodyLimit, max_bytes=COORDINATOR_BODY_BYTES)
 
     cluster_key = settings.worker_key
