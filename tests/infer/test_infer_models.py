@@ -197,6 +197,7 @@ def test_a_model_whose_only_worker_died_gets_503_while_the_other_carries_on(
         answer = chat(pair.url, name)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model"] == "SmolLM2-135M-Instruct.Q4_1"
+        assert answer.headers["x-ishan-worker"] == "w-smol"
     assert chat(pair.url, "gamma").status_code == 404
 
 

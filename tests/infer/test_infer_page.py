@@ -282,6 +282,11 @@ def test_the_model_picker_sends_the_chosen_model_to_its_workers(
             ),
             message="the model picker",
         )
+        cards = {
+            e.get_attribute("data-worker-id"): e.text for e in page.browser.find_all(".worker")
+        }
+        assert "model tiny · heartbeat" in cards["w-tiny"]
+        assert "model SmolLM2-135M-Instruct.Q4_1 · heartbeat" in cards["w-smol"]
         options = [o.text for o in Select(picker).options]
         assert sorted(options) == [
             "SmolLM2-135M-Instruct.Q4_1 (1 live worker)",

@@ -28,7 +28,7 @@ from ishan_tools.infer.coordinator.generation import (
 from ishan_tools.infer.coordinator.relay import collect
 from ishan_tools.infer.errors import BadRequest, RelayError, UnknownModel
 from ishan_tools.infer.events import Done, Event, Failed, Token
-from ishan_tools.infer.protocol import json_literal, sse
+from ishan_tools.infer.protocol import WORKER_HEADER, json_literal, sse
 from ishan_tools.infer.web import authorized, error_response
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
@@ -153,7 +153,8 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
                 "model": model,
                 "choices": [choice],
                 "usage": _usage(last),
-            }
+            },
+            headers={WORKER_HEADER: stream.record.worker_id},  # as on a stream
         )
 
     @app.post("/v1/completions", response_model=None)
