@@ -143,6 +143,22 @@ def test_an_unknown_model_gets_404_on_both_apis(two_models: Proc) -> None:
     )
 
 
+def test_one_leading_text_sent_to_two_models_keeps_an_affinity_per_model(
+    two_models: Proc,
+) -> None:
+    url = two_models.url
+    text = "Tell me about rivers. " * 13  # 286 characters: one whole 256-character block
+    routed = "ishan_infer_routing_affinity_total"
+    before = scrape(url)
+    seen = [streamed(url, model, text) for model in ("tiny", "smol", "tiny", "smol")]
+    after = scrape(url)
+    assert seen == [("worker-2", "tiny"), ("worker-1", "smol")] * 2
+    # the second request of each model follows its own entry; no model's entry points at
+    # the other's worker (which would count as overridden)
+    assert value(after, routed, outcome="followed") - value(before, routed, outcome="followed") == 2
+    assert value(after, routed, outcome="overridden") == value(before, routed, outcome="overridden")
+
+
 def test_metrics_count_each_models_requests_and_tokens(two_models: Proc) -> None:
     url = two_models.url
     before = scrape(url)
