@@ -266,56 +266,6 @@ def test_the_settings_go_into_the_request_the_openai_way(page: ChatPage) -> None
     assert page.browser.js("return window.sent")[-1]["response_format"] == {"type": "json_object"}
 
 
-def test_the_model_picker_sends_the_chosen_model_to_its_workers(
-    browser: Browser, smollm2: Path, tiny_model: Path
-) -> None:
-    cluster = Cluster(smollm2)
-    try:
-        cluster.add_worker("w-smol", ctx=512)
-        cluster.add_worker("w-tiny", "--model-name", "tiny", ctx=512, model=tiny_model)
-        page = ChatPage(browser, f"{cluster.url}/")
-        page.open()
-        picker = page.browser.wait_for(
-            lambda d: (
-                page.browser.find("#model-picker").is_displayed()
-                and page.browser.find("#model-picker")
-            ),
-            message="the model picker",
-        )
-        cards = {
-            e.get_attribute("data-worker-id"): e.text for e in page.browser.find_all(".worker")
-        }
-        assert "model tiny · heartbeat" in cards["w-tiny"]
-        assert "model SmolLM2-135M-Instruct.Q4_1 · heartbeat" in cards["w-smol"]
-        options = [o.text for o in Select(picker).options]
-        assert sorted(options) == [
-            "SmolLM2-135M-Instruct.Q4_1 (1 live worker)",
-            "tiny (1 live worker)",
-        ]
-        for name, worker in (("tiny", "w-tiny"), ("SmolLM2-135M-Instruct.Q4_1", "w-smol")):
-            Select(page.browser.find("#model-picker")).select_by_value(name)
-            page.send(f"A question for {name}.", max_tokens=4)
-            answer = page.wait_for_answer()
-            assert f"{worker} · KV " in " | ".join(answer["stats"])
-        page.browser.open(page.url)  # the choice is kept across a reload
-        page.browser.wait_for(
-            lambda d: Select(
-                page.browser.find("#model-picker")
-            ).first_selected_option.text.startswith("SmolLM2"),
-            message="the kept choice",
-        )
-        assert page.browser.console_errors() == []
-    finally:
-        cluster.stop()
-
-
-def test_with_one_model_there_is_no_picker(page: ChatPage) -> None:
-    page.browser.wait_for(
-        lambda d: page.browser.find("#model-picker option"), message="the models loaded"
-    )
-    assert not page.browser.find("#model-picker").is_displayed()
-
-
 def test_model_output_is_shown_as_text_never_as_html(page: ChatPage) -> None:
     rendered = page.browser.driver.execute_async_script(
         """const done = arguments[arguments.length - 1];
