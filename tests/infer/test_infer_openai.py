@@ -23,7 +23,7 @@ def client(c: Cluster, key: str = "unused") -> openai.OpenAI:
 
 def test_models_lists_the_served_model(served: Cluster) -> None:
     models = client(served).models.list()
-    assert [m.id for m in models.data] == ["tiny-random-llama.gguf"]
+    assert [(m.id, m.workers) for m in models.data] == [("tiny-random-llama", 1)]  # type: ignore[attr-defined]
 
 
 def test_completions_with_and_without_streaming_agree(served: Cluster) -> None:

@@ -46,6 +46,11 @@ def default_model_path() -> Path:
     )
 
 
+def model_name_of(path: Path) -> str:
+    """A model's name when none is given: its file's stem (`SmolLM2-135M-Instruct.Q4_1`)."""
+    return path.stem if path.suffix.lower() == ".gguf" else path.name
+
+
 def resolve_model_path(path: Path | None) -> Path:
     """`path` when it is a readable file, else the default model; a clear error otherwise."""
     if path is None:
@@ -94,6 +99,7 @@ class WorkerSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_WORKER_PORT
     worker_id: str = "worker-1"
+    model_name: str | None = None  # the name clients send; None: the file's stem
     worker_url: str | None = None  # None: http://HOST:BOUND_PORT
     # every coordinator it reports to, each with the URL it gives that one (None:
     # worker_url); none: no heartbeats (a standalone worker)
@@ -174,11 +180,16 @@ class CoordinatorSettings:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """`ishan infer serve`: a coordinator plus `workers` local worker processes."""
+    """`ishan infer serve`: a coordinator plus `workers` local worker processes.
+
+    `model` is the model file and its settings; `models`, when given, are several (name,
+    file) pairs served with those settings: worker i serves `models[i % len(models)]`.
+    """
 
     coordinator: CoordinatorSettings
     model: ModelSettings
     workers: int = 1
+    models: tuple[tuple[str | None, Path], ...] = ()  # None: the file's stem
     threads: int | None = None  # per worker; None: the cores split between the workers
     # first worker's port, the next ones counting up; 0 picks free ports; None: from
     # DEFAULT_WORKER_PORT up, with a free port instead of any that is taken
@@ -190,6 +201,10 @@ class ServeSettings:
     draft_max: int = DRAFT_MAX  # per worker: EngineSettings.draft_max
     grace: int = 30  # seconds running streams may take to finish on shutdown
     restart_delay: float = 1.0
+
+    def served(self) -> tuple[tuple[str | None, Path], ...]:
+        """The (name, file) pairs the workers serve, round-robin."""
+        return self.models or ((None, self.model.path),)
 
     def threads_per_worker(self) -> int:
         """Split the cores between the local workers (two 2-thread processes on 2 cores crawl)."""

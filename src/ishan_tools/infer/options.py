@@ -23,6 +23,25 @@ ModelOpt = Annotated[
         help="GGUF file [default: SmolLM2-135M-Instruct]",
     ),
 ]
+ModelNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        envvar="ISHAN_INFER_MODEL_NAME",
+        help="The name clients send for this model [default: the file's stem, e.g. "
+        "SmolLM2-135M-Instruct.Q4_1; the file name with .gguf is accepted too]",
+    ),
+]
+ServeModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        envvar=["ISHAN_INFER_MODEL", "MODEL_PATH"],
+        help="GGUF file, or NAME=PATH to serve it under NAME (default name: the file's stem); "
+        "repeatable: worker i serves model i modulo their number (round robin), and "
+        "--workers is raised to one per model [default: SmolLM2-135M-Instruct]",
+    ),
+]
 CtxOpt = Annotated[
     int, typer.Option("--ctx", envvar="ISHAN_INFER_CTX", min=16, help="Context tokens per session.")
 ]

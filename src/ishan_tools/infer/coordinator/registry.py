@@ -8,6 +8,11 @@ coordinator's clients) plus what this coordinator opened or closed on it since: 
 the truth between heartbeats, exact when one coordinator routes alone. The coordinator's
 own sessions are counted too (`sessions`, `kv_used_bytes`, and the totals), for its
 metrics and to free each reservation exactly once.
+
+Models: each worker serves one model under a name (its heartbeat's `model`; its file name,
+`model_file`, is an alias). A model is known from the first heartbeat naming it until the
+coordinator restarts; `model_for` maps a request's `model` to a known one (any name while
+exactly one model has ever been known).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.affinity import Affinity
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad
-from ishan_tools.infer.errors import BadRequest, WorkerConflict, WorkerRefused
+from ishan_tools.infer.errors import BadRequest, UnknownModel, WorkerConflict, WorkerRefused
 from ishan_tools.infer.protocol import KV_USED_HEADER, SESSIONS_HEADER
 
 MISSED_HEARTBEATS = 3
@@ -48,6 +53,7 @@ class WorkerRecord:
     sessions: int = 0
     kv_used_bytes: int = 0
     in_rotation: bool = True
+    model_file: str = ""  # the GGUF file's name, an alias of `model`
     reported: dict[str, Any] = field(default_factory=dict)
     seen: tuple[int, int] = (0, 0)  # sessions, KV bytes the worker last reported
     own_at_seen: tuple[int, int] = (0, 0)  # our own sessions, KV bytes at that moment
@@ -155,6 +161,7 @@ class Registry:
         self.total_sessions = 0
         self.total_kv_bytes = 0
         self.affinity = Affinity()
+        self.models: dict[str, str] = {}  # every name a model was ever known by -> its name
 
     def heartbeat(self, payload: Any, *, replace: bool = False) -> WorkerRecord:
         """Register or refresh a worker from its heartbeat.
@@ -171,6 +178,7 @@ class Registry:
         values: dict[str, Any] = {
             "url": _url(payload),
             "model": _text(payload, "model"),
+            "model_file": _text(payload, "model_file", default=""),
             "n_ctx": _count(payload, "n_ctx"),
             "max_sessions": min(_count(payload, "max_sessions"), limits.max_sessions_per_worker),
             "kv_capacity_bytes": min(
@@ -214,6 +222,9 @@ class Registry:
             for key, value in values.items():
                 setattr(record, key, value)
         record.observe(*load)
+        self.models[record.model] = record.model
+        if record.model_file:
+            self.models.setdefault(record.model_file, record.model)
         return record
 
     def report(self, record: WorkerRecord, headers: dict[str, str]) -> None:
@@ -224,6 +235,23 @@ class Registry:
             return
         if all(0 <= value < 2**63 for value in load):
             record.observe(*load)
+
+    def known_models(self) -> list[str]:
+        """The models ever named by a heartbeat, in the order they were first seen."""
+        return list(dict.fromkeys(self.models.values()))
+
+    def model_for(self, name: str) -> str | None:
+        """The known model a request's `model` names (None: no worker has reported yet).
+
+        While exactly one model has ever been known, any name means it. Raises
+        UnknownModel for a name no heartbeat ever carried.
+        """
+        known = self.known_models()
+        if len(known) <= 1:
+            return known[0] if known else None
+        if name not in self.models:
+            raise UnknownModel(name)
+        return self.models[name]
 
     def at_capacity(self) -> bool:
         """The early check: system-wide session and KV limits, over every live worker's
@@ -239,7 +267,17 @@ class Registry:
         kv_bytes = max(kv_bytes, self.total_kv_bytes)
         return sessions >= self.limits.max_sessions or kv_bytes >= self.limits.max_kv_bytes
 
-    def candidates(self, exclude: set[str]) -> list[WorkerLoad]:
+    def live_workers(self) -> dict[str, int]:
+        """Every known model with how many of its workers take new sessions now."""
+        now = self.clock()
+        counts = dict.fromkeys(self.known_models(), 0)
+        for w in self.workers.values():
+            if w.routable(now):
+                counts[w.model] = counts.get(w.model, 0) + 1
+        return counts
+
+    def candidates(self, exclude: set[str], model: str | None = None) -> list[WorkerLoad]:
+        """The loads of the routable workers (of `model`, when given) not in `exclude`."""
         now = self.clock()
         loads = []
         for w in self.workers.values():
@@ -248,15 +286,20 @@ class Registry:
             if (
                 routable
                 and w.worker_id not in exclude
+                and (model is None or w.model == model)
                 and w.session_kv_bytes <= self.limits.max_kv_per_session_bytes
             ):
                 loads.append(w.load())
         return loads
 
-    def live_n_ctx(self) -> int | None:
-        """The smallest context among live workers (None when none is live)."""
+    def live_n_ctx(self, model: str | None = None) -> int | None:
+        """The smallest context among live workers (of `model`; None when none is live)."""
         now = self.clock()
-        sizes = [w.n_ctx for w in self.workers.values() if w.alive(now)]
+        sizes = [
+            w.n_ctx
+            for w in self.workers.values()
+            if w.alive(now) and (model is None or w.model == model)
+        ]
         return min(sizes) if sizes else None
 
     def reserve(self, record: WorkerRecord) -> int:
@@ -297,6 +340,7 @@ class Registry:
                 "kv_capacity_bytes": w.kv_capacity_bytes,
                 "last_heartbeat_s": round(now - w.last_heartbeat, 3),
                 "model": w.model,
+                "model_file": w.model_file,
                 "n_ctx": w.n_ctx,
             }
             for w in self.workers.values()

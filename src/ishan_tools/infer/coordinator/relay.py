@@ -10,7 +10,8 @@ recorded on its circuit breaker and the request is retried on another worker, si
 has reached the client yet. So is a session the worker only queued behind its busy slots
 (another coordinator filled them a moment before) while another worker has a free one.
 After the first token, `events` yields the rest; a worker that dies mid-stream, or a
-session idle past its TTL, ends it with a `Failed`.
+session idle past its TTL, ends it with a `Failed`. Only the workers of the request's model
+are candidates, so a leading text's owner is one of them.
 """
 
 from __future__ import annotations
@@ -132,30 +133,34 @@ async def _start(
     return Stream(registry, record, kv_bytes, first, worker)
 
 
-async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
-    """Start `request` on the best worker, retrying elsewhere until a first token arrives."""
+async def open_stream(
+    registry: Registry, request: GenerationRequest, model: str | None = None
+) -> Stream:
+    """Start `request` on the best worker of `model` (None: any), retrying elsewhere until
+    a first token arrives."""
     if registry.at_capacity():
         raise RelayError(503, "the system is at capacity: retry later")
     tried: set[str] = set()
     failures: list[str] = []
     keys = prefix_keys(leading_text(request))
     margin = registry.settings.routing_margin
-    first_owner: str | None = None  # of the leading text, among the workers in rotation
+    of_model = f" of model '{model}'" if model is not None else ""
+    first_owner: str | None = None  # of the leading text, among the model's workers
 
     def free_slot_elsewhere() -> bool:
-        return any(c.has_room and slot_free(c) for c in registry.candidates(tried))
+        return any(c.has_room and slot_free(c) for c in registry.candidates(tried, model))
 
     while True:
-        candidates = registry.candidates(tried)
+        candidates = registry.candidates(tried, model)
         preferred = owner(keys, (c.worker_id for c in candidates))
         first_owner = first_owner if tried else preferred
         choice = pick(candidates, preferred, margin)
         if choice is None:
             if failures:
                 raise RelayError(502, "; ".join(failures))
-            if not registry.candidates(set()):
-                raise RelayError(503, "no healthy worker is available: retry later")
-            raise RelayError(503, "all workers are at capacity: retry later")
+            if not registry.candidates(set(), model):
+                raise RelayError(503, f"no healthy worker{of_model} is available: retry later")
+            raise RelayError(503, f"all workers{of_model} are at capacity: retry later")
         record = registry.workers[choice.worker_id]
         tried.add(record.worker_id)
         kv_bytes = registry.reserve(record)

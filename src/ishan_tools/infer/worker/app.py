@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from ishan_tools._server import bind, make_server, serve, url_of
-from ishan_tools.infer.config import GenerationRequest, WorkerSettings
+from ishan_tools.infer.config import GenerationRequest, WorkerSettings, model_name_of
 from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
 from ishan_tools.infer.events import Token
 from ishan_tools.infer.metrics import gauge, record_of
@@ -53,6 +53,11 @@ from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.session import Session
 
 
+def model_name(settings: WorkerSettings) -> str:
+    """The name clients send for this worker's model: --model-name, or the file's stem."""
+    return settings.model_name or model_name_of(settings.engine.model.path)
+
+
 def heartbeat_payload(
     settings: WorkerSettings, engine: Engine, url: str | None = None
 ) -> dict[str, Any]:
@@ -60,7 +65,8 @@ def heartbeat_payload(
     return {
         "worker_id": settings.worker_id,
         "url": url or settings.worker_url,
-        "model": engine.shape.name,
+        "model": model_name(settings),
+        "model_file": engine.shape.name,
         "n_ctx": engine.shape.n_ctx,
         "sessions": stats.sessions,
         "max_sessions": stats.max_sessions,
@@ -243,7 +249,8 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             "worker_id": settings.worker_id,
             "pid": os.getpid(),
             "boot_id": eng.boot_id,
-            "model": eng.shape.name,
+            "model": model_name(settings),
+            "model_file": eng.shape.name,
             "n_ctx": eng.shape.n_ctx,
             **stats,
         }
