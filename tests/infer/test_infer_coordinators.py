@@ -21,8 +21,8 @@ from nginx import Nginx
 from test_infer_routing import SYSTEM
 
 from ishan_tools.errors import UsageError
-from ishan_tools.infer.cli import _coordinators
 from ishan_tools.infer.coordinator.affinity import owner, prefix_keys
+from ishan_tools.infer.options import coordinator_urls
 
 LONG = 4000  # tokens: the tiny model streams for several seconds
 
@@ -264,13 +264,13 @@ def test_a_worker_one_coordinator_cannot_reach_is_out_of_its_rotation_only(
 
 
 def test_coordinator_urls_are_repeatable_and_split_on_commas_and_spaces() -> None:
-    assert _coordinators(["http://a:1, http://b:2/", "http://c:3=http://w:9 http://a:1"]) == (
+    assert coordinator_urls(["http://a:1, http://b:2/", "http://c:3=http://w:9 http://a:1"]) == (
         ("http://a:1", None),
         ("http://b:2", None),
         ("http://c:3", "http://w:9"),
     )
-    assert _coordinators(None) == ()
+    assert coordinator_urls(None) == ()
     with pytest.raises(UsageError, match="URL=WORKER_URL"):
-        _coordinators(["http://a:1=ftp://w"])
+        coordinator_urls(["http://a:1=ftp://w"])
     with pytest.raises(UsageError, match="http"):
-        _coordinators(["a:1"])
+        coordinator_urls(["a:1"])

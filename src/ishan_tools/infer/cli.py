@@ -35,6 +35,7 @@ from ishan_tools.infer.options import (
     BatchOpt,
     ChatOpt,
     ClientBufferOpt,
+    CoordinatorUrlOpt,
     CoordPortOpt,
     CtxOpt,
     DraftMaxOpt,
@@ -57,6 +58,8 @@ from ishan_tools.infer.options import (
     SystemOpt,
     ThreadsOpt,
     TtlOpt,
+    check_url,
+    coordinator_urls,
 )
 
 app = typer.Typer(
@@ -203,34 +206,6 @@ def _check_name(name: str | None) -> str | None:
     return name
 
 
-def _check_url(url: str, option: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"{option} must be an http:// or https:// URL, got {url!r}")
-    return url.rstrip("/")
-
-
-def _coordinators(values: list[str] | None) -> tuple[tuple[str, str | None], ...]:
-    """`--coordinator-url` values (each may hold several, comma- or space-separated), each
-    `COORDINATOR` or `COORDINATOR=WORKER_URL`: the URL this worker gives that coordinator
-    (when it reaches the worker by another address than the others do)."""
-    found: list[tuple[str, str | None]] = []
-    for value in values or []:
-        for item in value.replace(",", " ").split():
-            coordinator, sep, advertised = item.partition("=")
-            if sep and not advertised.startswith(("http://", "https://")):
-                raise UsageError(
-                    "--coordinator-url takes URL or URL=WORKER_URL (both http:// or https://),"
-                    f" got {item!r}"
-                )
-            entry = (
-                _check_url(coordinator, "--coordinator-url"),
-                _check_url(advertised, "--coordinator-url's WORKER_URL") if sep else None,
-            )
-            if entry[0] not in (known for known, _ in found):
-                found.append(entry)
-    return tuple(found)
-
-
 @app.command()
 def ask(
     prompt: Annotated[
@@ -262,7 +237,7 @@ def ask(
         temperature=temperature,
         seed=seed,
     )
-    result = ask_coordinator(_check_url(url, "--url"), request, _show, model=model, api_key=api_key)
+    result = ask_coordinator(check_url(url, "--url"), request, _show, model=model, api_key=api_key)
     typer.echo()
     _summary(result.tokens, result.tokens_per_s, result.ttft_s, f"{result.elapsed_s:.2f} s")
 
@@ -401,15 +376,7 @@ def coordinator(
 
 @app.command()
 def worker(
-    coordinator_url: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--coordinator-url",
-            envvar=["ISHAN_INFER_COORDINATOR_URL", "COORDINATOR_URL"],
-            help="Send heartbeats here; repeatable, or several comma- or space-separated. "
-            "URL=WORKER_URL: give that coordinator another URL of this worker.",
-        ),
-    ] = None,
+    coordinator_url: CoordinatorUrlOpt = None,
     worker_url: Annotated[
         str | None,
         typer.Option(
@@ -460,8 +427,8 @@ def worker(
         port=port,
         worker_id=worker_id,
         model_name=_check_name(model_name),
-        worker_url=_check_url(worker_url, "--worker-url") if worker_url else None,
-        coordinators=_coordinators(coordinator_url),
+        worker_url=check_url(worker_url, "--worker-url") if worker_url else None,
+        coordinators=coordinator_urls(coordinator_url),
         heartbeat_interval=heartbeat_interval,
         api_key=api_key,
     )
