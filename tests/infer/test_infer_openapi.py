@@ -30,7 +30,9 @@ MAX_EXAMPLES = 30  # per operation and mode: the whole run stays near a minute o
 # a made-up URL; under another model name it would make a second model known whose only
 # workers are unreachable, whose requests must then fail (502/503, by design and tested in
 # test_infer_models.py). So valid heartbeats name the real model: their workers join its pool
-# and a request that tries one is retried on the real worker.
+# and a request that tries one is retried on the real worker. They also report no load: a
+# reported load counts toward the system-wide limits (every coordinator counts the sessions
+# the others opened), so a dozen made-up full workers would rightly close the system (503).
 MODEL = "tiny-random-llama"
 
 
@@ -64,7 +66,7 @@ def exercise(operation: Any, mode: schemathesis.GenerationMode) -> None:
     )
     def check(case: schemathesis.Case) -> None:
         if pin_model and isinstance(case.body, dict):
-            case.body["model"] = MODEL
+            case.body.update(model=MODEL, sessions=0, kv_used_bytes=0)
         case.call_and_validate(timeout=60)
 
     check()

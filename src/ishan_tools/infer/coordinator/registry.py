@@ -255,14 +255,15 @@ class Registry:
 
     def at_capacity(self) -> bool:
         """The early check: system-wide session and KV limits, over every live worker's
-        load (so the sessions other coordinators opened count too)."""
+        load (so the sessions other coordinators opened count too), each worker's at most
+        its capacity (a bogus report cannot close the system beyond that worker's share)."""
         now = self.clock()
         sessions = kv_bytes = 0
         for w in self.workers.values():
             if w.alive(now):
                 load = w.load_now()
-                sessions += load[0]
-                kv_bytes += load[1]
+                sessions += min(load[0], w.max_sessions)
+                kv_bytes += min(load[1], w.kv_capacity_bytes)
         sessions = max(sessions, self.total_sessions)
         kv_bytes = max(kv_bytes, self.total_kv_bytes)
         return sessions >= self.limits.max_sessions or kv_bytes >= self.limits.max_kv_bytes
