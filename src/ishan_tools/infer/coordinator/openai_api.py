@@ -111,6 +111,9 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
             return openai_error(401, "missing or wrong API key")
         try:
             body = await json_body(request)
+            streaming = body.get("stream") if isinstance(body, dict) else None
+            if streaming is not None and not isinstance(streaming, bool):
+                raise BadRequest("'stream' must be true or false")
             stream = await start_stream(
                 request, body, chat=chat, raw=None if chat else True, require_model=True
             )
