@@ -48,7 +48,7 @@ def test_infer_worker_defaults() -> None:
     params = worker_params()
     assert (params["host"], params["port"], params["worker_id"]) == ("127.0.0.1", 3001, "worker-1")
     assert params["model"] is None
-    assert params["worker_url"] is None and params["coordinator_url"] is None
+    assert params["worker_url"] is None and not params["coordinator_url"]
 
 
 @pytest.mark.parametrize(("name", "alias"), list(zip(NAMES, ALIASES, strict=True)))
@@ -61,7 +61,8 @@ def test_infer_alias_then_ishan_name_then_flag(
     by_alias, by_name, by_flag = values
 
     def seen(*args: str) -> str:
-        return str(worker_params(*args)[param])
+        value = worker_params(*args)[param]
+        return " ".join(value) if isinstance(value, list | tuple) else str(value)
 
     monkeypatch.setenv(alias, by_alias)
     assert seen() == by_alias

@@ -7,7 +7,8 @@
 - `browser`: `Browser`, headless Chromium driven by Selenium;
 - `redis_server`: `RedisServer`, a real `redis-server` on a free port;
 - `mongo_server`: `secantus_server`, a real MongoDB-wire server (`secantusd-py`) on port 0;
-- `prometheus`: `Prometheus`, a real `prometheus` scraping the given targets every second.
+- `prometheus`: `Prometheus`, a real `prometheus` scraping the given targets every second;
+- `nginx`: `Nginx`, a real nginx balancing round robin over the given upstreams.
 
 Tests import it as `tests.harness.NAME`; benchmarks too, run from the repository root as
 `python -m bench.NAME` (the root is then on `sys.path`; nothing edits it).

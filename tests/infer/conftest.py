@@ -122,7 +122,15 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def add_worker(self, worker_id: str, *extra: str, ctx: int = 4096, threads: int = 1) -> Proc:
+    def add_worker(
+        self,
+        worker_id: str,
+        *extra: str,
+        ctx: int = 4096,
+        threads: int = 1,
+        model: Path | None = None,
+    ) -> Proc:
+        """Start a worker on the cluster's model (or `model`) and wait until it is healthy."""
         proc = self._start(
             [
                 "worker",
@@ -133,7 +141,7 @@ class Cluster:
                 "--port",
                 "0",
                 "--model",
-                str(self.model),
+                str(model or self.model),
                 "--ctx",
                 str(ctx),
                 "--threads",

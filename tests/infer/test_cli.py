@@ -86,6 +86,28 @@ def test_urls_must_be_http(tiny_model: Path) -> None:
     assert result.exit_code == 2 and "--coordinator-url" in result.stderr
 
 
+def test_bad_serve_models_and_model_names_are_usage_errors(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    def serve(*models: str) -> tuple[int, str]:
+        args = [a for m in models for a in ("--model", m)]
+        result = runner.invoke(app, ["infer", "serve", "--port", "0", *args])
+        return result.exit_code, " ".join(result.stderr.split())
+
+    assert serve(f"={tiny_model}") == (
+        2,
+        f"error: bad --model '={tiny_model}': use PATH or NAME=PATH",
+    )
+    code, error = serve(f"a={tiny_model}", f"a={tiny_model}")
+    assert code == 2 and "--model names a more than once" in error
+    code, error = serve(str(tiny_model), f"tiny-random-llama={tiny_model}")  # the stem is a name
+    assert code == 2 and "--model names tiny-random-llama more than once" in error
+    code, error = serve(f"a={tiny_model}", f"b={tmp_path / 'no.gguf'}")
+    assert code != 0 and "model file not found" in error
+    result = runner.invoke(app, ["infer", "worker", "--model", str(tiny_model), "--model-name", ""])
+    assert result.exit_code == 2 and "--model-name must be 1 to 256 characters" in result.stderr
+
+
 def test_a_bad_limit_is_a_usage_error() -> None:
     result = runner.invoke(app, ["infer", "coordinator", "--port", "0", "--limit", "kv=lots"])
     assert result.exit_code == 2 and "not a size" in result.stderr

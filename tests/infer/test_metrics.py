@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from .conftest import Cluster, wait_until, workers_of
 from .test_service import LONG, body, infer
 
+TINY = "tiny-random-llama"  # the model name of the tiny GGUF: its file's stem
+
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     response = httpx.get(f"{url}/metrics", timeout=5)
@@ -63,9 +65,11 @@ def test_metrics_follow_requests_tokens_sessions_and_outcomes(cluster: Any) -> N
     assert value(coordinator, "ishan_infer_tokens_generated_total") == 16  # streamed ones
     assert value(coordinator, "ishan_infer_time_to_first_token_seconds_count") == 2
     assert value(coordinator, "ishan_infer_inter_token_seconds_count") == 14
-    assert value(coordinator, "ishan_infer_worker_healthy", worker="w1") == 1
-    assert value(coordinator, "ishan_infer_worker_breaker_state", worker="w1", state="closed") == 1
-    assert value(coordinator, "ishan_infer_worker_breaker_state", worker="w1", state="open") == 0
+    assert value(coordinator, "ishan_infer_worker_healthy", worker="w1", model=TINY) == 1
+    breaker = "ishan_infer_worker_breaker_state"
+    assert value(coordinator, breaker, worker="w1", model=TINY, state="closed") == 1
+    assert value(coordinator, breaker, worker="w1", model=TINY, state="open") == 0
+    assert value(coordinator, "ishan_infer_model_workers", model=TINY) == 1
     endpoint = "/worker/generate"
     assert value(worker, "ishan_infer_requests_total", endpoint=endpoint, outcome="200") == 3
     assert value(worker, "ishan_infer_tokens_generated_total") == 19

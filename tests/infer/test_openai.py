@@ -24,7 +24,7 @@ def client(c: Cluster, key: str = "unused") -> openai.OpenAI:
 
 def test_models_lists_the_served_model(served: Cluster) -> None:
     models = client(served).models.list()
-    assert [m.id for m in models.data] == ["tiny-random-llama.gguf"]
+    assert [(m.id, m.workers) for m in models.data] == [("tiny-random-llama", 1)]  # type: ignore[attr-defined]
 
 
 def test_completions_with_and_without_streaming_agree(served: Cluster) -> None:
@@ -81,6 +81,9 @@ def test_errors_come_in_openai_shape(served: Cluster) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and "messages" in error["message"]
+    body = {"model": "m", "prompt": "hi", "max_tokens": 2, "stream": 1}  # not a boolean
+    response = httpx.post(f"{served.url}/v1/completions", json=body)
+    assert response.status_code == 400 and "'stream'" in response.json()["error"]["message"]
 
 
 def test_an_api_key_guards_every_endpoint_but_health(cluster: Any) -> None:

@@ -25,6 +25,7 @@ from ishan_tools.infer.config import (
     ServeSettings,
     WorkerSettings,
     cpu_count,
+    model_name_of,
     parse_limits,
     resolve_model_path,
 )
@@ -35,6 +36,7 @@ from ishan_tools.infer.options import (
     BreakerSlowOpt,
     ChatOpt,
     ClientBufferOpt,
+    CoordinatorUrlOpt,
     CoordPortOpt,
     CtxOpt,
     DraftMaxOpt,
@@ -47,14 +49,18 @@ from ishan_tools.infer.options import (
     LimitOpt,
     MaxSessionsOpt,
     MaxTokensOpt,
+    ModelNameOpt,
     ModelOpt,
     PrefixCacheOpt,
     RawOpt,
     RoutingMarginOpt,
+    ServeModelOpt,
     SlotsOpt,
     SystemOpt,
     ThreadsOpt,
     TtlOpt,
+    check_url,
+    coordinator_urls,
 )
 
 app = typer.Typer(
@@ -65,6 +71,7 @@ app = typer.Typer(
 C, W, S = CoordinatorSettings, WorkerSettings, ServeSettings
 E, M, G = EngineSettings, ModelSettings, GenerationRequest
 ASK_MAX_TOKENS = 128  # a quick question to a running service
+MAX_MODEL_NAME = 256  # the coordinator's limit on a heartbeat's names
 SERVER_MODULES = ("fastapi", "uvicorn", "httpx", "prometheus_client")
 
 
@@ -84,6 +91,25 @@ def _model(
         n_gpu_layers=gpu_layers,
         flash_attn=flash_attn,
     )
+
+
+def _served_models(items: list[str] | None) -> tuple[tuple[str | None, Path], ...]:
+    """`serve --model` values: PATH or NAME=PATH, each file checked, each name once."""
+    models: list[tuple[str | None, Path]] = []
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or "/" in name or Path(item).is_file():
+            name, path = "", item
+        elif not name or not path:
+            raise UsageError(f"bad --model {item!r}: use PATH or NAME=PATH")
+        models.append((name or None, resolve_model_path(Path(path))))
+    names = [name or model_name_of(path) for name, path in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(
+            f"--model names {', '.join(twice)} more than once: give each model its own NAME=PATH"
+        )
+    return tuple(models)
 
 
 def _check_raw(raw: bool, system: str | None) -> None:
@@ -175,10 +201,10 @@ def _summary(tokens: int, rate: float | None, ttft: float | None, extra: str) ->
     )
 
 
-def _check_url(url: str, option: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"{option} must be an http:// or https:// URL, got {url!r}")
-    return url.rstrip("/")
+def _check_name(name: str | None) -> str | None:
+    if name is not None and not 0 < len(name) <= MAX_MODEL_NAME:
+        raise UsageError(f"--model-name must be 1 to {MAX_MODEL_NAME} characters")
+    return name
 
 
 @app.command()
@@ -212,7 +238,7 @@ def ask(
         temperature=temperature,
         seed=seed,
     )
-    result = ask_coordinator(_check_url(url, "--url"), request, _show, model=model, api_key=api_key)
+    result = ask_coordinator(check_url(url, "--url"), request, _show, model=model, api_key=api_key)
     typer.echo()
     _summary(result.tokens, result.tokens_per_s, result.ttft_s, f"{result.elapsed_s:.2f} s")
 
@@ -246,7 +272,13 @@ def serve(
     host: HostOpt = C.host,
     port: CoordPortOpt = C.port,
     workers: Annotated[
-        int, typer.Option("--workers", envvar="ISHAN_INFER_WORKERS", min=1, help="Local workers.")
+        int,
+        typer.Option(
+            "--workers",
+            envvar="ISHAN_INFER_WORKERS",
+            min=1,
+            help="Local workers, spread over the models round robin (at least one per model).",
+        ),
     ] = S.workers,
     worker_port: Annotated[
         int | None,
@@ -259,7 +291,7 @@ def serve(
             f"[default: {DEFAULT_WORKER_PORT} and up, a free port where one is taken]",
         ),
     ] = S.worker_port,
-    model: ModelOpt = None,
+    model: ServeModelOpt = None,
     ctx: CtxOpt = M.n_ctx,
     threads: Annotated[
         int | None,
@@ -287,12 +319,16 @@ def serve(
     routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C."""
+    """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C.
+
+    With several --model NAME=PATH, worker i serves model i modulo their number (round
+    robin), and --workers is raised to one per model when it is lower."""
 
     require_extra("ishan infer serve", "infer")
     from ishan_tools.infer.coordinator.supervisor import run_serve
 
     _show_notices()
+    models = _served_models(model)
     settings = ServeSettings(
         coordinator=_coordinator_settings(
             host,
@@ -305,8 +341,9 @@ def serve(
             routing_margin,
             breaker_slow_first_token,
         ),
-        model=_model(model, ctx, threads, batch, gpu_layers, flash_attn),
-        workers=workers,
+        model=_model(models[0][1] if models else None, ctx, threads, batch, gpu_layers, flash_attn),
+        models=models if len(models) > 1 or (models and models[0][0]) else (),
+        workers=max(workers, len(models)),
         threads=threads,
         worker_port=worker_port,
         heartbeat_interval=heartbeat_interval,
@@ -353,14 +390,7 @@ def coordinator(
 
 @app.command()
 def worker(
-    coordinator_url: Annotated[
-        str | None,
-        typer.Option(
-            "--coordinator-url",
-            envvar=["ISHAN_INFER_COORDINATOR_URL", "COORDINATOR_URL"],
-            help="Send heartbeats here.",
-        ),
-    ] = None,
+    coordinator_url: CoordinatorUrlOpt = None,
     worker_url: Annotated[
         str | None,
         typer.Option(
@@ -380,6 +410,7 @@ def worker(
     host: HostOpt = W.host,
     port: Annotated[int, port_option(PORT_ENV)] = W.port,
     model: ModelOpt = None,
+    model_name: ModelNameOpt = None,
     ctx: CtxOpt = M.n_ctx,
     threads: ThreadsOpt = None,
     batch: BatchOpt = M.n_batch,
@@ -409,10 +440,9 @@ def worker(
         host=host,
         port=port,
         worker_id=worker_id,
-        worker_url=_check_url(worker_url, "--worker-url") if worker_url else None,
-        coordinator_url=_check_url(coordinator_url, "--coordinator-url")
-        if coordinator_url
-        else None,
+        model_name=_check_name(model_name),
+        worker_url=check_url(worker_url, "--worker-url") if worker_url else None,
+        coordinators=coordinator_urls(coordinator_url),
         heartbeat_interval=heartbeat_interval,
         api_key=api_key,
     )

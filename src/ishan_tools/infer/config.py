@@ -46,6 +46,11 @@ def default_model_path() -> Path:
     )
 
 
+def model_name_of(path: Path) -> str:
+    """A model's name when none is given: its file's stem (`SmolLM2-135M-Instruct.Q4_1`)."""
+    return path.stem if path.suffix.lower() == ".gguf" else path.name
+
+
 def resolve_model_path(path: Path | None) -> Path:
     """`path` when it is a readable file, else the default model; a clear error otherwise."""
     if path is None:
@@ -94,8 +99,11 @@ class WorkerSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_WORKER_PORT
     worker_id: str = "worker-1"
+    model_name: str | None = None  # the name clients send; None: the file's stem
     worker_url: str | None = None  # None: http://HOST:BOUND_PORT
-    coordinator_url: str | None = None  # None: no heartbeats (standalone worker)
+    # every coordinator it reports to, each with the URL it gives that one (None:
+    # worker_url); none: no heartbeats (a standalone worker)
+    coordinators: tuple[tuple[str, str | None], ...] = ()
     heartbeat_interval: float = 10.0
     api_key: str | None = None
 
@@ -166,7 +174,6 @@ class CoordinatorSettings:
     breaker_slow_first_token: float | None = None
     max_tokens_default: int = 256
     routing_margin: float = 0.25  # prefer the worker with the prefix unless this much busier
-    affinity_entries: int = 4096  # leading-text blocks remembered for routing (LRU)
 
     @property
     def worker_key(self) -> str | None:
@@ -176,11 +183,16 @@ class CoordinatorSettings:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """`ishan infer serve`: a coordinator plus `workers` local worker processes."""
+    """`ishan infer serve`: a coordinator plus `workers` local worker processes.
+
+    `model` is the model file and its settings; `models`, when given, are several (name,
+    file) pairs served with those settings: worker i serves `models[i % len(models)]`.
+    """
 
     coordinator: CoordinatorSettings
     model: ModelSettings
     workers: int = 1
+    models: tuple[tuple[str | None, Path], ...] = ()  # None: the file's stem
     threads: int | None = None  # per worker; None: the cores split between the workers
     # first worker's port, the next ones counting up; 0 picks free ports; None: from
     # DEFAULT_WORKER_PORT up, with a free port instead of any that is taken
@@ -192,6 +204,10 @@ class ServeSettings:
     draft_max: int = DRAFT_MAX  # per worker: EngineSettings.draft_max
     grace: int = 30  # seconds running streams may take to finish on shutdown
     restart_delay: float = 1.0
+
+    def served(self) -> tuple[tuple[str | None, Path], ...]:
+        """The (name, file) pairs the workers serve, round-robin."""
+        return self.models or ((None, self.model.path),)
 
     def threads_per_worker(self) -> int:
         """Split the cores between the local workers (two 2-thread processes on 2 cores crawl)."""

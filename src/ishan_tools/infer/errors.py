@@ -7,6 +7,7 @@ InferenceError (ishan_tools.errors)
 ├── WorkerRefused       coordinator: the worker answered 4xx or busy (not its failure)
 ├── WorkerFailed        coordinator: the worker was unreachable, failed or silent
 ├── RelayError          coordinator: the request cannot be served (carries the status)
+│   └── UnknownModel    coordinator: no worker ever served the model asked for (404)
 └── WorkerConflict      coordinator: a heartbeat claims a live worker's id (409)
 ClientTooSlow           coordinator: a client let its buffer fill up (internal signal)
 """
@@ -46,6 +47,14 @@ class RelayError(InferenceError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class UnknownModel(RelayError):
+    """The request names a model no worker has ever served here (404)."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(404, f"model '{model}' is not served")
+        self.model = model
 
 
 class WorkerConflict(InferenceError):

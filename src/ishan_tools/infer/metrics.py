@@ -8,9 +8,13 @@ slowly); a stream that fails after its 200 header counts under the failure's sta
 streaming code passes each event it sends to the request's `RequestRecord` (found in the
 ASGI scope under `SCOPE_KEY`): `observe` feeds the token counter and the time-to-first-token
 and inter-token histograms (the gaps in batches, all of them before the stream's last
-event). Live state (sessions, KV bytes, worker health, breaker state) is read from the app
-at scrape time by the `gauges` callable. `web.add_metrics` mounts it all; what all three
-systems' exporters share lives in `ishan_tools.observe`.
+event). On the coordinator (`per_model`), a request whose model is known also counts under
+it: `ishan_infer_model_requests_total{model,outcome}` and
+`ishan_infer_model_tokens_generated_total{model}` (the record's `model`, set once the request
+names a known model; never a name a client made up). Live state (sessions, KV bytes, worker
+health, breaker state) is read from the app at scrape time by the `gauges` callable.
+`web.add_metrics` mounts it all; what all three systems' exporters share lives in
+`ishan_tools.observe`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 class Metrics:
     """The metrics of one app; `gauges` returns its live state at each scrape."""
 
-    def __init__(self, gauges: Callable[[], Iterable[Metric]]) -> None:
+    def __init__(self, gauges: Callable[[], Iterable[Metric]], per_model: bool = False) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ishan_infer_requests",
@@ -58,6 +62,20 @@ class Metrics:
             buckets=INTER_TOKEN_BUCKETS,
             registry=self.registry,
         )
+        self.per_model = per_model
+        if per_model:
+            self.model_requests = Counter(
+                "ishan_infer_model_requests",
+                "Generation requests by the model asked for and outcome.",
+                ["model", "outcome"],
+                registry=self.registry,
+            )
+            self.model_tokens = Counter(
+                "ishan_infer_model_tokens_generated",
+                "Tokens streamed to clients, by model.",
+                ["model"],
+                registry=self.registry,
+            )
         self.registry.register(LiveCollector(gauges))
 
     def render(self) -> bytes:
@@ -81,6 +99,8 @@ class RequestRecord:
         self.last: float | None = None
         self.outcome: str | None = None
         self.gaps: list[float] = []
+        self.model: str | None = None  # the known model the request went to (coordinator)
+        self.model_count = 0  # tokens not yet added to the model's counter
 
     def observe(self, event: Event) -> None:
         """Count `event` as it leaves this process: a token, or the failure that ends it."""
@@ -94,6 +114,7 @@ class RequestRecord:
     def token(self) -> None:
         now = time.monotonic()
         self.metrics.tokens.inc()
+        self.model_count += 1
         if self.last is None:
             self.metrics.ttft.observe(now - self.start)
         else:
@@ -103,7 +124,11 @@ class RequestRecord:
         self.last = now
 
     def flush(self) -> None:
-        """Hand the gaps kept so far to the inter-token histogram."""
+        """Hand the gaps kept so far to the inter-token histogram, and the tokens counted
+        since to the model's counter."""
+        if self.model is not None and self.model_count and self.metrics.per_model:
+            self.metrics.model_tokens.labels(self.model).inc(self.model_count)
+        self.model_count = 0
         gaps, self.gaps = self.gaps, []
         observe = self.metrics.inter_token.observe
         for gap in gaps:
@@ -157,3 +182,5 @@ class MetricsMiddleware:
             else:
                 outcome = record.outcome or str(state["status"])
             self.metrics.requests.labels(scope["path"], outcome).inc()
+            if record.model is not None and self.metrics.per_model:
+                self.metrics.model_requests.labels(record.model, outcome).inc()

@@ -1,4 +1,5 @@
-"""The options the `ishan infer` commands share, as `Annotated` types for their signatures.
+"""The options the `ishan infer` commands share, as `Annotated` types for their signatures,
+and the checks of option values that are more than a type (URLs, `--coordinator-url` lists).
 
 Defaults stay in the command signatures, read from the settings classes (`infer.config`).
 """
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ishan_tools._cli.options import host_option, port_option
+from ishan_tools.errors import UsageError
 
 # `--port` of serve, coordinator and worker; the bare name is the original engine's
 PORT_ENV = ["ISHAN_INFER_PORT", "PORT"]
@@ -21,6 +23,25 @@ ModelOpt = Annotated[
         "--model",
         envvar=["ISHAN_INFER_MODEL", "MODEL_PATH"],
         help="GGUF file [default: SmolLM2-135M-Instruct]",
+    ),
+]
+ModelNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        envvar="ISHAN_INFER_MODEL_NAME",
+        help="The name clients send for this model [default: the file's stem, e.g. "
+        "SmolLM2-135M-Instruct.Q4_1; the file name with .gguf is accepted too]",
+    ),
+]
+ServeModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        envvar=["ISHAN_INFER_MODEL", "MODEL_PATH"],
+        help="GGUF file, or NAME=PATH to serve it under NAME (default name: the file's stem); "
+        "repeatable: worker i serves model i modulo their number (round robin), and "
+        "--workers is raised to one per model [default: SmolLM2-135M-Instruct]",
     ),
 ]
 CtxOpt = Annotated[
@@ -147,3 +168,43 @@ LimitOpt = Annotated[
         "session-kv (512MB), sessions (1000), kv (64GB).",
     ),
 ]
+
+
+CoordinatorUrlOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--coordinator-url",
+        envvar=["ISHAN_INFER_COORDINATOR_URL", "COORDINATOR_URL"],
+        help="Send heartbeats here; repeatable, or several comma- or space-separated. "
+        "URL=WORKER_URL: give that coordinator another URL of this worker.",
+    ),
+]
+
+
+def check_url(url: str, option: str) -> str:
+    """`url` without its trailing slash; a usage error unless it is http:// or https://."""
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{option} must be an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def coordinator_urls(values: list[str] | None) -> tuple[tuple[str, str | None], ...]:
+    """`--coordinator-url` values (each may hold several, comma- or space-separated), each
+    `COORDINATOR` or `COORDINATOR=WORKER_URL`: the URL this worker gives that coordinator
+    (when it reaches the worker by another address than the others do)."""
+    found: list[tuple[str, str | None]] = []
+    for value in values or []:
+        for item in value.replace(",", " ").split():
+            coordinator, sep, advertised = item.partition("=")
+            if sep and not advertised.startswith(("http://", "https://")):
+                raise UsageError(
+                    "--coordinator-url takes URL or URL=WORKER_URL (both http:// or https://),"
+                    f" got {item!r}"
+                )
+            entry = (
+                check_url(coordinator, "--coordinator-url"),
+                check_url(advertised, "--coordinator-url's WORKER_URL") if sep else None,
+            )
+            if entry[0] not in (known for known, _ in found):
+                found.append(entry)
+    return tuple(found)

@@ -21,6 +21,9 @@ from ishan_tools.infer.events import Done, Event, Failed, Token
 
 MAX_STOP_SEQUENCES = 4
 KV_HEADER = "x-ishan-kv-bytes"  # the worker's real KV figure for the session
+SESSIONS_HEADER = "x-ishan-worker-sessions"  # the worker's load as it answers: sessions ...
+KV_USED_HEADER = "x-ishan-worker-kv-used-bytes"  # ... and KV used, every coordinator's
+QUEUED_HEADER = "x-ishan-queued"  # "1": the session waits for a busy slot to free
 WORKER_HEADER = "x-ishan-worker"  # on a coordinator's stream: the worker that serves it
 
 

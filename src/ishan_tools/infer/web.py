@@ -41,10 +41,14 @@ def authorized(request: Request, api_key: str | None) -> bool:
 
 
 def add_metrics(
-    app: FastAPI, gauges: Callable[[], Iterable[Metric]], endpoints: frozenset[str]
+    app: FastAPI,
+    gauges: Callable[[], Iterable[Metric]],
+    endpoints: frozenset[str],
+    per_model: bool = False,
 ) -> Metrics:
-    """Count the requests to `endpoints` and serve `GET /metrics` (with `gauges` live)."""
-    metrics = Metrics(gauges)
+    """Count the requests to `endpoints` (by model too, with `per_model`) and serve
+    `GET /metrics` (with `gauges` live)."""
+    metrics = Metrics(gauges, per_model)
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=endpoints)
 
     @app.get("/metrics")

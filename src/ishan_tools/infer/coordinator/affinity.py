@@ -1,4 +1,4 @@
-"""Cache-aware routing: which worker most recently served a request's leading text.
+"""Cache-aware routing that every coordinator agrees on without sharing any state.
 
 The coordinator has no tokenizer and no chat template, so it keys on text: the prompt, or a
 chat's messages in order (role and content), cut into blocks of `BLOCK_CHARS` characters.
@@ -6,15 +6,21 @@ The key of block i hashes blocks 0..i, so one key stands for a whole leading tex
 requests share key i exactly when their first i + 1 blocks match. Only whole blocks count:
 a text shorter than one block has no key and is routed by load alone.
 
-`Affinity` maps keys to the worker that last got them, bounded in LRU order (as SGLang's
-cache-aware router keeps a tree of prefixes per worker). A worker that restarts (its cache
-is empty) or leaves the rotation is forgotten.
+A request's owner is chosen by rendezvous (highest random weight) hashing of its first key
+over the candidate workers: each worker scores `hash(key, worker id)` and the highest wins.
+It is a pure function of the key and the list of workers, so two coordinators behind a
+round-robin balancer send the same leading text to the same worker (and its prefix cache)
+with nothing exchanged; a worker leaving a coordinator's list moves only its own keys, to
+the worker that ranked second, and they come back when it returns. The first key is the
+one hashed, so a shared system prompt keeps every conversation that starts with it on one
+worker whatever the questions after it; the scheduler's load margin and free-slot rule
+(`scheduler.pick`) send the overflow of a hot prefix elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections.abc import Iterable
 
 from ishan_tools.infer.config import GenerationRequest
 
@@ -38,33 +44,29 @@ def prefix_keys(text: str) -> list[bytes]:
     return keys
 
 
-class Affinity:
-    """Leading-text keys -> the worker that last served them (LRU, `max_entries` keys)."""
+def weight(key: bytes, worker_id: str) -> int:
+    """The worker's random weight for `key` (the same in every process)."""
+    digest = hashlib.blake2b(key, digest_size=8, person=b"ishan-hrw")
+    digest.update(worker_id.encode("utf-8", "surrogatepass"))
+    return int.from_bytes(digest.digest(), "big")
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._workers: OrderedDict[bytes, str] = OrderedDict()
-        self.routed = {"followed": 0, "overridden": 0}  # requests with a known leading text
 
-    def __len__(self) -> int:
-        return len(self._workers)
-
-    def lookup(self, keys: list[bytes]) -> str | None:
-        """The worker that served the longest of these leading texts, if any."""
-        for key in reversed(keys):
-            worker_id = self._workers.get(key)
-            if worker_id is not None:
-                return worker_id
+def owner(keys: list[bytes], worker_ids: Iterable[str]) -> str | None:
+    """The worker that owns this leading text among `worker_ids` (None: no key, or none)."""
+    if not keys:
         return None
+    key = keys[0]
+    best: tuple[int, str] | None = None
+    for worker_id in worker_ids:
+        candidate = (weight(key, worker_id), worker_id)
+        if best is None or candidate > best:
+            best = candidate
+    return None if best is None else best[1]
 
-    def record(self, keys: list[bytes], worker_id: str) -> None:
-        for key in keys:
-            self._workers[key] = worker_id
-            self._workers.move_to_end(key)
-        while len(self._workers) > self.max_entries:
-            self._workers.popitem(last=False)
 
-    def forget(self, worker_id: str) -> None:
-        """Drop every key of `worker_id` (it restarted, or left the rotation)."""
-        for key in [k for k, w in self._workers.items() if w == worker_id]:
-            del self._workers[key]
+class Affinity:
+    """How often a request's owner took it (followed), or load or a failure sent it
+    elsewhere (overridden)."""
+
+    def __init__(self) -> None:
+        self.routed = {"followed": 0, "overridden": 0}  # requests with a leading-text key

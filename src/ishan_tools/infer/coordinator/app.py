@@ -7,8 +7,9 @@ Coordinator API: `POST /coordinator/infer` (a `prompt`, sent through the model's
 template unless `"raw": true`, with an optional `system` message) streams
 `data: {"token": ..., "finished": false}` events and ends with `{"token": "", "finished":
 true}` (plus `"error"` when the stream failed midway); 400 for bad fields (and, from the
-worker, for a schema or grammar it cannot use), 502 when the worker failed before the
-first token, 503 at capacity. Workers report to `POST /coordinator/heartbeat`. The chat
+worker, for a schema or grammar it cannot use), 404 for a `model` never served, 502 when
+the worker failed before the first token, 503 at capacity or when no worker of the model
+is live. Workers report to `POST /coordinator/heartbeat`. The chat
 page is at `GET /` (public, like its assets; the API calls it makes need the key).
 """
 
@@ -31,7 +32,7 @@ from ishan_tools.infer.coordinator.openai_api import add_openai_routes
 from ishan_tools.infer.coordinator.openapi import describe
 from ishan_tools.infer.coordinator.page import add_page
 from ishan_tools.infer.coordinator.registry import Registry, still_there
-from ishan_tools.infer.errors import BadRequest, RelayError, WorkerConflict
+from ishan_tools.infer.errors import BadRequest, RelayError, UnknownModel, WorkerConflict
 from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.protocol import bearer_header, json_literal, sse
 from ishan_tools.infer.web import (
@@ -60,7 +61,9 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
-    add_metrics(app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS)
+    add_metrics(
+        app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS, per_model=True
+    )
     app.add_middleware(BodyLimit, max_bytes=COORDINATOR_BODY_BYTES)
 
     cluster_key = settings.worker_key
@@ -90,6 +93,9 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
             stream = await start_stream(request, await json_body(request), require_model=True)
         except BadRequest as exc:
             return error_response(400, exc.message)
+        except UnknownModel as exc:
+            served = ", ".join(request.app.state.registry.known_models())
+            return error_response(404, f"{exc.message} (served: {served})")
         except RelayError as exc:
             return error_response(exc.status, exc.message)
         return stream_response(stream, coordinator_render)

@@ -10,7 +10,8 @@ from ishan_tools.infer.metrics import gauge
 
 
 def coordinator_gauges(registry: Registry) -> list[Metric]:
-    """Sessions, KV and every worker's health and breaker state, read at each scrape."""
+    """Sessions, KV and every worker's health and breaker state, read at each scrape; a
+    worker's families carry its `model`, and each known model its live worker count."""
     workers = registry.describe()
     per_worker = {
         "healthy": ("ishan_infer_worker_healthy", "1 when the worker takes new sessions."),
@@ -30,18 +31,19 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
         ),
     ]
     for key, (name, doc) in per_worker.items():
-        family = GaugeMetricFamily(name, doc, labels=["worker"])
+        family = GaugeMetricFamily(name, doc, labels=["worker", "model"])
         for w in workers:
-            family.add_metric([w["worker_id"]], float(w[key]))
+            family.add_metric([w["worker_id"], w["model"]], float(w[key]))
         families.append(family)
     breaker = GaugeMetricFamily(
         "ishan_infer_worker_breaker_state",
         "1 for the circuit breaker's current state of each worker.",
-        labels=["worker", "state"],
+        labels=["worker", "model", "state"],
     )
     for w in workers:
         for state in CircuitState:
-            breaker.add_metric([w["worker_id"], state.value], float(w["breaker"] == state.value))
+            value = float(w["breaker"] == state.value)
+            breaker.add_metric([w["worker_id"], w["model"], state.value], value)
     families.append(breaker)
     slow = CounterMetricFamily(
         "ishan_infer_worker_breaker_slow_calls",
@@ -51,17 +53,22 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
     for w in workers:
         slow.add_metric([w["worker_id"]], w["breaker_slow_calls"])
     families.append(slow)
+    models = GaugeMetricFamily(
+        "ishan_infer_model_workers",
+        "Workers of each known model that take new sessions now.",
+        labels=["model"],
+    )
+    for model, count in registry.live_workers().items():
+        models.add_metric([model], float(count))
+    families.append(models)
     affinity = registry.affinity
     routed = CounterMetricFamily(
         "ishan_infer_routing_affinity",
-        "Requests whose leading text a worker had served: sent there (followed) or, that "
-        "worker being too busy, to another (overridden).",
+        "Requests with a leading-text key, by the worker that took them: its owner "
+        "(followed) or, the owner being too busy or failing, another (overridden).",
         labels=["outcome"],
     )
     for outcome, count in affinity.routed.items():
         routed.add_metric([outcome], count)
-    families += [
-        routed,
-        gauge("ishan_infer_routing_affinity_keys", "Leading-text keys remembered.", len(affinity)),
-    ]
+    families.append(routed)
     return families

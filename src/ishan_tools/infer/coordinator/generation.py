@@ -31,15 +31,24 @@ async def json_body(request: Request) -> Any:
 
 
 async def start_stream(request: Request, body: Any, **parse: Any) -> Stream:
-    """Validate `body` and open a stream on a worker (raises BadRequest or RelayError)."""
+    """Validate `body` and open a stream on a worker of its model (raises BadRequest, or
+    RelayError: UnknownModel for a model never served, 503 for one with no live worker)."""
     registry: Registry = request.app.state.registry
+    name = body.get("model") if isinstance(body, dict) else None
+    model = registry.model_for(name) if isinstance(name, str) and name else None
+    record = record_of(request.scope)
+    if record is not None:
+        record.model = model  # a known model (None: unknown, or no worker reported yet)
     gen = parse_request(
         body,
         default_max_tokens=registry.settings.max_tokens_default,
-        n_ctx=registry.live_n_ctx(),
+        n_ctx=registry.live_n_ctx(model),
         **parse,
     )
-    return await _unless_the_client_leaves(request, open_stream(registry, gen))
+    stream = await _unless_the_client_leaves(request, open_stream(registry, gen, model))
+    if record is not None:
+        record.model = stream.record.model
+    return stream
 
 
 async def _unless_the_client_leaves(request: Request, opening: Awaitable[Stream]) -> Stream:

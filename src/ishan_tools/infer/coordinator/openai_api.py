@@ -2,7 +2,10 @@
 `/v1/chat/completions`, streaming (`"stream": true`, ending with `data: [DONE]`) or not.
 
 Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so the `openai`
-client raises its usual exceptions. Any model name is accepted while one model is served.
+client raises its usual exceptions. A request goes to the workers of its `model`; a model no
+worker ever served is a 404 with code `model_not_found` (any name is accepted while only one
+model was ever served). `/v1/models` lists the known models, each with `workers`: how many
+of its workers take new sessions now.
 """
 
 from __future__ import annotations
@@ -23,12 +26,23 @@ from ishan_tools.infer.coordinator.generation import (
     unless_the_client_leaves,
 )
 from ishan_tools.infer.coordinator.relay import collect
-from ishan_tools.infer.errors import BadRequest, RelayError
+from ishan_tools.infer.errors import BadRequest, RelayError, UnknownModel
 from ishan_tools.infer.events import Done, Event, Failed, Token
-from ishan_tools.infer.protocol import json_literal, sse
+from ishan_tools.infer.protocol import WORKER_HEADER, json_literal, sse
 from ishan_tools.infer.web import authorized, error_response
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
+
+
+def unknown_model(exc: UnknownModel) -> JSONResponse:
+    """OpenAI's own answer for a model it does not serve."""
+    body = {
+        "message": exc.message,
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+    return error_response(404, body)
 
 
 def openai_error(status: int, message: str) -> JSONResponse:
@@ -85,8 +99,11 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
     async def models(request: Request) -> JSONResponse:
         if not authorized(request, settings.api_key):
             return openai_error(401, "missing or wrong API key")
-        names = sorted({w["model"] for w in request.app.state.registry.describe()})
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "ishan"} for n in names]
+        live = request.app.state.registry.live_workers()
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "ishan", "workers": count}
+            for name, count in live.items()
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def complete(request: Request, *, chat: bool) -> Response:
@@ -94,16 +111,21 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
             return openai_error(401, "missing or wrong API key")
         try:
             body = await json_body(request)
+            streaming = body.get("stream") if isinstance(body, dict) else None
+            if streaming is not None and not isinstance(streaming, bool):
+                raise BadRequest("'stream' must be true or false")
             stream = await start_stream(
                 request, body, chat=chat, raw=None if chat else True, require_model=True
             )
         except BadRequest as exc:
             return openai_error(400, exc.message)
+        except UnknownModel as exc:
+            return unknown_model(exc)
         except RelayError as exc:
             return openai_error(exc.status, exc.message)
         prefix = "chatcmpl" if chat else "cmpl"
         ident = f"{prefix}-{uuid.uuid4().hex[:24]}"
-        model = str(body["model"])
+        model = stream.record.model  # the model that answers (its name, not an alias)
         if body.get("stream"):
             return stream_response(stream, _renderer(ident, model, chat=chat))
         try:
@@ -134,7 +156,8 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
                 "model": model,
                 "choices": [choice],
                 "usage": _usage(last),
-            }
+            },
+            headers={WORKER_HEADER: stream.record.worker_id},  # as on a stream
         )
 
     @app.post("/v1/completions", response_model=None)

@@ -109,6 +109,7 @@ HEARTBEAT = {
         "worker_id": {"type": "string", "minLength": 1, "maxLength": 256},
         "url": {"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2048},
         "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        "model_file": {"type": "string", "maxLength": 256},
         "n_ctx": POSITIVE,
         "max_sessions": POSITIVE,
         "kv_capacity_bytes": POSITIVE,
@@ -165,11 +166,13 @@ WHY = {
     400: "a field is wrong, the body is not JSON or nests deeper than "
     f"{MAX_JSON_DEPTH} levels, or the worker cannot use the schema or grammar",
     401: "the API key is missing or wrong",
+    404: "no worker ever served the `model` asked for (OpenAI API: code `model_not_found`); "
+    "while only one model was ever served, any name is accepted",
     409: "the heartbeat names a live worker with another URL or boot id",
     413: f"the body is over {COORDINATOR_BODY_BYTES} bytes",
     499: "the client hung up before the answer",
     502: "the worker failed before the first token",
-    503: "at capacity, or no healthy worker",
+    503: "at capacity, or no healthy worker (of the model asked for)",
 }
 
 
@@ -178,7 +181,7 @@ def _errors(statuses: tuple[int, ...], schema: dict[str, Any]) -> dict[str, Any]
     return {str(s): {"description": WHY[s], "content": body} for s in statuses}
 
 
-GENERATION_ERRORS = (400, 401, 413, 499, 502, 503)
+GENERATION_ERRORS = (400, 401, 404, 413, 499, 502, 503)
 OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any]]] = {
     ("/coordinator/infer", "post"): (
         INFER,
@@ -217,7 +220,10 @@ OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any]]] 
     ("/v1/models", "get"): (
         None,
         {
-            "200": {"description": "the models served", "content": {"application/json": {}}},
+            "200": {
+                "description": "the models known, each with `workers`: its live workers",
+                "content": {"application/json": {}},
+            },
             **_errors((401,), OPENAI_ERROR),
         },
     ),

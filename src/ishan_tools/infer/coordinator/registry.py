@@ -1,11 +1,18 @@
 """The coordinator's view of its workers: heartbeats, live load, breakers and admission.
 
 Workers register with their first heartbeat and stay listed; one that misses three
-heartbeats in a row is out of rotation until the next arrives. Session and KV counts are
-kept by the coordinator itself as it routes (so they are exact between heartbeats), along
-with system-wide totals that make the capacity check O(1). The registry also owns the
-routing `Affinity` table, and forgets a worker's entries when its heartbeat shows a new
-boot id (it restarted: its prefix cache is empty) or when it leaves the rotation.
+heartbeats in a row is out of rotation until the next arrives. Several coordinators may
+share the workers, so a worker's load is what the worker last reported (every heartbeat,
+and the headers of every `/worker/generate` answer: the sessions and KV of every
+coordinator's clients) plus what this coordinator opened or closed on it since: close to
+the truth between heartbeats, exact when one coordinator routes alone. The coordinator's
+own sessions are counted too (`sessions`, `kv_used_bytes`, and the totals), for its
+metrics and to free each reservation exactly once.
+
+Models: each worker serves one model under a name (its heartbeat's `model`; its file name,
+`model_file`, is an alias). A model is known from the first heartbeat naming it until the
+coordinator restarts; `model_for` maps a request's `model` to a known one (any name while
+exactly one model has ever been known).
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ from ishan_tools.breaker import CircuitBreaker, CircuitState
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.affinity import Affinity
 from ishan_tools.infer.coordinator.scheduler import WorkerLoad
-from ishan_tools.infer.errors import BadRequest, WorkerConflict, WorkerRefused
+from ishan_tools.infer.errors import BadRequest, UnknownModel, WorkerConflict, WorkerRefused
+from ishan_tools.infer.protocol import KV_USED_HEADER, SESSIONS_HEADER
 
 MISSED_HEARTBEATS = 3
+LOAD_FIELDS = ("sessions", "kv_used_bytes")  # in heartbeats
+LOAD_HEADERS = (SESSIONS_HEADER, KV_USED_HEADER)  # on every /worker/generate answer
 
 
 @dataclass
@@ -43,7 +53,21 @@ class WorkerRecord:
     sessions: int = 0
     kv_used_bytes: int = 0
     in_rotation: bool = True
+    model_file: str = ""  # the GGUF file's name, an alias of `model`
     reported: dict[str, Any] = field(default_factory=dict)
+    seen: tuple[int, int] = (0, 0)  # sessions, KV bytes the worker last reported
+    own_at_seen: tuple[int, int] = (0, 0)  # our own sessions, KV bytes at that moment
+
+    def observe(self, sessions: int, kv_used_bytes: int) -> None:
+        """The worker's own count of its load (all coordinators' sessions), just reported."""
+        self.seen = (sessions, kv_used_bytes)
+        self.own_at_seen = (self.sessions, self.kv_used_bytes)
+
+    def load_now(self) -> tuple[int, int]:
+        """Sessions and KV bytes on the worker: its report plus our changes since."""
+        sessions = self.seen[0] + self.sessions - self.own_at_seen[0]
+        kv_bytes = self.seen[1] + self.kv_used_bytes - self.own_at_seen[1]
+        return max(sessions, self.sessions), max(kv_bytes, self.kv_used_bytes)
 
     def alive(self, now: float) -> bool:
         return now - self.last_heartbeat <= MISSED_HEARTBEATS * self.heartbeat_interval
@@ -52,11 +76,12 @@ class WorkerRecord:
         return self.alive(now) and self.breaker.state is not CircuitState.OPEN
 
     def load(self) -> WorkerLoad:
+        sessions, kv_bytes = self.load_now()
         return WorkerLoad(
             self.worker_id,
-            self.sessions,
+            sessions,
             self.max_sessions,
-            self.kv_used_bytes,
+            kv_bytes,
             self.kv_capacity_bytes,
             self.session_kv_bytes,
             self.slots,
@@ -135,7 +160,8 @@ class Registry:
         self.workers: dict[str, WorkerRecord] = {}
         self.total_sessions = 0
         self.total_kv_bytes = 0
-        self.affinity = Affinity(settings.affinity_entries)
+        self.affinity = Affinity()
+        self.models: dict[str, str] = {}  # every name a model was ever known by -> its name
 
     def heartbeat(self, payload: Any, *, replace: bool = False) -> WorkerRecord:
         """Register or refresh a worker from its heartbeat.
@@ -152,6 +178,7 @@ class Registry:
         values: dict[str, Any] = {
             "url": _url(payload),
             "model": _text(payload, "model"),
+            "model_file": _text(payload, "model_file", default=""),
             "n_ctx": _count(payload, "n_ctx"),
             "max_sessions": min(_count(payload, "max_sessions"), limits.max_sessions_per_worker),
             "kv_capacity_bytes": min(
@@ -164,9 +191,7 @@ class Registry:
             "last_heartbeat": self.clock(),
             "reported": payload,
         }
-        for key in ("sessions", "kv_used_bytes"):  # reported load: shown, never trusted
-            if key in payload:
-                _count(payload, key, low=0)
+        load = tuple(_count(payload, key, low=0, default=0) for key in LOAD_FIELDS)
         record = self.workers.get(worker_id)
         if (
             record is not None
@@ -197,39 +222,88 @@ class Registry:
             )
             self.workers[worker_id] = record
         else:
-            if record.boot_id != values["boot_id"]:
-                self.affinity.forget(worker_id)  # a new process: its cache is empty
             for key, value in values.items():
                 setattr(record, key, value)
+        record.observe(*load)
+        self.models[record.model] = record.model
+        if record.model_file:
+            self.models.setdefault(record.model_file, record.model)
         return record
 
-    def at_capacity(self) -> bool:
-        """The O(1) early check: system-wide session and KV limits."""
-        return (
-            self.total_sessions >= self.limits.max_sessions
-            or self.total_kv_bytes >= self.limits.max_kv_bytes
-        )
+    def report(self, record: WorkerRecord, headers: dict[str, str]) -> None:
+        """Take the load a worker reported in its answer's headers (ignored if malformed)."""
+        try:
+            load = [int(headers[name]) for name in LOAD_HEADERS]
+        except (KeyError, ValueError):
+            return
+        if all(0 <= value < 2**63 for value in load):
+            record.observe(*load)
 
-    def candidates(self, exclude: set[str]) -> list[WorkerLoad]:
+    def known_models(self) -> list[str]:
+        """The models ever named by a heartbeat, in the order they were first seen."""
+        return list(dict.fromkeys(self.models.values()))
+
+    def model_for(self, name: str) -> str | None:
+        """The known model a request's `model` names (None: no worker has reported yet).
+
+        While exactly one model has ever been known, any name means it. Raises
+        UnknownModel for a name no heartbeat ever carried.
+        """
+        known = self.known_models()
+        if len(known) <= 1:
+            return known[0] if known else None
+        if name not in self.models:
+            raise UnknownModel(name)
+        return self.models[name]
+
+    def at_capacity(self) -> bool:
+        """The early check: system-wide session and KV limits, over every live worker's
+        load (so the sessions other coordinators opened count too), each worker's at most
+        its capacity (a bogus report cannot close the system beyond that worker's share)."""
+        now = self.clock()
+        sessions = kv_bytes = 0
+        for w in self.workers.values():
+            if w.alive(now):
+                load = w.load_now()
+                sessions += min(load[0], w.max_sessions)
+                kv_bytes += min(load[1], w.kv_capacity_bytes)
+        sessions = max(sessions, self.total_sessions)
+        kv_bytes = max(kv_bytes, self.total_kv_bytes)
+        return sessions >= self.limits.max_sessions or kv_bytes >= self.limits.max_kv_bytes
+
+    def live_workers(self) -> dict[str, int]:
+        """Every known model with how many of its workers take new sessions now."""
+        now = self.clock()
+        counts = dict.fromkeys(self.known_models(), 0)
+        for w in self.workers.values():
+            if w.routable(now):
+                counts[w.model] = counts.get(w.model, 0) + 1
+        return counts
+
+    def candidates(self, exclude: set[str], model: str | None = None) -> list[WorkerLoad]:
+        """The loads of the routable workers (of `model`, when given) not in `exclude`."""
         now = self.clock()
         loads = []
         for w in self.workers.values():
             routable = w.routable(now)
-            if w.in_rotation and not routable:
-                self.affinity.forget(w.worker_id)
             w.in_rotation = routable
             if (
                 routable
                 and w.worker_id not in exclude
+                and (model is None or w.model == model)
                 and w.session_kv_bytes <= self.limits.max_kv_per_session_bytes
             ):
                 loads.append(w.load())
         return loads
 
-    def live_n_ctx(self) -> int | None:
-        """The smallest context among live workers (None when none is live)."""
+    def live_n_ctx(self, model: str | None = None) -> int | None:
+        """The smallest context among live workers (of `model`; None when none is live)."""
         now = self.clock()
-        sizes = [w.n_ctx for w in self.workers.values() if w.alive(now)]
+        sizes = [
+            w.n_ctx
+            for w in self.workers.values()
+            if w.alive(now) and (model is None or w.model == model)
+        ]
         return min(sizes) if sizes else None
 
     def reserve(self, record: WorkerRecord) -> int:
@@ -264,12 +338,14 @@ class Registry:
                 "alive": w.alive(now),
                 "breaker": w.breaker.state.value,
                 "breaker_slow_calls": w.breaker.slow_calls,
-                "sessions": w.sessions,
+                "sessions": w.load_now()[0],
+                "own_sessions": w.sessions,
                 "max_sessions": w.max_sessions,
-                "kv_used_bytes": w.kv_used_bytes,
+                "kv_used_bytes": w.load_now()[1],
                 "kv_capacity_bytes": w.kv_capacity_bytes,
                 "last_heartbeat_s": round(now - w.last_heartbeat, 3),
                 "model": w.model,
+                "model_file": w.model_file,
                 "n_ctx": w.n_ctx,
             }
             for w in self.workers.values()

@@ -1,13 +1,17 @@
 """Route one request to a worker and relay its tokens to the client, surviving failures.
 
 `open_stream` reserves a worker picked by the scheduler (at the full-context KV upper bound;
-the worker that last served the same leading text is preferred, see `affinity`),
+the owner of the request's leading text among the candidates is preferred, see `affinity`),
 posts the request and waits for the first token, then corrects that reservation down to the
-session's real need (the worker's `x-ishan-kv-bytes` header). A worker that is unreachable,
-errs (5xx) or stays silent past the first-token timeout is recorded on its circuit breaker
-and the request is retried on another worker, since nothing has reached the client yet.
+session's real need (the worker's `x-ishan-kv-bytes` header) and takes the worker's own
+count of its load from the answer's headers (other coordinators' sessions included). A
+worker that is unreachable, errs (5xx) or stays silent past the first-token timeout is
+recorded on its circuit breaker and the request is retried on another worker, since nothing
+has reached the client yet. So is a session the worker only queued behind its busy slots
+(another coordinator filled them a moment before) while another worker has a free one.
 After the first token, `events` yields the rest; a worker that dies mid-stream, or a
-session idle past its TTL, ends it with a `Failed`.
+session idle past its TTL, ends it with a `Failed`. Only the workers of the request's model
+are candidates, so a leading text's owner is one of them.
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.infer.config import GenerationRequest
-from ishan_tools.infer.coordinator.affinity import leading_text, prefix_keys
+from ishan_tools.infer.coordinator.affinity import leading_text, owner, prefix_keys
 from ishan_tools.infer.coordinator.registry import Registry, WorkerRecord
-from ishan_tools.infer.coordinator.scheduler import pick
+from ishan_tools.infer.coordinator.scheduler import pick, slot_free
 from ishan_tools.infer.coordinator.worker_stream import WorkerStream
 from ishan_tools.infer.errors import RelayError, WorkerFailed, WorkerRefused
 from ishan_tools.infer.events import Done, Event, Failed, Token
-from ishan_tools.infer.protocol import KV_HEADER, bearer_header, decode_event
+from ishan_tools.infer.protocol import KV_HEADER, QUEUED_HEADER, bearer_header, decode_event
 
 CONNECT_TIMEOUT = 5.0
 
@@ -90,9 +94,21 @@ def _real_kv(worker: WorkerStream, held: int) -> int:
     return min(max(real, 0), held)
 
 
+def _waits_for_a_slot(worker: WorkerStream) -> bool:
+    """Whether the worker queued the session behind its busy slots (its answer says so)."""
+    return worker.status == 200 and worker.headers.get(QUEUED_HEADER) == "1"
+
+
 async def _start(
-    registry: Registry, record: WorkerRecord, request: GenerationRequest, held: int
+    registry: Registry,
+    record: WorkerRecord,
+    request: GenerationRequest,
+    held: int,
+    free_slot_elsewhere: Callable[[], bool],
 ) -> Stream:
+    """Open the session on `record` and wait for its first event. A session the worker
+    queued behind busy slots (another coordinator filled them a moment ago) is withdrawn at
+    once, refused as 503, when a worker not tried yet has a free slot."""
     settings = registry.settings
     headers = bearer_header(settings.worker_key)
     url = f"{record.url}/worker/generate"
@@ -100,6 +116,8 @@ async def _start(
         async with asyncio.timeout(settings.first_token_timeout):
             worker = await WorkerStream.post(url, request.to_json(), headers, CONNECT_TIMEOUT)
             try:
+                if _waits_for_a_slot(worker) and free_slot_elsewhere():
+                    raise WorkerRefused(503, f"worker {record.worker_id} has no free slot")
                 first = await _first_event(worker, record.worker_id)
             except BaseException:
                 await worker.aclose()
@@ -111,35 +129,45 @@ async def _start(
     except OSError as exc:
         raise WorkerFailed(f"worker {record.worker_id} unreachable: {exc!r}") from exc
     kv_bytes = registry.correct(record, held, _real_kv(worker, held))
+    registry.report(record, worker.headers)
     return Stream(registry, record, kv_bytes, first, worker)
 
 
-async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
-    """Start `request` on the best worker, retrying elsewhere until a first token arrives."""
+async def open_stream(
+    registry: Registry, request: GenerationRequest, model: str | None = None
+) -> Stream:
+    """Start `request` on the best worker of `model` (None: any), retrying elsewhere until
+    a first token arrives."""
     if registry.at_capacity():
         raise RelayError(503, "the system is at capacity: retry later")
     tried: set[str] = set()
     failures: list[str] = []
     keys = prefix_keys(leading_text(request))
-    affinity, margin = registry.affinity, registry.settings.routing_margin
+    margin = registry.settings.routing_margin
+    of_model = f" of model '{model}'" if model is not None else ""
+    first_owner: str | None = None  # of the leading text, among the model's workers
+
+    def free_slot_elsewhere() -> bool:
+        return any(c.has_room and slot_free(c) for c in registry.candidates(tried, model))
+
     while True:
-        preferred = affinity.lookup(keys) if keys else None
-        choice = pick(registry.candidates(tried), preferred, margin)
-        if preferred is not None and choice is not None:
-            affinity.routed["followed" if choice.worker_id == preferred else "overridden"] += 1
+        candidates = registry.candidates(tried, model)
+        preferred = owner(keys, (c.worker_id for c in candidates))
+        first_owner = first_owner if tried else preferred
+        choice = pick(candidates, preferred, margin)
         if choice is None:
             if failures:
                 raise RelayError(502, "; ".join(failures))
-            if not registry.candidates(set()):
-                raise RelayError(503, "no healthy worker is available: retry later")
-            raise RelayError(503, "all workers are at capacity: retry later")
+            if not registry.candidates(set(), model):
+                raise RelayError(503, f"no healthy worker{of_model} is available: retry later")
+            raise RelayError(503, f"all workers{of_model} are at capacity: retry later")
         record = registry.workers[choice.worker_id]
         tried.add(record.worker_id)
-        if keys:
-            affinity.record(keys, record.worker_id)
         kv_bytes = registry.reserve(record)
         try:
-            return await record.breaker.call_async(_start, registry, record, request, kv_bytes)
+            stream = await record.breaker.call_async(
+                _start, registry, record, request, kv_bytes, free_slot_elsewhere
+            )
         except WorkerRefused as exc:
             registry.release(record, kv_bytes)
             if exc.status != 503:
@@ -152,6 +180,11 @@ async def open_stream(registry: Registry, request: GenerationRequest) -> Stream:
         except BaseException:
             registry.release(record, kv_bytes)
             raise
+        else:
+            if first_owner is not None:
+                followed = record.worker_id == first_owner
+                registry.affinity.routed["followed" if followed else "overridden"] += 1
+            return stream
 
 
 async def events(stream: Stream) -> AsyncGenerator[Event, None]:

@@ -44,7 +44,8 @@ def score(load: WorkerLoad) -> float:
     return SESSION_WEIGHT * sessions + KV_WEIGHT * kv
 
 
-def _slot_free(load: WorkerLoad) -> bool:
+def slot_free(load: WorkerLoad) -> bool:
+    """Whether a new session would decode at once rather than wait (unknown slots: yes)."""
     return load.slots <= 0 or load.sessions < load.slots
 
 
@@ -68,6 +69,6 @@ def pick(
         return best
     if score(favourite) - best_score > margin:
         return best
-    if not _slot_free(favourite) and _slot_free(best):
+    if not slot_free(favourite) and slot_free(best):
         return best
     return favourite

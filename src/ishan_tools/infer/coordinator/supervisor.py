@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ishan_tools._process import die_with_parent
 from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools.errors import IshanError
-from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings
+from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings, model_name_of
 from ishan_tools.infer.coordinator.app import create_app, warn_if_exposed
 
 # Variables meant for the coordinator or for one worker, by their names and their aliases:
@@ -36,6 +36,7 @@ PRIVATE_ENV = (
     "ISHAN_INFER_HOST",
     "ISHAN_INFER_PORT",
     "ISHAN_INFER_MODEL",
+    "ISHAN_INFER_MODEL_NAME",
     "ISHAN_INFER_WORKER_ID",
     "ISHAN_INFER_WORKER_URL",
     "ISHAN_INFER_COORDINATOR_URL",
@@ -114,7 +115,10 @@ def check_worker_ports(settings: ServeSettings) -> None:
 
 
 def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> list[str]:
+    """Worker `index`'s command line; it serves model `index` modulo their number."""
     model = settings.model
+    served = settings.served()
+    name, path = served[index % len(served)]
     port = worker_port(settings, index)
     return [
         sys.executable,
@@ -131,7 +135,8 @@ def worker_argv(settings: ServeSettings, index: int, coordinator_url: str) -> li
         "--port",
         str(port),
         "--model",
-        str(model.path),
+        str(path),
+        *(["--model-name", name] if name else []),
         "--ctx",
         str(model.n_ctx),
         "--batch",
@@ -221,6 +226,10 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         worker.start(env)
     threads = settings.threads_per_worker()
     say(f"started {len(workers)} worker(s), {threads} thread(s) each")
+    if settings.models:
+        for index, (name, path) in enumerate(settings.served()):
+            ids = [w.worker_id for w in workers[index :: len(settings.served())]]
+            say(f"model {name or model_name_of(path)}: {', '.join(ids)}")
     supervise = asyncio.create_task(_supervise(workers, env, server, say, settings.grace))
     try:
         await serve(server, sock, lambda url: say(f"coordinator listening on {url}"))

@@ -1,13 +1,16 @@
-"""The worker: an HTTP front for one `Engine`, reporting its load to a coordinator.
+"""The worker: an HTTP front for one `Engine`, reporting its load to its coordinators.
 
 `POST /worker/generate` streams NDJSON events (see `protocol`); a client that disconnects
 cancels its session at once, whether its stream has started or not. The body is bounded
 (`web.BodyLimit`), and the prompt is tokenized (and its grammar checked) in a thread, so
 the event loop keeps serving heartbeats and other streams meanwhile. The response's
 `x-ishan-kv-bytes` header carries the KV cache the session reserved (prompt plus
-`max_tokens`), so the coordinator can correct its own full-context reservation.
-`GET /worker/health` reports the engine's sessions and KV usage. With a coordinator URL, a
-background task posts a heartbeat every interval.
+`max_tokens`), so the coordinator can correct its own full-context reservation; two more
+carry the worker's whole load (sessions, KV used), so every coordinator sharing it keeps an
+up-to-date view, and `x-ishan-queued` says whether the session waits for a busy slot.
+`GET /worker/health` reports the engine's sessions and KV usage. For each coordinator URL,
+a background task posts a heartbeat every interval, and soon after each session starts or
+ends.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,11 +28,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from ishan_tools._server import bind, make_server, serve, url_of
-from ishan_tools.infer.config import GenerationRequest, WorkerSettings
+from ishan_tools.infer.config import GenerationRequest, WorkerSettings, model_name_of
 from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
 from ishan_tools.infer.events import Token
 from ishan_tools.infer.metrics import gauge, record_of
-from ishan_tools.infer.protocol import KV_HEADER, bearer_header, encode_event, parse_request
+from ishan_tools.infer.protocol import (
+    KV_HEADER,
+    KV_USED_HEADER,
+    QUEUED_HEADER,
+    SESSIONS_HEADER,
+    bearer_header,
+    encode_event,
+    parse_request,
+)
 from ishan_tools.infer.web import (
     WORKER_BODY_BYTES,
     BodyLimit,
@@ -43,12 +53,20 @@ from ishan_tools.infer.worker.engine import Engine
 from ishan_tools.infer.worker.session import Session
 
 
-def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any]:
+def model_name(settings: WorkerSettings) -> str:
+    """The name clients send for this worker's model: --model-name, or the file's stem."""
+    return settings.model_name or model_name_of(settings.engine.model.path)
+
+
+def heartbeat_payload(
+    settings: WorkerSettings, engine: Engine, url: str | None = None
+) -> dict[str, Any]:
     stats = engine.stats()
     return {
         "worker_id": settings.worker_id,
-        "url": settings.worker_url,
-        "model": engine.shape.name,
+        "url": url or settings.worker_url,
+        "model": model_name(settings),
+        "model_file": engine.shape.name,
         "n_ctx": engine.shape.n_ctx,
         "sessions": stats.sessions,
         "max_sessions": stats.max_sessions,
@@ -61,18 +79,40 @@ def heartbeat_payload(settings: WorkerSettings, engine: Engine) -> dict[str, Any
     }
 
 
-async def heartbeat_loop(settings: WorkerSettings, engine: Engine) -> None:
-    """Tell the coordinator we are alive, and how loaded, every interval; never gives up."""
+LOAD_BEAT_DELAY = 0.05  # seconds: load changes this close together make one early heartbeat
+UNREACHED_SHARE = 0.25  # of the interval: how soon a heartbeat that failed is tried again
+
+
+async def heartbeat_loop(
+    settings: WorkerSettings,
+    engine: Engine,
+    coordinator: str,
+    url: str | None,
+    load_changed: asyncio.Event,
+) -> None:
+    """Tell one coordinator we are alive, and how loaded, every interval, and soon after
+    each change of load (a session started or ended, `load_changed` set), so every
+    coordinator sees what the others route between heartbeats; never gives up. A heartbeat
+    that did not get through is tried again after a quarter of the interval, so a
+    coordinator that comes back sees this worker well within one interval. Each
+    coordinator has its own loop (and its own timeout of one interval, at least 1 s), so one
+    that is down or slow delays no heartbeat to the others."""
     import httpx
 
-    assert settings.coordinator_url is not None
-    url = settings.coordinator_url.rstrip("/") + "/coordinator/heartbeat"
+    target = coordinator.rstrip("/") + "/coordinator/heartbeat"
     headers = bearer_header(settings.api_key)
-    async with httpx.AsyncClient(timeout=max(1.0, settings.heartbeat_interval)) as client:
+    interval = settings.heartbeat_interval
+    async with httpx.AsyncClient(timeout=max(1.0, interval)) as client:
         while True:
+            load_changed.clear()  # a change from here on makes the next early heartbeat
+            wait = interval * UNREACHED_SHARE
             with contextlib.suppress(httpx.HTTPError):
-                await client.post(url, json=heartbeat_payload(settings, engine), headers=headers)
-            await asyncio.sleep(settings.heartbeat_interval)
+                payload = heartbeat_payload(settings, engine, url)
+                await client.post(target, json=payload, headers=headers)
+                wait = interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(load_changed.wait(), wait)
+                await asyncio.sleep(LOAD_BEAT_DELAY)
 
 
 def worker_gauges(engine: Engine) -> list[Metric]:
@@ -174,20 +214,26 @@ class SessionResponse(StreamingResponse):
 
 def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAPI:
     """The worker app; loads the model at startup unless an `engine` is passed in."""
+    load_changed = [asyncio.Event() for _ in settings.coordinators]  # one per heartbeat loop
+
+    def load_change() -> None:
+        for changed in load_changed:
+            changed.set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or await asyncio.to_thread(Engine.load, settings.engine)
-        beats = (
-            asyncio.create_task(heartbeat_loop(settings, app.state.engine))
-            if settings.coordinator_url
-            else None
-        )
+        beats = [
+            asyncio.create_task(
+                heartbeat_loop(settings, app.state.engine, coordinator, url, changed)
+            )
+            for (coordinator, url), changed in zip(settings.coordinators, load_changed, strict=True)
+        ]
         try:
             yield
         finally:
-            if beats is not None:
-                beats.cancel()
+            for task in beats:
+                task.cancel()
             await asyncio.to_thread(app.state.engine.close)
 
     app = FastAPI(title="ishan infer worker", lifespan=lifespan)
@@ -203,7 +249,8 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             "worker_id": settings.worker_id,
             "pid": os.getpid(),
             "boot_id": eng.boot_id,
-            "model": eng.shape.name,
+            "model": model_name(settings),
+            "model_file": eng.shape.name,
             "n_ctx": eng.shape.n_ctx,
             **stats,
         }
@@ -216,6 +263,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
         try:
             gen = parse_request(await read_json(request), n_ctx=eng.shape.n_ctx)
             session = await _submit(eng, gen)
+            load_change()
         except BadRequest as exc:
             return error_response(400, exc.message)
         except EngineBusy as exc:
@@ -238,13 +286,19 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
             finally:
                 eng.cancel(session, "client disconnected")
 
-        kv = {KV_HEADER: str(session.prompt.kv_bytes)}
-        return SessionResponse(
-            events(),
-            media_type="application/x-ndjson",
-            headers=kv,
-            end=functools.partial(eng.cancel, session, "client disconnected"),
-        )
+        stats = eng.stats()  # this session included: every coordinator reads it
+        kv = {
+            KV_HEADER: str(session.prompt.kv_bytes),
+            SESSIONS_HEADER: str(stats.sessions),
+            KV_USED_HEADER: str(stats.kv_used_bytes),
+            QUEUED_HEADER: "1" if session.ahead >= eng.slots else "0",
+        }
+
+        def end() -> None:
+            eng.cancel(session, "client disconnected")  # nothing if it ended already
+            load_change()
+
+        return SessionResponse(events(), media_type="application/x-ndjson", headers=kv, end=end)
 
     return app
 

@@ -222,6 +222,7 @@ class Engine:
                     f"{self.kv_capacity_bytes - used} free"
                 )
             session = Session(next(self._ids), request, self.settings.channel_capacity, prompt)
+            session.ahead = len(self._waiting) + len(self._active)
             self._kv_waiting += prompt.kv_bytes
             self._waiting.append(session)
             self._cond.notify()

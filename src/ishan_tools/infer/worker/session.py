@@ -103,6 +103,7 @@ class Session:
         self.prompt = prompt
         self.channel = Channel(capacity)
         self.cancel_reason: str | None = None
+        self.ahead = 0  # sessions running or waiting when it was queued
 
     @property
     def cancelled(self) -> bool:

@@ -41,10 +41,14 @@ const els = {
   forgetKey: $("forget-key"),
   keyStatus: $("key-status"),
   model: $("model"),
+  modelRow: $("model-row"),
+  modelHelp: $("model-help"),
+  modelPicker: $("model-picker"),
 };
 
 let live = null; // the answer being streamed: {conversation, message, controller}
-let model = "default";
+let model = "default"; // what requests send: the picker's choice, or the one model
+let knownModels = ""; // the names /v1/models gave last, to notice a new one
 const views = new WeakMap(); // message -> its <li> parts
 
 // ---- storage ----
@@ -347,13 +351,29 @@ async function checkKey() {
     const response = await fetch("v1/models", { headers: headers(), cache: "no-store" });
     if (response.status === 401) return needKey((await errorOf(response)).message);
     if (!response.ok) return;
-    const names = (await response.json()).data.map((m) => m.id);
-    if (names.length) model = names[0];
+    showModels((await response.json()).data);
     els.keyStatus.textContent = apiKey() ? "Key accepted. Kept in this browser only." : "Kept in this browser only.";
     if (els.notice.dataset.kind === "key") clearNotice();
   } catch {
     // the service panel reports an unreachable coordinator
   }
+}
+
+/** The model picker: shown when the service knows several models; the choice is kept. */
+function showModels(models) {
+  const names = models.map((m) => m.id);
+  const labels = models.map((m) => `${m.id} (${m.workers} live worker${m.workers === 1 ? "" : "s"})`);
+  const shown = [...els.modelPicker.options].map((o) => o.text);
+  if (labels.join("\n") !== shown.join("\n")) {
+    // replaced only when something changed, so an open list is not closed under the user
+    els.modelPicker.replaceChildren(...labels.map((label, i) => new Option(label, names[i])));
+  }
+  const several = names.length > 1;
+  els.modelRow.hidden = els.modelHelp.hidden = !several;
+  els.modelPicker.disabled = !several;
+  model = names.includes(settings.model) ? settings.model : names[0] || "default";
+  els.modelPicker.value = model;
+  knownModels = names.join("\n");
 }
 
 // ---- sending and stopping ----
@@ -537,6 +557,10 @@ els.system.addEventListener("input", () => {
   current().system = els.system.value;
   saveSoon();
 });
+els.modelPicker.addEventListener("change", () => {
+  model = settings.model = els.modelPicker.value;
+  save();
+});
 els.keyForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const key = els.apiKey.value.trim();
@@ -569,6 +593,8 @@ const service = watchService(
   (workers) => {
     const names = [...new Set(workers.map((w) => w.model))];
     els.model.textContent = names.length ? `model: ${names.join(", ")}` : "model: none yet";
+    const fresh = names.some((name) => !knownModels.split("\n").includes(name));
+    if (fresh || knownModels.includes("\n")) checkKey(); // new names, or live counts to refresh
   },
 );
 

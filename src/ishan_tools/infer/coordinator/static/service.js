@@ -74,7 +74,7 @@ function workerCard(w, history) {
   const foot = el(
     "p",
     "muted small",
-    `heartbeat ${w.last_heartbeat_s.toFixed(1)} s ago · ctx ${w.n_ctx} · ${w.url}`,
+    `model ${w.model} · heartbeat ${w.last_heartbeat_s.toFixed(1)} s ago · ctx ${w.n_ctx} · ${w.url}`,
   );
   li.append(
     head,
