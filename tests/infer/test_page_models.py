@@ -11,7 +11,7 @@ from pathlib import Path
 
 from selenium.webdriver.support.ui import Select
 
-from tests.browser import Browser
+from tests.harness.browser import Browser
 
 from .conftest import Cluster
 from .test_page import ChatPage
