@@ -112,8 +112,9 @@ def test_a_worker_slow_to_its_first_token_opens_its_breaker(cluster: Any) -> Non
             assert list(events)[-1] == {"token": "", "finished": True}
         timer.join()
     samples = scrape(c.url)
-    assert value(samples, "ishan_infer_worker_breaker_slow_calls_total", worker="w1") == 3
-    assert value(samples, "ishan_infer_worker_breaker_state", worker="w1", state="open") == 1
+    w1 = {"worker": "w1", "model": "tiny-random-llama"}  # the tiny GGUF's stem
+    assert value(samples, "ishan_infer_worker_breaker_slow_calls_total", **w1) == 3
+    assert value(samples, "ishan_infer_worker_breaker_state", **w1, state="open") == 1
     [listed] = workers_of(c.url)
     assert (listed["breaker"], listed["breaker_slow_calls"]) == ("open", 3)
     assert listed["healthy"] is False

@@ -48,10 +48,10 @@ def coordinator_gauges(registry: Registry) -> list[Metric]:
     slow = CounterMetricFamily(
         "ishan_infer_worker_breaker_slow_calls",
         "Calls to each worker whose first token came later than --breaker-slow-first-token.",
-        labels=["worker"],
+        labels=["worker", "model"],
     )
     for w in workers:
-        slow.add_metric([w["worker_id"]], w["breaker_slow_calls"])
+        slow.add_metric([w["worker_id"], w["model"]], w["breaker_slow_calls"])
     families.append(slow)
     models = GaugeMetricFamily(
         "ishan_infer_model_workers",
