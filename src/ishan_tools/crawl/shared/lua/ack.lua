@@ -1,6 +1,8 @@
 -- ARGV: prefix, worker, url, token, host, outcome (done, failed, skipped), bytes,
 -- max query variants, then the page's links (see push_all).
--- -> {1 when this acknowledgement counted (0: a repeat, or someone else holds it), refused...}
+-- -> {1 when this acknowledgement counted, 2 when it counted late (its lease had expired and
+-- nobody took the URL since), 0 when refused (a repeat, or someone else holds it: fenced),
+-- refused links...}
 local url, token, host, outcome = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local info = redis.call('HGET', P .. 'holder', url)
 local counted = 0
@@ -17,9 +19,9 @@ elseif redis.call('HGET', P .. 'reaped', url) == token then
   -- its lease had expired and it is queued again: that copy is dropped when taken
   redis.call('HDEL', P .. 'reaped', url)
   redis.call('SADD', P .. 'late', url)
-  counted = 1
+  counted = 2
 end
-if counted == 1 then
+if counted > 0 then
   local field = ({done = 'd', failed = 'e', skipped = 'k'})[outcome]
   redis.call('HINCRBY', P .. 'h:' .. host, field, 1)
   redis.call('HINCRBY', P .. 'stats', outcome, 1)
