@@ -129,17 +129,25 @@ class Network:
     # -- processes --------------------------------------------------------------------------
 
     def popen(
-        self, host: Host, argv: list[str], *, log: Path | None = None
+        self,
+        host: Host,
+        argv: list[str],
+        *,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[str]:
-        """Start `argv` inside `host`: stdout and stderr are pipes, or both go to `log`."""
+        """Start `argv` inside `host` (with `env`): stdout and stderr are pipes, or both go
+        to `log`."""
         command = ["ip", "netns", "exec", host.netns, *argv]
         if log is None:
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
             )
         else:
             with log.open("a") as out:
-                process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
+                process = subprocess.Popen(
+                    command, stdout=out, stderr=subprocess.STDOUT, text=True, env=env
+                )
         host.processes.append(process)
         return process
 
