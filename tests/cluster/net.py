@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,6 @@ def sweep() -> None:
     for line in _sh("ip", "netns", "list").splitlines():
         name = line.split()[0] if line.strip() else ""
         if name.startswith(PREFIX):
-            _sh("ip", "netns", "pids", name, check=False)
             for pid in _sh("ip", "netns", "pids", name, check=False).split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), 9)
@@ -199,8 +199,6 @@ class Network:
             "except OSError:\n"
             "    sys.exit(1)\n"
         )
-        import sys
-
         done = subprocess.run(
             ["ip", "netns", "exec", source.netns, sys.executable, "-c", code],
             capture_output=True,
@@ -209,6 +207,15 @@ class Network:
         return done.returncode == 0
 
     # -- the end ----------------------------------------------------------------------------
+
+    def leftovers(self) -> list[str]:
+        """Namespaces and links named ishan-cl* that exist now."""
+        names = [line.split()[0] for line in _sh("ip", "netns", "list").splitlines() if line]
+        names += [
+            line.split(":")[1].strip().split("@")[0]
+            for line in _sh("ip", "-o", "link", "show").splitlines()
+        ]
+        return [name for name in names if name.startswith(PREFIX)]
 
     def close(self) -> None:
         """Stop every process, then delete every namespace, veth and the bridge."""
@@ -220,9 +227,5 @@ class Network:
             _sh("ip", "link", "del", host.netns, check=False)
         _sh("ip", "link", "del", BRIDGE, check=False)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(
-            line.split()[0].startswith(PREFIX)
-            for line in _sh("ip", "netns", "list").splitlines()
-            if line.strip()
-        ):
+        while time.monotonic() < deadline and self.leftovers():
             time.sleep(0.05)
