@@ -50,6 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         with site.lock:
             site.hits[self.path] += 1
         if self.path == "/":
+            time.sleep(site.delay)
             body = "".join(f"<a href='/p{i}'>p{i}</a>" for i in range(site.pages))
         elif self.path.startswith("/p") and self.path[2:].isdigit():
             number = int(self.path[2:])

@@ -72,10 +72,12 @@ def start_worker(
     return CrawlWorker(host, out, events, errors, process)
 
 
-def build(net: Network, tmp: Path, delay: float) -> tuple[str, list[str], dict[str, Host]]:
+def build(
+    net: Network, tmp: Path, delay: float, pages: int = PAGES
+) -> tuple[str, list[str], dict[str, Host]]:
     hosts = {name: net.add_host(name) for name in ("redis", "s1", "s2", "w1", "w2", "w3")}
     frontier = start_redis(net, hosts["redis"], tmp / "redis")
-    seeds = [start_site(net, hosts[s], tmp, PAGES, delay) for s in ("s1", "s2")]
+    seeds = [start_site(net, hosts[s], tmp, pages, delay) for s in ("s1", "s2")]
     return frontier, seeds, hosts
 
 
@@ -88,8 +90,8 @@ def site_hits(seeds: list[str]) -> Counter[str]:
     return hits
 
 
-def every_url(seeds: list[str]) -> set[str]:
-    return {seed + path for seed in seeds for path in ["", *(f"p{i}" for i in range(PAGES))]}
+def every_url(seeds: list[str], pages: int = PAGES) -> set[str]:
+    return {seed + path for seed in seeds for path in ["", *(f"p{i}" for i in range(pages))]}
 
 
 def merge(workers: list[CrawlWorker], tmp: Path) -> dict[str, dict[str, Any]]:
@@ -155,6 +157,50 @@ def test_a_worker_cut_from_redis_longer_than_its_lease_loses_nothing(
     for url in refused:  # fenced off: another worker holds its line
         assert records[url]["worker"] != "w1" and hits[url] >= 2, (url, records[url])
     assert w1.events("frontier_lost") and w1.events("frontier_back"), figures.line()
+
+
+def test_a_late_acknowledgement_counts_while_nobody_else_took_the_url(
+    net: Network, tmp_path: Path
+) -> None:
+    # --delay 8: after w1's first claim on each site, neither site may start another request
+    # for 8 s, so the URLs w2 reaps from w1's expired leases wait in the queue, untaken
+    frontier, seeds, hosts = build(net, tmp_path, delay=1.0, pages=2)
+    timing = ["--lease", "1", "--heartbeat", "0.2", "--frontier-timeout", "20", "--delay", "8"]
+    w1 = start_worker(net, hosts["w1"], frontier, seeds, tmp_path, *timing)
+    wait_until(
+        lambda: held_by(frontier, "w1") == 2,
+        30,
+        what="w1 holding both start pages",
+        process=w1.process,
+    )
+    net.cut(hosts["w1"], hosts["redis"])
+    w2 = start_worker(net, hosts["w2"], frontier, seeds, tmp_path, *timing)
+    time.sleep(2.5)  # w1's leases expire; w2's claims put its URLs back in the queue
+    net.heal(hosts["w1"], hosts["redis"])
+    clock = Clock()
+    codes = [w1.finish(), w2.finish()]
+    recovery = clock.since()
+    records = merge([w1, w2], tmp_path)
+    saved = {url for url, line in records.items() if line.get("file")}
+    hits = site_hits(seeds)
+    late = [e["url"] for e in w1.events("ack_late")]
+    figures = Figures(
+        "crawl: a worker cut from Redis past its lease, nobody taking its URLs",
+        faults=net.faults,
+        items=len(every_url(seeds, 2)),
+        item_kind="URLs",
+        lost=len(every_url(seeds, 2) - saved),
+        twice=sum(1 for count in hits.values() if count > 1),
+        recovery_s=recovery,
+        notes={"late acks counted": len(late), "acks refused": len(w1.events("ack_refused"))},
+    )
+    figures.show()
+    assert codes == [0, 0], f"{figures.line()}; {w1.errors()[-300:]} {w2.errors()[-300:]}"
+    assert figures.lost == 0, figures.line()
+    assert sorted(late) == sorted(seeds), figures.line()
+    for url in late:  # counted: w1's copy is the crawl's, and nobody fetched it again
+        assert records[url]["worker"] == "w1" and hits[url] == 1, (url, records[url])
+    assert figures.twice == 0, figures.line()
 
 
 def test_redis_cut_from_every_worker_shorter_than_the_frontier_timeout(
