@@ -3,6 +3,8 @@
 - A worker cut from Redis (not from the sites) for longer than --lease while it holds leases,
   then healed: every URL is saved by some worker, `ishan crawl merge` gives one line per URL,
   and an acknowledgement of a URL another worker took meanwhile is refused (`ack_refused`).
+- The same cut while nobody can take the URLs (politeness holds the sites): the late
+  acknowledgements count (`ack_late`) and nothing is fetched twice.
 - Redis cut from every worker for less than --frontier-timeout: the workers pause and go on.
 - Redis cut for longer: every worker exits 1 with one line; restarted, they finish the crawl.
 """
