@@ -14,13 +14,15 @@ leave and are dropped on arrival, as on a real partition: no error, no reset, TC
 `isolate(a)` cuts `a` from every other host; `heal` takes the addresses out of the sets again.
 `run(host, argv)` starts a process inside a host (`ip netns exec`). `close()` stops every
 process it started and deletes every namespace, veth and the bridge; `sweep()` removes what a
-killed test run left behind (anything named `ishan-cl*`). Traffic goes to the addresses of
-10.231.7.0/24 that these namespaces hold, and nowhere else.
+killed test run left behind (anything named `ishan-cl*`); a lock file makes a second
+`Network` on the machine (another test run) wait until the first is closed. Traffic goes to
+the addresses of 10.231.7.0/24 that these namespaces hold, and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -33,6 +35,7 @@ from typing import Any
 from tests.harness.processes import stop_process
 
 PREFIX = "ishan-cl"
+LOCK = Path("/run/lock/ishan-cluster.lock")  # one network at a time on a machine
 BRIDGE = f"{PREFIX}br"
 SUBNET = "10.231.7"
 GATEWAY = f"{SUBNET}.1"
@@ -106,10 +109,17 @@ class Network:
         self.hosts: dict[str, Host] = {}
         self.cuts: set[frozenset[str]] = set()
         self.faults = 0  # cuts and isolations injected
-        sweep()
-        _sh("ip", "link", "add", BRIDGE, "type", "bridge")
-        _sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
-        _sh("ip", "link", "set", BRIDGE, "up")
+        LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = LOCK.open("w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # another run's network: wait for its end
+        try:
+            sweep()  # so what is left is a killed run's
+            _sh("ip", "link", "add", BRIDGE, "type", "bridge")
+            _sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
+            _sh("ip", "link", "set", BRIDGE, "up")
+        except BaseException:
+            self.close()
+            raise
 
     def add_host(self, name: str) -> Host:
         assert name not in self.hosts and len(PREFIX) + 1 + len(name) <= 15, name
@@ -229,3 +239,4 @@ class Network:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and self.leftovers():
             time.sleep(0.05)
+        self._lock.close()  # releases the lock
