@@ -12,7 +12,7 @@
 `cut(a, b)` adds each host's address to the other's set: both directions go silent (packets
 leave and are dropped on arrival, as on a real partition: no error, no reset, TCP retransmits).
 `isolate(a)` cuts `a` from every other host; `heal` takes the addresses out of the sets again.
-`run(host, argv)` starts a process inside a host (`ip netns exec`). `close()` stops every
+`popen(host, argv)` starts a process inside a host (`ip netns exec`). `close()` stops every
 process it started and deletes every namespace, veth and the bridge; `sweep()` removes what a
 killed test run left behind (anything named `ishan-cl*`); a lock file makes a second
 `Network` on the machine (another test run) wait until the first is closed. Traffic goes to

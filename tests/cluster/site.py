@@ -44,8 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
         site = self.server
         if self.path == "/_hits":
             with site.lock:
-                body = json.dumps(dict(site.hits)).encode()
-            self._send(200, body, "application/json")
+                counts = json.dumps(dict(site.hits)).encode()
+            self._send(200, counts, "application/json")
             return
         with site.lock:
             site.hits[self.path] += 1

@@ -116,7 +116,8 @@ def merge(workers: list[CrawlWorker], tmp: Path) -> dict[str, dict[str, Any]]:
 def held_by(frontier: str, worker: str) -> int:
     client = redis.Redis.from_url(frontier, decode_responses=True, socket_timeout=2)
     try:
-        return sum(1 for info in client.hvals(HOLDER) if info.split("\t")[0] == worker)
+        holders: list[str] = client.hvals(HOLDER)  # type: ignore[assignment]
+        return sum(1 for info in holders if info.split("\t")[0] == worker)
     finally:
         client.close()
 
