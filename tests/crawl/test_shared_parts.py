@@ -20,6 +20,7 @@ from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError, Circuit
 from ishan_tools.breaker.store import BreakerRules, Outcome, Refused
 from ishan_tools.cli import app
 from ishan_tools.crawl import CrawlConfig
+from ishan_tools.crawl.frontier import QueuedURL
 from ishan_tools.crawl.shared.dedupe import LOW_BITS
 from ishan_tools.crawl.shared.frontier import RedisFrontier
 from ishan_tools.crawl.shared.keys import CrawlKeys, stable_hash
@@ -314,3 +315,52 @@ def test_query_traps_are_capped_for_the_whole_crawl(
     assert len(months) == 3  # across both workers
     skipped = [e for w in workers for e in w.events("link_skip") if e["reason"] == "query_trap"]
     assert skipped
+
+
+def _fence_config(frontier: str, crawl_id: str, worker: str, **extra: int) -> CrawlConfig:
+    return CrawlConfig(
+        seed="http://127.0.0.1:9/", frontier=frontier, crawl_id=crawl_id, worker_id=worker,
+        lease=0.2, heartbeat=0.1, obey_robots=False, frontier_timeout=5, **extra,
+    )  # fmt: skip
+
+
+async def _fenced_ack(frontier: str, crawl_id: str, **extra: int) -> tuple[list[str], str]:
+    """Worker a claims the one URL and lets its lease expire; worker b claims once; then a
+    acknowledges: a's events, and the crawl's `done` count."""
+    events: list[str] = []
+    a = RedisFrontier(
+        _fence_config(frontier, crawl_id, "a", **extra), emit=lambda n, **f: events.append(n)
+    )
+    b = RedisFrontier(_fence_config(frontier, crawl_id, "b", **extra), emit=lambda n, **f: None)
+    sites = Sites(["http://127.0.0.1:9/"], allow_subdomains=False)
+    await a.join(sites)
+    await a.open(sites, None)
+    await a.push(None, [("http://127.0.0.1:9/one", 0)])
+    await a.seeded()
+    await b.join(sites)
+    await b.open(sites, None)
+    assert a._heartbeat is not None
+    a._heartbeat.cancel()  # a is cut off: it renews nothing from now on
+    item = await a.claim()
+    assert isinstance(item, QueuedURL)
+    await asyncio.sleep(0.4)  # a's lease expires
+    await b.claim()  # reaps a's lease; takes the URL again unless --max-pages stops it
+    await a.done(item, "done")
+    await a.done(item, "done")  # a retry whose first reply was lost: the same answer, no event
+    await a.close()
+    await b.close()
+    done = redis.Redis.from_url(frontier, decode_responses=True).hget(
+        CrawlKeys(crawl_id).stats, "done"
+    )
+    return events, str(done)
+
+
+def test_a_late_acknowledgement_counts_until_another_worker_takes_the_url(
+    frontier: str,
+) -> None:
+    # --max-pages 1: b's claim reaps the lease, then stops; nobody holds the URL
+    events, done = asyncio.run(_fenced_ack(frontier, "late", max_pages=1))
+    assert events.count("ack_late") == 1 and "ack_refused" not in events and done == "1"
+    # b takes the URL under a new token: a's acknowledgement is fenced off, and a says so
+    events, done = asyncio.run(_fenced_ack(frontier, "fenced"))
+    assert events.count("ack_refused") == 2 and "ack_late" not in events and done == "None"

@@ -314,6 +314,8 @@ class Runner:
             backup.save(self.database, key, images)
         self.flush_no += 1
         for name, ops in taken.items():
+            if self.heartbeat is not None:  # saving the images may have stalled (a partition)
+                self.heartbeat.check()
             try:
                 result = self.database[name].bulk_write([op.request for op in ops], ordered=True)
             except BulkWriteError as exc:

@@ -6,7 +6,10 @@
   fetch runs); `done` acknowledges it and queues its page's links in the same script. A
   lease that expires (its worker died) is put back by the next claim of any worker, so
   nothing is lost and fetching is at least once; an acknowledged URL is never handed out
-  again, even when the acknowledgement comes after its lease expired.
+  again, even when the acknowledgement comes after its lease expired. Each claim carries a
+  token: an acknowledgement whose URL another worker claimed since is refused (fenced; event
+  `ack_refused`); one whose lease expired but nobody took the URL since counts (`ack_late`);
+  a retried acknowledgement whose first reply was lost is known as a repeat (no event).
 - Politeness and limits are the scripts': per-host slots and delays, the host's circuit, the
   crawl-wide --max-pages/--max-bytes/--max-time, all on Redis' clock.
 - The end: no URL queued and no lease live (and the crawl seeded) -> `Stop('complete')`.
@@ -65,6 +68,9 @@ class RedisFrontier:
         self._call = frontier_retry(self.url, config.frontier_timeout, emit)
         self._scripts = register_scripts(self.client, SCRIPTS)
         self._lease_ms = int(config.lease * 1000)
+        # a counted acknowledgement is known for as long as a retry of it can come (the
+        # first reply lost to a partition): a retry is then not taken for a fenced one
+        self._remember_ack_ms = int((config.frontier_timeout + 2 * config.lease) * 1000)
         self._queued = 0
         self._held: dict[str, QueuedURL] = {}  # URL -> the item this worker holds a lease on
         self._found: dict[str, list[tuple[str, int]]] = {}  # URL -> links its page queued
@@ -338,10 +344,15 @@ class RedisFrontier:
             outcome,
             item.size,
             maxqv,
+            self._remember_ack_ms,
             *self._entries(last),
         )
         self._held.pop(item.url, None)
         self._idle_until = 0.0
+        if reply[0] == 0:  # fenced: its lease expired and another worker took the URL
+            self.emit("ack_refused", url=item.url, reason="another worker holds or did it")
+        elif reply[0] == 2:
+            self.emit("ack_late", url=item.url)
         return refused + _refused(last, reply[1:])
 
     async def release(self, item: QueuedURL) -> None:

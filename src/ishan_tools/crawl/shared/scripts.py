@@ -21,6 +21,7 @@ Keys under the prefix (see `keys.CrawlKeys`):
     ready           zset HOST -> time it may start: hosts with queued URLs and a free slot
     lease           zset URL -> lease deadline; holder: hash URL -> worker, token, depth, host
     reaped, late    a lease that expired (URL -> its token), URLs acknowledged after that
+    acked:URL       the token of its counted acknowledgement, for a while (a retry's repeat)
     seen:N          the dedupe set (dedupe.py): signed 64-bit URL hashes in intset
                     buckets, grown by linear hashing, so about 10 bytes a URL
     qv, redir       query variants per path hash; redirect targets -> the URL that claimed it
