@@ -17,27 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .helpers import FIXTURES, insert_users, ishan, ishan_process, run_script, wait_for
+from .test_workers import slow_script
 
 SLACK = 0.9
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "migrate"
-SLOW_INC = """
-import time
-
-primary = "users"
-collections = ["users", "orders"]
-
-
-def migrate(doc, users, orders, write_log):
-    time.sleep(0.004)  # an external call
-    users.update_one({"_id": doc["_id"]}, {"$inc": {"visits": 1}})
-    orders.update_many({"user_id": doc["_id"]}, {"$inc": {"total": 1}})
-"""
-
-
-def slow_script(directory: Path) -> Path:
-    path = directory / "slow_inc.py"
-    path.write_text(SLOW_INC)
-    return path
 
 
 def done_batch(db: Any, name: str) -> int:

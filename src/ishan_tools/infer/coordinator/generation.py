@@ -45,46 +45,33 @@ async def start_stream(request: Request, body: Any, **parse: Any) -> Stream:
         n_ctx=registry.live_n_ctx(model),
         **parse,
     )
-    stream = await _unless_the_client_leaves(request, open_stream(registry, gen, model))
+    opening = open_stream(registry, gen, model)
+    stream = await unless_the_client_leaves(
+        request, opening, gone="the client went away before the first token"
+    )
     if record is not None:
         record.model = stream.record.model
     return stream
 
 
-async def _unless_the_client_leaves(request: Request, opening: Awaitable[Stream]) -> Stream:
-    """Await `opening`, or give it up the moment the client hangs up (raises RelayError 499).
+async def unless_the_client_leaves(
+    request: Request, work: Awaitable[T], *, gone: str = "the client went away"
+) -> T:
+    """Await `work`, or give it up the moment the client hangs up (raises RelayError 499
+    with `gone`).
 
     A session may wait long for its first token (a long prompt, or queued behind the
-    worker's slots); a client that leaves meanwhile must free it then, not at that token.
-    Cancelling the opening closes the worker connection, which cancels the session there.
+    worker's slots), and a non-streaming answer is collected with nothing sent, so only
+    `receive` tells: a client that leaves meanwhile must free the session then. Cancelling
+    the opening closes the worker connection, which cancels the session there; work that
+    finished (or failed) first is returned (a stream notices a later hang-up itself).
     """
-    task = asyncio.ensure_future(opening)
-    gone = asyncio.ensure_future(until_disconnected(request.receive))
-    try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-    if not task.cancelled():
-        return task.result()  # opened (or failed) first: the stream notices the hang-up itself
-    record = record_of(request.scope)
-    if record is not None:
-        record.outcome = "client-disconnect"
-    raise RelayError(499, "the client went away before the first token")
-
-
-async def unless_the_client_leaves(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, or cancel it the moment the client hangs up (raises RelayError 499):
-    a non-streaming answer is collected with nothing sent, so only `receive` tells."""
     task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(until_disconnected(request.receive))
+    left = asyncio.ensure_future(until_disconnected(request.receive))
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, left}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        gone.cancel()
+        left.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(BaseException):
@@ -93,7 +80,7 @@ async def unless_the_client_leaves(request: Request, work: Awaitable[T]) -> T:
         record = record_of(request.scope)
         if record is not None:
             record.outcome = "client-disconnect"
-        raise RelayError(499, "the client went away")
+        raise RelayError(499, gone)
     return task.result()
 
 
