@@ -240,8 +240,7 @@ def infer(net: Network, tmp_path: Path, tiny_model: Path) -> Iterator[Infer]:
     )
     balancer.processes.append(nginx.popen)  # stopped with the network, pass or fail
     cluster.balancer = nginx.url
-    for coordinator in cluster.coordinators:
-        wait_until(lambda c=coordinator: cluster.healthy_at(c) == {"w1", "w2"}, 30)
+    wait_until(lambda: all(cluster.healthy_at(c) == {"w1", "w2"} for c in cluster.coordinators))
     yield cluster
 
 
