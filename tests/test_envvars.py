@@ -73,6 +73,18 @@ def test_infer_alias_then_ishan_name_then_flag(
     assert seen() == by_name
 
 
+def test_infer_worker_write_timeout_default_then_ishan_name_then_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--write-timeout (30 s) has one name, ISHAN_INFER_WRITE_TIMEOUT, which `serve`'s
+    workers inherit like the other engine settings."""
+    monkeypatch.delenv("ISHAN_INFER_WRITE_TIMEOUT", raising=False)
+    assert worker_params()["write_timeout"] == 30.0
+    monkeypatch.setenv("ISHAN_INFER_WRITE_TIMEOUT", "5")
+    assert worker_params()["write_timeout"] == 5.0
+    assert worker_params("--write-timeout", "2")["write_timeout"] == 2.0
+
+
 def test_infer_help_documents_both_names() -> None:
     result = CliRunner().invoke(app, ["infer", "worker", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

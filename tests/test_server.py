@@ -37,3 +37,34 @@ def test_accepted_connections_send_without_delay() -> None:
 
     asyncio.run(main())
     assert seen and all(seen), seen
+
+
+def test_a_write_timeout_reaches_every_accepted_connection() -> None:
+    """`bind(write_timeout=...)` sets TCP_USER_TIMEOUT on the listening socket, and every
+    connection it accepts carries it: the kernel drops one whose peer stops acknowledging
+    (cut off by the network) after that long, instead of retransmitting for ~15 minutes."""
+    seen: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main() -> None:
+        sock = bind("127.0.0.1", 0, write_timeout=2.5)
+        server = make_server(app)
+        url = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve(server, sock, url.set_result))
+        address = (await url).removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(address[0], int(address[1]))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"ok")
+        for connection in server.server_state.connections:
+            raw = connection.transport.get_extra_info("socket")
+            seen.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+        writer.close()
+        server.should_exit = True
+        await task
+
+    asyncio.run(main())
+    assert seen == [2500]

@@ -20,7 +20,12 @@ CLIENT_SEND_BUFFER = 16 * 1024  # per client connection of the coordinator (kern
 
 
 def bind(
-    host: str, port: int, send_buffer: int | None = None, *, option: str = "--port"
+    host: str,
+    port: int,
+    send_buffer: int | None = None,
+    *,
+    option: str = "--port",
+    write_timeout: float | None = None,
 ) -> socket.socket:
     """A listening TCP socket on `host:port` (port 0: a free one); a clear error if taken.
 
@@ -37,6 +42,9 @@ def bind(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    if write_timeout and hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux only
+        milliseconds = max(1, round(write_timeout * 1000))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -2,7 +2,9 @@
 
 `Nginx(upstreams, folder)` writes a config (the one docs/infer/coordinators.md shows),
 runs `nginx -c CONF -p FOLDER` in the foreground (`daemon off;`) on 127.0.0.1 and a free
-port, with its pid file, logs and temp files in `folder`, and stops it on `stop()`.
+port (or on `listen` and `port`, e.g. a network namespace's address, started through
+`prefix`, e.g. `ip netns exec NS`), with its pid file, logs and temp files in `folder`, and
+stops it on `stop()`.
 Every response carries `x-ishan-coordinator`: the upstream that answered it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.harness.ports import free_port
@@ -37,7 +40,7 @@ http {{
         keepalive 32;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen}:{port};
         client_max_body_size 2m;             # the coordinator's own body limit
         location / {{
             proxy_pass http://ishan_coordinators;
@@ -57,37 +60,60 @@ http {{
 """
 
 
-def config(upstreams: list[str], folder: Path, port: int, read_timeout: float = 600) -> str:
-    """The nginx config for `upstreams` (host:port each), logs and temp files in `folder`."""
+def config(
+    upstreams: list[str],
+    folder: Path,
+    port: int,
+    read_timeout: float = 600,
+    listen: str = "127.0.0.1",
+) -> str:
+    """The nginx config for `upstreams` (host:port each) listening on `listen:port`, logs
+    and temp files in `folder`."""
     servers = "\n".join(
         f"        server {address} max_fails=1 fail_timeout=2s;" for address in upstreams
     )
     return CONFIG.format(
-        folder=folder, servers=servers, port=port, read_timeout=f"{read_timeout:g}"
+        folder=folder,
+        servers=servers,
+        port=port,
+        read_timeout=f"{read_timeout:g}",
+        listen=listen,
     )
 
 
 class Nginx:
     """nginx balancing round robin over `upstreams` (URLs such as http://127.0.0.1:8000)."""
 
-    def __init__(self, upstreams: list[str], folder: Path, read_timeout: float = 600) -> None:
+    def __init__(
+        self,
+        upstreams: list[str],
+        folder: Path,
+        read_timeout: float = 600,
+        *,
+        listen: str = "127.0.0.1",
+        port: int | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         addresses = [u.split("://", 1)[-1].rstrip("/") for u in upstreams]
-        self.port = free_port()
+        self.port = port or free_port()
         self.conf = folder / "nginx.conf"
-        self.conf.write_text(config(addresses, folder, self.port, read_timeout))
+        self.conf.write_text(config(addresses, folder, self.port, read_timeout, listen))
         if not Path(NGINX).is_file():
             raise RuntimeError(f"{NGINX} not found: run scripts/test, or apt-get install nginx")
+        argv = [NGINX, "-c", str(self.conf), "-p", str(folder), "-e", str(folder / "error.log")]
         self.popen = subprocess.Popen(
-            [NGINX, "-c", str(self.conf), "-p", str(folder), "-e", str(folder / "error.log")],
+            [*prefix, *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{listen}:{self.port}"
         try:
-            wait_until(lambda: port_answers(self.port), 10, what="nginx", process=self.popen)
+            wait_until(
+                lambda: port_answers(self.port, listen), 10, what="nginx", process=self.popen
+            )
         except WaitTimeout as exc:
             errors = "" if self.popen.poll() is None else self.popen.communicate()[1]
             self.stop()

@@ -59,6 +59,8 @@ from ishan_tools.infer.options import (
     SystemOpt,
     ThreadsOpt,
     TtlOpt,
+    WorkerUrlOpt,
+    WriteTimeoutOpt,
     check_url,
     coordinator_urls,
 )
@@ -391,14 +393,7 @@ def coordinator(
 @app.command()
 def worker(
     coordinator_url: CoordinatorUrlOpt = None,
-    worker_url: Annotated[
-        str | None,
-        typer.Option(
-            "--worker-url",
-            envvar=["ISHAN_INFER_WORKER_URL", "WORKER_URL"],
-            help="URL the coordinator uses.",
-        ),
-    ] = None,
+    worker_url: WorkerUrlOpt = None,
     worker_id: Annotated[
         str,
         typer.Option(
@@ -421,6 +416,7 @@ def worker(
     prefix_cache: PrefixCacheOpt = E.prefix_cache,
     draft_max: DraftMaxOpt = E.draft_max,
     heartbeat_interval: HeartbeatOpt = W.heartbeat_interval,
+    write_timeout: WriteTimeoutOpt = W.write_timeout,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run one worker: it loads the model and reports to the coordinator."""
@@ -445,5 +441,6 @@ def worker(
         coordinators=coordinator_urls(coordinator_url),
         heartbeat_interval=heartbeat_interval,
         api_key=api_key,
+        write_timeout=write_timeout,
     )
     run_loop(run_worker(settings, lambda url: _say(f"worker {worker_id} listening on {url}")))

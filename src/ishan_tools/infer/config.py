@@ -106,6 +106,9 @@ class WorkerSettings:
     coordinators: tuple[tuple[str, str | None], ...] = ()
     heartbeat_interval: float = 10.0
     api_key: str | None = None
+    # seconds a coordinator may leave the worker's writes unacknowledged (cut off by the
+    # network) before the connection is dropped and its session freed; 0: the kernel's own
+    write_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

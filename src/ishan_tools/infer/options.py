@@ -90,6 +90,17 @@ ApiKeyOpt = Annotated[
 HeartbeatOpt = Annotated[
     float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
 ]
+WriteTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--write-timeout",
+        envvar="ISHAN_INFER_WRITE_TIMEOUT",
+        min=0.0,
+        help="Seconds a coordinator may leave this worker's writes unacknowledged (cut off by "
+        "the network) before the worker drops the connection and frees the session "
+        "(TCP_USER_TIMEOUT; a slow reader is not cut off). 0: the kernel's own, ~15 min.",
+    ),
+]
 MaxSessionsOpt = Annotated[
     int,
     typer.Option("--max-sessions", min=1, help="Sessions one worker holds (running + waiting)."),
@@ -177,6 +188,15 @@ CoordinatorUrlOpt = Annotated[
         envvar=["ISHAN_INFER_COORDINATOR_URL", "COORDINATOR_URL"],
         help="Send heartbeats here; repeatable, or several comma- or space-separated. "
         "URL=WORKER_URL: give that coordinator another URL of this worker.",
+    ),
+]
+
+WorkerUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--worker-url",
+        envvar=["ISHAN_INFER_WORKER_URL", "WORKER_URL"],
+        help="URL the coordinator uses.",
     ),
 ]
 

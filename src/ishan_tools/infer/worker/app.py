@@ -307,7 +307,7 @@ async def run_worker(
     settings: WorkerSettings, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Load the model, bind, then serve until SIGINT/SIGTERM; `on_ready(url)` once up."""
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port, write_timeout=settings.write_timeout)
     url = url_of(sock)
     settings = dataclasses.replace(
         settings, port=sock.getsockname()[1], worker_url=settings.worker_url or url
