@@ -113,6 +113,34 @@ def merge(workers: list[CrawlWorker], tmp: Path) -> dict[str, dict[str, Any]]:
     return {line["url"]: line for line in lines}
 
 
+def crawl_figures(
+    title: str,
+    net: Network,
+    seeds: list[str],
+    records: dict[str, dict[str, Any]],
+    recovery_s: float,
+    *,
+    pages: int = PAGES,
+    notes: dict[str, Any] | None = None,
+) -> tuple[Figures, Counter[str]]:
+    """A crawl scenario's figures from the merged records and the sites' own hit counts
+    (which it returns too): URLs, those no worker saved, pages fetched more than once."""
+    saved = {url for url, line in records.items() if line.get("file")}
+    hits = site_hits(seeds)
+    urls = every_url(seeds, pages)
+    figures = Figures(
+        title,
+        faults=net.faults,
+        items=len(urls),
+        item_kind="URLs",
+        lost=len(urls - saved),
+        twice=sum(1 for count in hits.values() if count > 1),
+        recovery_s=recovery_s,
+        notes=notes or {},
+    )
+    return figures, hits
+
+
 def held_by(frontier: str, worker: str) -> int:
     client = redis.Redis.from_url(frontier, decode_responses=True, socket_timeout=2)
     try:
@@ -139,18 +167,14 @@ def test_a_worker_cut_from_redis_longer_than_its_lease_loses_nothing(
     codes = [worker.finish() for worker in workers]
     recovery = clock.since()
     records = merge(workers, tmp_path)
-    saved = {url for url, line in records.items() if line.get("file")}
-    hits = site_hits(seeds)
     refused = [e["url"] for e in w1.events("ack_refused")]
     late = [e["url"] for e in w1.events("ack_late")]
-    figures = Figures(
+    figures, hits = crawl_figures(
         "crawl: a worker cut from Redis for 2.5 leases",
-        faults=net.faults,
-        items=len(every_url(seeds)),
-        item_kind="URLs",
-        lost=len(every_url(seeds) - saved),
-        twice=sum(1 for count in hits.values() if count > 1),
-        recovery_s=recovery,
+        net,
+        seeds,
+        records,
+        recovery,
         notes={"acks refused": len(refused), "late acks counted": len(late)},
     )
     figures.show()
@@ -184,17 +208,14 @@ def test_a_late_acknowledgement_counts_while_nobody_else_took_the_url(
     codes = [w1.finish(), w2.finish()]
     recovery = clock.since()
     records = merge([w1, w2], tmp_path)
-    saved = {url for url, line in records.items() if line.get("file")}
-    hits = site_hits(seeds)
     late = [e["url"] for e in w1.events("ack_late")]
-    figures = Figures(
+    figures, hits = crawl_figures(
         "crawl: a worker cut from Redis past its lease, nobody taking its URLs",
-        faults=net.faults,
-        items=len(every_url(seeds, 2)),
-        item_kind="URLs",
-        lost=len(every_url(seeds, 2) - saved),
-        twice=sum(1 for count in hits.values() if count > 1),
-        recovery_s=recovery,
+        net,
+        seeds,
+        records,
+        recovery,
+        pages=2,
         notes={"late acks counted": len(late), "acks refused": len(w1.events("ack_refused"))},
     )
     figures.show()
@@ -221,16 +242,13 @@ def test_redis_cut_from_every_worker_shorter_than_the_frontier_timeout(
     clock = Clock()
     codes = [worker.finish() for worker in workers]
     recovery = clock.since()
-    saved = {url for url, line in merge(workers, tmp_path).items() if line.get("file")}
-    hits = site_hits(seeds)
-    figures = Figures(
+    records = merge(workers, tmp_path)
+    figures, _ = crawl_figures(
         "crawl: Redis cut from all workers for half --frontier-timeout",
-        faults=net.faults,
-        items=len(every_url(seeds)),
-        item_kind="URLs",
-        lost=len(every_url(seeds) - saved),
-        twice=sum(1 for count in hits.values() if count > 1),
-        recovery_s=recovery,
+        net,
+        seeds,
+        records,
+        recovery,
     )
     figures.show()
     assert codes == [0, 0, 0], f"{figures.line()}; {[w.errors()[-300:] for w in workers]}"
@@ -257,16 +275,13 @@ def test_redis_cut_longer_than_the_frontier_timeout_then_a_restart(
     again = [start_worker(net, hosts[w], frontier, seeds, tmp_path, *timing) for w in names]
     codes += [worker.finish() for worker in again]
     recovery = clock.since()
-    saved = {url for url, line in merge(again, tmp_path).items() if line.get("file")}
-    hits = site_hits(seeds)
-    figures = Figures(
+    records = merge(again, tmp_path)
+    figures, _ = crawl_figures(
         "crawl: Redis cut from all workers past --frontier-timeout, then a restart",
-        faults=net.faults,
-        items=len(every_url(seeds)),
-        item_kind="URLs",
-        lost=len(every_url(seeds) - saved),
-        twice=sum(1 for count in hits.values() if count > 1),
-        recovery_s=recovery,
+        net,
+        seeds,
+        records,
+        recovery,
     )
     figures.show()
     assert codes == [1, 1, 1, 0, 0, 0], figures.line()
