@@ -24,7 +24,7 @@ from tests.harness.redis_server import RedisServer
 
 from .conftest import FixtureServer
 from .helpers import manifest, run_crawl
-from .workers import merged, run_workers, saved_urls, start_worker, wait_for
+from .workers import leases_held, merged, run_workers, saved_urls, start_worker, wait_for
 
 
 def _cross_linked(sites: list[FixtureServer], pages: int) -> list[str]:
@@ -69,6 +69,8 @@ def test_kill_9_of_a_worker_mid_crawl_loses_no_url(
     other = start_worker(frontier, [site.url("/dyn/")], tmp_path, "other")
     try:
         wait_for(lambda: victim.saved() >= 8 and other.saved() >= 1)
+        # killed while it holds a lease (not between an acknowledgement and its next claim)
+        wait_for(lambda: leases_held(frontier, "victim") >= 1)
         status = CliRunner().invoke(app, ["crawl", "status", "--frontier", frontier, "--json"])
         assert '"workers_alive": 2' in status.stdout, status.output
         os.kill(victim.process.pid, signal.SIGKILL)

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from ishan_tools.crawl.merge import merge_crawls
+from ishan_tools.crawl.shared.keys import KEY_ROOT
 from tests.harness.waiting import wait_until
 
 from .helpers import manifest
@@ -92,3 +95,15 @@ def merged(workers: list[Worker], tmp: Path, name: str = "merged") -> dict[str, 
 
 def saved_urls(records: dict[str, dict[str, Any]]) -> set[str]:
     return {url for url, record in records.items() if record["file"]}
+
+
+def leases_held(frontier: str, worker: str) -> int:
+    """URLs `worker` holds a lease on now, in every crawl stored at `frontier` (Redis)."""
+    client = redis.Redis.from_url(frontier, decode_responses=True, socket_timeout=2)
+    try:
+        holders = [
+            info for key in client.scan_iter(f"{KEY_ROOT}*:holder") for info in client.hvals(key)
+        ]
+        return sum(1 for info in holders if str(info).split("\t")[0] == worker)
+    finally:
+        client.close()
