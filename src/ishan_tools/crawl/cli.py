@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,10 @@ from ishan_tools._cli.options import (
 from ishan_tools._cli.output import console, print_json
 from ishan_tools.crawl.config import DEFAULT_USER_AGENT, HTML_TYPES, CrawlConfig
 from ishan_tools.observe.config import MetricsConfig
+
+if TYPE_CHECKING:
+    from ishan_tools.crawl.engine import Crawler
+    from ishan_tools.crawl.events import EventSink
 
 __all__ = ["app"]
 
@@ -258,22 +262,34 @@ def run(
     130 on Ctrl-C (then --resume).
     """
     require_extra("ishan crawl", "crawl")
-    import asyncio
-
     from ishan_tools.crawl.engine import Crawler
-    from ishan_tools.crawl.metrics import fan_out, watched
-    from ishan_tools.crawl.render import close_sink, open_sink
 
     crawler = Crawler(_config(ctx.params))
-    with watched(crawler, _metrics(metrics_port, metrics_host, metrics_linger)) as metrics:
-        if metrics is not None:
-            console(stderr=True).print(f"metrics at {metrics.url}", soft_wrap=True)
-        sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
-        crawler.sink = sink if metrics is None else fan_out(sink, metrics.observe)
-        try:
-            asyncio.run(crawler.run())
-        finally:
-            close_sink(sink)
+    if metrics_port is None:  # prometheus_client is loaded only for --metrics-port
+        _crawl(crawler, log_format, quiet)
+        return
+    from ishan_tools.crawl.metrics import watched
+
+    with watched(crawler, MetricsConfig(metrics_port, metrics_host, metrics_linger)) as metrics:
+        console(stderr=True).print(f"metrics at {metrics.url}", soft_wrap=True)
+        _crawl(crawler, log_format, quiet, metrics.observe)
+
+
+def _crawl(
+    crawler: Crawler, log_format: LogFormat, quiet: bool, observe: EventSink | None = None
+) -> None:
+    """Run the crawl with its output sink (and `observe`, the metrics, fed the same events)."""
+    import asyncio
+
+    from ishan_tools.crawl.events import fan_out
+    from ishan_tools.crawl.render import close_sink, open_sink
+
+    sink = open_sink(log_format.value, quiet=quiet, stats=crawler.stats, stop=crawler.stop)
+    crawler.sink = sink if observe is None else fan_out(sink, observe)
+    try:
+        asyncio.run(crawler.run())
+    finally:
+        close_sink(sink)
 
 
 Frontier = Annotated[
@@ -367,10 +383,6 @@ def merge(
         f"lines dropped), {result.files} files",
         soft_wrap=True,
     )
-
-
-def _metrics(port: int | None, host: str, linger: float) -> MetricsConfig | None:
-    return None if port is None else MetricsConfig(port, host, linger)
 
 
 def _config(params: dict[str, Any]) -> CrawlConfig:

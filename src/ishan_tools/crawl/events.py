@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CrawlStats", "Emit", "Event", "EventSink", "null_sink"]
+__all__ = ["CrawlStats", "Emit", "Event", "EventSink", "fan_out", "null_sink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +86,13 @@ class CrawlStats:
             "duration_s": round(duration, 3),
             "pages_per_s": round(self.fetched / duration, 2) if duration > 0 else 0.0,
         }
+
+
+def fan_out(*sinks: EventSink) -> EventSink:
+    """One sink that hands each event to every one of `sinks`, in order."""
+
+    def sink(event: Event) -> None:
+        for each in sinks:
+            each(event)
+
+    return sink

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ishan_tools.crawl.events import Event, EventSink
+from ishan_tools.crawl.events import Event
 from ishan_tools.errors import IshanError
 from ishan_tools.observe.config import MetricsConfig
 from ishan_tools.observe.exporter import LiveCollector, capped, gauge, serving
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "HOST_LABELS",
     "CrawlMetrics",
-    "fan_out",
     "serve_status",
     "status_registry",
     "watched",
@@ -53,16 +52,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 SIZE_BUCKETS = tuple(float(2**power) for power in range(8, 25, 2))  # 256 B .. 16 MiB
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 FRONTIER_STATES = ("queued", "leased", "done", "failed", "skipped")
-
-
-def fan_out(*sinks: EventSink) -> EventSink:
-    """One sink that hands each event to every one of `sinks`, in order."""
-
-    def sink(event: Event) -> None:
-        for each in sinks:
-            each(event)
-
-    return sink
 
 
 class CrawlMetrics:
@@ -253,12 +242,9 @@ def status_registry(frontier: str, crawl_id: str) -> CollectorRegistry:
 
 
 @contextmanager
-def watched(crawler: Crawler, config: MetricsConfig | None) -> Iterator[CrawlMetrics | None]:
-    """Serve `crawler`'s metrics while the block runs, and `config.linger_s` after it
-    (nothing when `config` is None); the block feeds `observe` the crawl's events."""
-    if config is None:
-        yield None
-        return
+def watched(crawler: Crawler, config: MetricsConfig) -> Iterator[CrawlMetrics]:
+    """Serve `crawler`'s metrics while the block runs, and `config.linger_s` after it; the
+    block feeds `observe` the crawl's events."""
     metrics = CrawlMetrics(crawler)
     with serving(metrics.registry, config) as server:
         assert server is not None
