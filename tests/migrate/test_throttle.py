@@ -11,34 +11,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from .helpers import FIXTURES, insert_users, ishan, ishan_process, run_script, wait_for
-from .test_workers import slow_script
+from .test_resume import done_batch
+from .test_workers import finish, slow_script, workers_of
 
 SLACK = 0.9
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "migrate"
-
-
-def done_batch(db: Any, name: str) -> int:
-    """Batches written, over the migration's partitions."""
-    return sum(int(p.get("done_batch", 0)) for p in db["_ishan_partitions"].find({"m": name}))
-
-
-def workers_of(db: Any) -> list[dict[str, Any]]:
-    return list(db["_ishan_participants"].find({"role": "worker", "state": "working"}))
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
-    try:
-        return process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def least_seconds(documents: int, rate: float) -> float:
