@@ -197,8 +197,8 @@ function stats(message) {
     if (!s.tokens) parts.push(`waiting for the first token · ${waited.toFixed(1)} s`);
     else parts.push(`streaming · ${s.tokens} tokens`);
   }
-  if (s.ttft_ms !== undefined) parts.push(`first token ${Math.round(s.ttft_ms)} ms`);
-  if (s.tokens_per_s !== undefined) parts.push(`${s.tokens_per_s.toFixed(1)} tok/s`);
+  if (s.ttft_ms != null) parts.push(`first token ${Math.round(s.ttft_ms)} ms`);
+  if (s.tokens_per_s != null) parts.push(`${s.tokens_per_s.toFixed(1)} tok/s`);
   if (!message.pending && s.tokens) {
     parts.push(s.prompt_tokens ? `${s.tokens} tokens (prompt ${s.prompt_tokens})` : `${s.tokens} tokens`);
   }
