@@ -240,6 +240,12 @@ class GenerationRequest:
     ignore_eos: bool = False  # never end on the model's end-of-generation token
     json_schema: dict[str, Any] | None = None  # constrain the output to this JSON schema
     grammar: str | None = None  # or to this llama.cpp GBNF grammar
+    # Set by a coordinator with tenants (sent as headers, never in the body): whose session
+    # it is for the worker's fair wait queue, that tenant's weight, and the prefix-cache
+    # group it may reuse KV within (None: the shared cache, as without tenants).
+    tenant: str | None = None
+    weight: float = 1.0
+    cache_group: str | None = None
 
     def chat(self) -> tuple[tuple[str, str], ...] | None:
         """The messages the chat template formats; None for a raw prompt."""

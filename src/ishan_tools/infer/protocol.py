@@ -25,6 +25,12 @@ SESSIONS_HEADER = "x-ishan-worker-sessions"  # the worker's load as it answers: 
 KV_USED_HEADER = "x-ishan-worker-kv-used-bytes"  # ... and KV used, every coordinator's
 QUEUED_HEADER = "x-ishan-queued"  # "1": the session waits for a busy slot to free
 WORKER_HEADER = "x-ishan-worker"  # on a coordinator's stream: the worker that serves it
+# A coordinator with tenants tells the worker whose session it opens (requests to workers
+# carry the cluster key, so no client can set these): the key its wait queue shares slots
+# fairly by, that tenant's weight, and the prefix-cache group whose cached KV it may reuse.
+TENANT_HEADER = "x-ishan-tenant"
+WEIGHT_HEADER = "x-ishan-tenant-weight"
+CACHE_GROUP_HEADER = "x-ishan-cache-group"
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
