@@ -26,7 +26,6 @@ from ishan_tools.infer.config import (
     WorkerSettings,
     cpu_count,
     model_name_of,
-    parse_limits,
     resolve_model_path,
 )
 from ishan_tools.infer.options import (
@@ -57,18 +56,22 @@ from ishan_tools.infer.options import (
     ServeModelOpt,
     SlotsOpt,
     SystemOpt,
+    TenantsOpt,
     ThreadsOpt,
     TtlOpt,
     WorkerUrlOpt,
     WriteTimeoutOpt,
     check_url,
+    coordinator_settings,
     coordinator_urls,
 )
+from ishan_tools.infer.tenants.cli import app as tenants_app
 
 app = typer.Typer(
     help="Run a GGUF model locally, or serve it: coordinator + workers, streaming, OpenAI API.",
     no_args_is_help=True,
 )
+app.add_typer(tenants_app, name="tenants")
 # the defaults below are the settings classes' own
 C, W, S = CoordinatorSettings, WorkerSettings, ServeSettings
 E, M, G = EngineSettings, ModelSettings, GenerationRequest
@@ -130,6 +133,7 @@ def _show_notices() -> None:
     handler.set_name("ishan-notices")
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
+    logging.getLogger("ishan_tools.infer.tenants").setLevel(logging.INFO)  # reloads
 
 
 def _say(line: str) -> None:
@@ -245,30 +249,6 @@ def ask(
     _summary(result.tokens, result.tokens_per_s, result.ttft_s, f"{result.elapsed_s:.2f} s")
 
 
-def _coordinator_settings(
-    host: str,
-    port: int,
-    api_key: str | None,
-    ttl: float,
-    first_token_timeout: float,
-    client_buffer: int,
-    limits: list[str] | None,
-    routing_margin: float,
-    breaker_slow_first_token: float | None = None,
-) -> CoordinatorSettings:
-    return CoordinatorSettings(
-        host=host,
-        breaker_slow_first_token=breaker_slow_first_token,
-        routing_margin=routing_margin,
-        port=port,
-        api_key=api_key,
-        session_ttl=ttl,
-        first_token_timeout=first_token_timeout,
-        client_buffer=client_buffer,
-        limits=parse_limits(limits or []),
-    )
-
-
 @app.command()
 def serve(
     host: HostOpt = C.host,
@@ -320,6 +300,7 @@ def serve(
     limit: LimitOpt = None,
     routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
+    tenants: TenantsOpt = None,
 ) -> None:
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C.
 
@@ -332,7 +313,7 @@ def serve(
     _show_notices()
     models = _served_models(model)
     settings = ServeSettings(
-        coordinator=_coordinator_settings(
+        coordinator=coordinator_settings(
             host,
             port,
             api_key,
@@ -342,6 +323,7 @@ def serve(
             limit,
             routing_margin,
             breaker_slow_first_token,
+            tenants,
         ),
         model=_model(models[0][1] if models else None, ctx, threads, batch, gpu_layers, flash_attn),
         models=models if len(models) > 1 or (models and models[0][0]) else (),
@@ -369,6 +351,7 @@ def coordinator(
     limit: LimitOpt = None,
     routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
+    tenants: TenantsOpt = None,
 ) -> None:
     """Run only the coordinator; workers join it with `ishan infer worker`."""
 
@@ -376,7 +359,7 @@ def coordinator(
     from ishan_tools.infer.coordinator.app import run_coordinator
 
     _show_notices()
-    settings = _coordinator_settings(
+    settings = coordinator_settings(
         host,
         port,
         api_key,
@@ -386,7 +369,13 @@ def coordinator(
         limit,
         routing_margin,
         breaker_slow_first_token,
+        tenants,
     )
+    if tenants is not None and api_key is None:
+        raise UsageError(
+            "--tenants needs --api-key: the cluster key that workers' heartbeats and the "
+            "coordinator's calls to them carry (tenant keys are for clients only)"
+        )
     run_loop(run_coordinator(settings, lambda url: _say(f"coordinator listening on {url}")))
 
 

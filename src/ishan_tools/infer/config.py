@@ -177,6 +177,9 @@ class CoordinatorSettings:
     breaker_slow_first_token: float | None = None
     max_tokens_default: int = 256
     routing_margin: float = 0.25  # prefer the worker with the prefix unless this much busier
+    # the tenants file (docs/infer/tenants.md): clients then need a tenant's key, and
+    # api_key is the cluster key only; None: one shared key, api_key
+    tenants: Path | None = None
 
     @property
     def worker_key(self) -> str | None:

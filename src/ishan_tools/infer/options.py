@@ -13,6 +13,7 @@ import typer
 
 from ishan_tools._cli.options import host_option, port_option
 from ishan_tools.errors import UsageError
+from ishan_tools.infer.config import CoordinatorSettings, parse_limits
 
 # `--port` of serve, coordinator and worker; the bare name is the original engine's
 PORT_ENV = ["ISHAN_INFER_PORT", "PORT"]
@@ -86,6 +87,16 @@ MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens t
 ApiKeyOpt = Annotated[
     str | None,
     typer.Option("--api-key", envvar="ISHAN_INFER_API_KEY", help="Require this bearer token."),
+]
+TenantsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tenants",
+        envvar="ISHAN_INFER_TENANTS",
+        help="Tenants file (TOML; `ishan infer tenants add` writes it): clients then need a "
+        "tenant's key and keep to its quotas; --api-key is the cluster key only. SIGHUP "
+        "reloads it.",
+    ),
 ]
 HeartbeatOpt = Annotated[
     float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
@@ -228,3 +239,30 @@ def coordinator_urls(values: list[str] | None) -> tuple[tuple[str, str | None], 
             if entry[0] not in (known for known, _ in found):
                 found.append(entry)
     return tuple(found)
+
+
+def coordinator_settings(
+    host: str,
+    port: int,
+    api_key: str | None,
+    ttl: float,
+    first_token_timeout: float,
+    client_buffer: int,
+    limits: list[str] | None,
+    routing_margin: float,
+    breaker_slow_first_token: float | None = None,
+    tenants: Path | None = None,
+) -> CoordinatorSettings:
+    """The coordinator's settings from the options `serve` and `coordinator` share."""
+    return CoordinatorSettings(
+        host=host,
+        breaker_slow_first_token=breaker_slow_first_token,
+        routing_margin=routing_margin,
+        port=port,
+        api_key=api_key,
+        session_ttl=ttl,
+        first_token_timeout=first_token_timeout,
+        client_buffer=client_buffer,
+        limits=parse_limits(limits or []),
+        tenants=tenants,
+    )

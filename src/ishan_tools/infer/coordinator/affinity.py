@@ -34,9 +34,12 @@ def leading_text(request: GenerationRequest) -> str:
     return request.prompt or ""
 
 
-def prefix_keys(text: str) -> list[bytes]:
-    """One key per whole leading block of `text`, shortest prefix first."""
+def prefix_keys(text: str, group: str | None = None) -> list[bytes]:
+    """One key per whole leading block of `text`, shortest prefix first; a tenant's cache
+    `group` makes keys of its own (its text goes where its own cache is, not another's)."""
     digest = hashlib.blake2b(digest_size=12)
+    if group is not None:
+        digest.update(group.encode() + b"\x00")
     keys = []
     for start in range(0, min(len(text) // BLOCK_CHARS, MAX_BLOCKS) * BLOCK_CHARS, BLOCK_CHARS):
         digest.update(text[start : start + BLOCK_CHARS].encode("utf-8", "surrogatepass"))

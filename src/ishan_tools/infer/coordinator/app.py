@@ -11,13 +11,21 @@ worker, for a schema or grammar it cannot use), 404 for a `model` never served, 
 the worker failed before the first token, 503 at capacity or when no worker of the model
 is live. Workers report to `POST /coordinator/heartbeat`. The chat
 page is at `GET /` (public, like its assets; the API calls it makes need the key).
+
+With a tenants file (`settings.tenants`, docs/infer/tenants.md), clients need a tenant's
+key, and get 404 for a model not theirs, 400 for `max_tokens` over their cap and 429 with
+`Retry-After` at a quota; heartbeats still need the cluster key (`worker_key`), never a
+tenant's. `GET /coordinator/usage` shows every tenant's usage to an admin tenant. SIGHUP
+reloads the file (`reload_on_hangup`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +35,12 @@ from fastapi.responses import JSONResponse, Response
 from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.gauges import coordinator_gauges
-from ishan_tools.infer.coordinator.generation import json_body, start_stream, stream_response
+from ishan_tools.infer.coordinator.generation import (
+    caller,
+    json_body,
+    start_stream,
+    stream_response,
+)
 from ishan_tools.infer.coordinator.openai_api import add_openai_routes
 from ishan_tools.infer.coordinator.openapi import describe
 from ishan_tools.infer.coordinator.page import add_page
@@ -35,6 +48,9 @@ from ishan_tools.infer.coordinator.registry import Registry, still_there
 from ishan_tools.infer.errors import BadRequest, RelayError, UnknownModel, WorkerConflict
 from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.protocol import bearer_header, json_literal, sse
+from ishan_tools.infer.tenants.gate import Gate
+from ishan_tools.infer.tenants.metrics import tenant_metrics
+from ishan_tools.infer.tenants.quotas import QuotaExceeded, Quotas
 from ishan_tools.infer.web import (
     COORDINATOR_BODY_BYTES,
     BodyLimit,
@@ -56,13 +72,26 @@ def coordinator_render(event: Event) -> list[bytes]:
     return [sse({"token": "", "finished": True})]
 
 
-def create_app(settings: CoordinatorSettings) -> FastAPI:
-    """The coordinator app; workers join by sending heartbeats."""
+def relay_error(exc: RelayError) -> JSONResponse:
+    """The coordinator API's answer for a request that cannot be served."""
+    response = error_response(exc.status, exc.message)
+    if isinstance(exc, QuotaExceeded):
+        response.headers["retry-after"] = exc.retry_after_header
+    return response
+
+
+def create_app(settings: CoordinatorSettings, quotas: Quotas | None = None) -> FastAPI:
+    """The coordinator app; workers join by sending heartbeats. With `settings.tenants`,
+    the tenants' quotas live in `quotas` (default: this process's own)."""
 
     app = FastAPI(title="ishan infer coordinator")
     app.state.registry = Registry(settings)
+    app.state.gate = Gate(settings.tenants, quotas) if settings.tenants is not None else None
     add_metrics(
-        app, lambda: coordinator_gauges(app.state.registry), GENERATION_ENDPOINTS, per_model=True
+        app,
+        lambda: [*coordinator_gauges(app.state.registry), *tenant_metrics(app.state.gate)],
+        GENERATION_ENDPOINTS,
+        per_model=True,
     )
     app.add_middleware(BodyLimit, max_bytes=COORDINATOR_BODY_BYTES)
 
@@ -87,18 +116,33 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
 
     @app.post("/coordinator/infer", response_model=None)
     async def infer(request: Request) -> Response:
-        if not authorized(request, settings.api_key):
-            return error_response(401, "missing or wrong API key")
+        tenant = None
         try:
-            stream = await start_stream(request, await json_body(request), require_model=True)
+            tenant = caller(request)
+            body = await json_body(request)
+            stream = await start_stream(request, body, tenant, require_model=True)
         except BadRequest as exc:
             return error_response(400, exc.message)
         except UnknownModel as exc:
-            served = ", ".join(request.app.state.registry.known_models())
+            known = request.app.state.registry.known_models()
+            served = ", ".join(m for m in known if tenant is None or tenant.may_use(m))
             return error_response(404, f"{exc.message} (served: {served})")
         except RelayError as exc:
-            return error_response(exc.status, exc.message)
+            return relay_error(exc)
         return stream_response(stream, coordinator_render)
+
+    @app.get("/coordinator/usage", response_model=None)
+    async def usage(request: Request) -> JSONResponse:
+        gate: Gate | None = request.app.state.gate
+        if gate is None:
+            return error_response(404, "no tenants: start the coordinator with --tenants PATH")
+        try:
+            tenant = caller(request)
+        except RelayError as exc:
+            return relay_error(exc)
+        if tenant is None or not tenant.admin:
+            return error_response(403, "only an admin tenant's key may read the usage")
+        return JSONResponse(await gate.report())
 
     @app.get("/coordinator/health")
     async def health(request: Request) -> dict[str, Any]:
@@ -151,10 +195,19 @@ def warn_if_exposed(settings: CoordinatorSettings) -> None:
         )
 
 
+def reload_on_hangup(app: FastAPI) -> None:
+    """SIGHUP reloads the app's tenants file (when it has one) without dropping a stream."""
+    gate: Gate | None = app.state.gate
+    if gate is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gate.reload)
+
+
 async def run_coordinator(
     settings: CoordinatorSettings, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Serve the coordinator until SIGINT/SIGTERM; `on_ready(url)` once it listens."""
+    app = create_app(settings)
     sock = bind(settings.host, settings.port, CLIENT_SEND_BUFFER)
     warn_if_exposed(settings)
-    await serve(make_server(create_app(settings)), sock, on_ready)
+    reload_on_hangup(app)
+    await serve(make_server(app), sock, on_ready)

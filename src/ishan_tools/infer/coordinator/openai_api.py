@@ -5,7 +5,10 @@ Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so
 client raises its usual exceptions. A request goes to the workers of its `model`; a model no
 worker ever served is a 404 with code `model_not_found` (any name is accepted while only one
 model was ever served). `/v1/models` lists the known models, each with `workers`: how many
-of its workers take new sessions now.
+of its workers take new sessions now. With tenants, a caller sees and may use its own
+models only (any other is `model_not_found`), and a quota answers 429 with `Retry-After`
+and OpenAI's `rate_limit_exceeded` (type `requests` or `tokens`), which the `openai`
+client retries by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.generation import (
+    caller,
     json_body,
     start_stream,
     stream_response,
@@ -29,9 +33,11 @@ from ishan_tools.infer.coordinator.relay import collect
 from ishan_tools.infer.errors import BadRequest, RelayError, UnknownModel
 from ishan_tools.infer.events import Done, Event, Failed, Token
 from ishan_tools.infer.protocol import WORKER_HEADER, json_literal, sse
-from ishan_tools.infer.web import authorized, error_response
+from ishan_tools.infer.tenants.quotas import QuotaExceeded
+from ishan_tools.infer.web import error_response
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 503: "overloaded"}
+ERROR_CODES = {401: "invalid_api_key"}
 
 
 def unknown_model(exc: UnknownModel) -> JSONResponse:
@@ -47,7 +53,18 @@ def unknown_model(exc: UnknownModel) -> JSONResponse:
 
 def openai_error(status: int, message: str) -> JSONResponse:
     kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return error_response(status, {"message": message, "type": kind, "param": None, "code": status})
+    code = ERROR_CODES.get(status, status)
+    return error_response(status, {"message": message, "type": kind, "param": None, "code": code})
+
+
+def rate_limited(exc: QuotaExceeded) -> JSONResponse:
+    """OpenAI's 429: `rate_limit_exceeded`, of type `requests` or `tokens`, with the
+    seconds to wait in `Retry-After` (the `openai` client waits that long, then retries)."""
+    kind = "requests" if exc.kind == "sessions" else exc.kind
+    body = {"message": exc.message, "type": kind, "param": None, "code": "rate_limit_exceeded"}
+    response = error_response(429, body)
+    response.headers["retry-after"] = exc.retry_after_header
+    return response
 
 
 def _usage(done: Done) -> dict[str, int]:
@@ -97,30 +114,34 @@ def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> JSONResponse:
-        if not authorized(request, settings.api_key):
-            return openai_error(401, "missing or wrong API key")
+        try:
+            tenant = caller(request)
+        except RelayError as exc:
+            return openai_error(exc.status, exc.message)
         live = request.app.state.registry.live_workers()
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "ishan", "workers": count}
             for name, count in live.items()
+            if tenant is None or tenant.may_use(name)
         ]
         return JSONResponse({"object": "list", "data": data})
 
     async def complete(request: Request, *, chat: bool) -> Response:
-        if not authorized(request, settings.api_key):
-            return openai_error(401, "missing or wrong API key")
         try:
+            tenant = caller(request)
             body = await json_body(request)
             streaming = body.get("stream") if isinstance(body, dict) else None
             if streaming is not None and not isinstance(streaming, bool):
                 raise BadRequest("'stream' must be true or false")
             stream = await start_stream(
-                request, body, chat=chat, raw=None if chat else True, require_model=True
+                request, body, tenant, chat=chat, raw=None if chat else True, require_model=True
             )
         except BadRequest as exc:
             return openai_error(400, exc.message)
         except UnknownModel as exc:
             return unknown_model(exc)
+        except QuotaExceeded as exc:
+            return rate_limited(exc)
         except RelayError as exc:
             return openai_error(exc.status, exc.message)
         prefix = "chatcmpl" if chat else "cmpl"

@@ -21,6 +21,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ishan_tools.breaker import CircuitBreaker, CircuitBreakerOpenError
 from ishan_tools.infer.config import GenerationRequest
@@ -30,7 +31,18 @@ from ishan_tools.infer.coordinator.scheduler import pick, slot_free
 from ishan_tools.infer.coordinator.worker_stream import WorkerStream
 from ishan_tools.infer.errors import RelayError, WorkerFailed, WorkerRefused
 from ishan_tools.infer.events import Done, Event, Failed, Token
-from ishan_tools.infer.protocol import KV_HEADER, QUEUED_HEADER, bearer_header, decode_event
+from ishan_tools.infer.protocol import (
+    CACHE_GROUP_HEADER,
+    KV_HEADER,
+    QUEUED_HEADER,
+    TENANT_HEADER,
+    WEIGHT_HEADER,
+    bearer_header,
+    decode_event,
+)
+
+if TYPE_CHECKING:
+    from ishan_tools.infer.tenants.gate import Ticket
 
 CONNECT_TIMEOUT = 5.0
 
@@ -51,13 +63,30 @@ class Stream:
     first: Event
     worker: WorkerStream
     closed: bool = False
+    ticket: Ticket | None = None  # a tenant's session, given back (and charged) at the end
 
     async def close(self) -> None:
         """Free the session's reservation and its worker connection (once)."""
         if not self.closed:
             self.closed = True
             self.registry.release(self.record, self.kv_bytes)
-            await self.worker.aclose()
+            try:
+                await self.worker.aclose()
+            finally:
+                if self.ticket is not None:
+                    await self.ticket.close()
+
+
+def worker_headers(key: str | None, request: GenerationRequest) -> dict[str, str]:
+    """The cluster key and, for a tenant's request, whose it is (the worker's fair queue
+    and prefix cache go by them)."""
+    headers = bearer_header(key)
+    if request.tenant is not None:
+        headers[TENANT_HEADER] = request.tenant
+        headers[WEIGHT_HEADER] = repr(request.weight)
+        if request.cache_group is not None:
+            headers[CACHE_GROUP_HEADER] = request.cache_group
+    return headers
 
 
 async def _first_event(worker: WorkerStream, worker_id: str) -> Event:
@@ -110,7 +139,7 @@ async def _start(
     queued behind busy slots (another coordinator filled them a moment ago) is withdrawn at
     once, refused as 503, when a worker not tried yet has a free slot."""
     settings = registry.settings
-    headers = bearer_header(settings.worker_key)
+    headers = worker_headers(settings.worker_key, request)
     url = f"{record.url}/worker/generate"
     try:
         async with asyncio.timeout(settings.first_token_timeout):
@@ -142,7 +171,7 @@ async def open_stream(
         raise RelayError(503, "the system is at capacity: retry later")
     tried: set[str] = set()
     failures: list[str] = []
-    keys = prefix_keys(leading_text(request))
+    keys = prefix_keys(leading_text(request), request.cache_group)
     margin = registry.settings.routing_margin
     of_model = f" of model '{model}'" if model is not None else ""
     first_owner: str | None = None  # of the leading text, among the model's workers
@@ -190,7 +219,10 @@ async def open_stream(
 async def events(stream: Stream) -> AsyncGenerator[Event, None]:
     """The stream's events from the first to the last (`Done` or `Failed`), then cleanup."""
     record, ttl = stream.record, stream.registry.settings.session_ttl
+    ticket = stream.ticket
     try:
+        if ticket is not None:
+            ticket.observe(stream.first)
         yield stream.first
         if not isinstance(stream.first, Token):
             return
@@ -211,6 +243,8 @@ async def events(stream: Stream) -> AsyncGenerator[Event, None]:
             if not line:
                 continue
             event = decode_event(line)
+            if ticket is not None:
+                ticket.observe(event)
             yield event
             if isinstance(event, Done | Failed):
                 return
