@@ -1,5 +1,6 @@
 """The wheel ships every file of the package: modules and package data (the pages' static
-files, the players table, the shared crawl's Lua), so an installed toolkit runs as a checkout."""
+files, the players table, the shared crawl's and the shared tenant limits' Lua), so an installed
+toolkit runs as a checkout."""
 
 from __future__ import annotations
 
@@ -25,4 +26,6 @@ def test_the_wheel_holds_every_package_file(tmp_path: Path) -> None:
     ).stdout.split()
     wanted = {name.removeprefix("src/") for name in tracked}
     assert not wanted - shipped, f"missing from the wheel: {sorted(wanted - shipped)}"
-    assert {name for name in wanted if name.endswith(".lua")}, "no Lua found under src/"
+    lua = {name for name in wanted if name.endswith(".lua")}
+    for folder in ("ishan_tools/crawl/shared/lua/", "ishan_tools/infer/tenants/lua/"):
+        assert any(name.startswith(folder) for name in lua), f"no Lua found under src/{folder}"

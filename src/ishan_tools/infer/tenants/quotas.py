@@ -4,7 +4,8 @@
 (raises `QuotaExceeded`, a 429 that says when to come back), `release` it when the stream
 ends, and `charge` the tokens the worker reported for it. `LocalQuotas` keeps the figures
 in this process, so each coordinator enforces every limit on its own (N coordinators behind
-a balancer let a tenant use up to N times its limits).
+a balancer let a tenant use up to N times its limits); `shared.RedisQuotas` (`--state`)
+keeps them in Redis for all of them, and is a `SharedState`.
 
 Tokens per minute are a sliding window of one-second buckets: the last 60 s of charges. A
 tenant is refused while that sum is at or over its limit, with `Retry-After` the seconds
@@ -21,7 +22,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ishan_tools.infer.errors import RelayError
 from ishan_tools.infer.tenants.book import Tenant
@@ -79,6 +80,15 @@ class Quotas(Protocol):
 
     async def close(self) -> None:
         """Let go of what the quotas hold outside this process."""
+
+
+@runtime_checkable
+class SharedState(Protocol):
+    """Quotas kept outside this process, which fall back to its own while they cannot be
+    reached (`/metrics` shows both figures)."""
+
+    shared: bool  # the limits hold across coordinators now (False: this one's alone)
+    fallbacks: int  # times they fell back to this coordinator's own
 
 
 @dataclass
@@ -142,7 +152,11 @@ class LocalQuotas:
         held = self.sessions.get(tenant.name, 0)
         if tenant.max_sessions is not None and held >= tenant.max_sessions:
             raise sessions_exceeded(tenant)
-        self.sessions[tenant.name] = held + 1
+        self.hold(tenant)
+
+    def hold(self, tenant: Tenant) -> None:
+        """Count a session taken elsewhere (shared quotas count theirs here too)."""
+        self.sessions[tenant.name] = self.sessions.get(tenant.name, 0) + 1
 
     async def release(self, tenant: Tenant) -> None:
         held = self.sessions.get(tenant.name, 0) - 1
