@@ -55,6 +55,8 @@ from ishan_tools.infer.options import (
     RoutingMarginOpt,
     ServeModelOpt,
     SlotsOpt,
+    StateLeaseOpt,
+    StateOpt,
     SystemOpt,
     TenantsOpt,
     ThreadsOpt,
@@ -301,6 +303,8 @@ def serve(
     routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
     tenants: TenantsOpt = None,
+    state: StateOpt = None,
+    state_lease: StateLeaseOpt = C.state_lease,
 ) -> None:
     """Start the coordinator and N local workers; restart dead workers; drain on Ctrl-C.
 
@@ -324,6 +328,8 @@ def serve(
             routing_margin,
             breaker_slow_first_token,
             tenants,
+            state,
+            state_lease,
         ),
         model=_model(models[0][1] if models else None, ctx, threads, batch, gpu_layers, flash_attn),
         models=models if len(models) > 1 or (models and models[0][0]) else (),
@@ -352,6 +358,8 @@ def coordinator(
     routing_margin: RoutingMarginOpt = C.routing_margin,
     api_key: ApiKeyOpt = None,
     tenants: TenantsOpt = None,
+    state: StateOpt = None,
+    state_lease: StateLeaseOpt = C.state_lease,
 ) -> None:
     """Run only the coordinator; workers join it with `ishan infer worker`."""
 
@@ -370,6 +378,8 @@ def coordinator(
         routing_margin,
         breaker_slow_first_token,
         tenants,
+        state,
+        state_lease,
     )
     if tenants is not None and api_key is None:
         raise UsageError(

@@ -180,6 +180,10 @@ class CoordinatorSettings:
     # the tenants file (docs/infer/tenants.md): clients then need a tenant's key, and
     # api_key is the cluster key only; None: one shared key, api_key
     tenants: Path | None = None
+    # redis://HOST:PORT/DB (docs/infer/shared-limits.md): the tenants' sessions and token
+    # windows kept there, shared by every coordinator using it; None: this process's own
+    state: str | None = None
+    state_lease: float = 10.0  # seconds its sessions there outlive a killed coordinator
 
     @property
     def worker_key(self) -> str | None:

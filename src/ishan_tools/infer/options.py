@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ishan_tools._cli.extras import require_extra
 from ishan_tools._cli.options import host_option, port_option
 from ishan_tools.errors import UsageError
 from ishan_tools.infer.config import CoordinatorSettings, parse_limits
@@ -96,6 +97,25 @@ TenantsOpt = Annotated[
         help="Tenants file (TOML; `ishan infer tenants add` writes it): clients then need a "
         "tenant's key and keep to its quotas; --api-key is the cluster key only. SIGHUP "
         "reloads it.",
+    ),
+]
+StateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        envvar="ISHAN_INFER_STATE",
+        help="redis://HOST:PORT/DB: keep the tenants' sessions and token windows there, so "
+        "their limits hold across every coordinator sharing it (needs --tenants). While "
+        "Redis is away, each coordinator enforces them alone.",
+    ),
+]
+StateLeaseOpt = Annotated[
+    float,
+    typer.Option(
+        "--state-lease",
+        min=0.5,
+        help="Seconds a coordinator's sessions stay counted in --state after its last "
+        "renewal (every third of it): a killed coordinator's are freed then.",
     ),
 ]
 HeartbeatOpt = Annotated[
@@ -252,8 +272,12 @@ def coordinator_settings(
     routing_margin: float,
     breaker_slow_first_token: float | None = None,
     tenants: Path | None = None,
+    state: str | None = None,
+    state_lease: float = CoordinatorSettings.state_lease,
 ) -> CoordinatorSettings:
     """The coordinator's settings from the options `serve` and `coordinator` share."""
+    if state is not None:
+        check_state(state, tenants)
     return CoordinatorSettings(
         host=host,
         breaker_slow_first_token=breaker_slow_first_token,
@@ -265,4 +289,18 @@ def coordinator_settings(
         client_buffer=client_buffer,
         limits=parse_limits(limits or []),
         tenants=tenants,
+        state=state,
+        state_lease=state_lease,
     )
+
+
+def check_state(url: str, tenants: Path | None) -> None:
+    """A usage error unless `--state` is a Redis URL next to `--tenants`; a one-line hint
+    when the redis package is missing."""
+    if tenants is None:
+        raise UsageError("--state keeps the tenants' limits in Redis: it needs --tenants PATH")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        scheme, sep, _ = url.partition("://")
+        shown = f"{scheme}://..." if sep else url  # never a password
+        raise UsageError(f"--state must be a redis://HOST:PORT/DB URL, got {shown!r}")
+    require_extra("--state", "infer", ("redis",))

@@ -16,7 +16,8 @@ With a tenants file (`settings.tenants`, docs/infer/tenants.md), clients need a 
 key, and get 404 for a model not theirs, 400 for `max_tokens` over their cap and 429 with
 `Retry-After` at a quota; heartbeats still need the cluster key (`worker_key`), never a
 tenant's. `GET /coordinator/usage` shows every tenant's usage to an admin tenant. SIGHUP
-reloads the file (`reload_on_hangup`).
+reloads the file (`reload_on_hangup`). With `settings.state`, the tenants' quotas live in
+Redis, shared by every coordinator using it (`shared_quotas`, docs/infer/shared-limits.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import ipaddress
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -58,6 +59,9 @@ from ishan_tools.infer.web import (
     authorized,
     error_response,
 )
+
+if TYPE_CHECKING:
+    from ishan_tools.infer.tenants.shared import RedisQuotas
 
 log = logging.getLogger(__name__)
 GENERATION_ENDPOINTS = frozenset({"/coordinator/infer", "/v1/completions", "/v1/chat/completions"})
@@ -202,12 +206,29 @@ def reload_on_hangup(app: FastAPI) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gate.reload)
 
 
+def shared_quotas(settings: CoordinatorSettings) -> RedisQuotas | None:
+    """The tenants' quotas in Redis with `settings.state` (redis is imported only then),
+    to `start` once the app is built and `close` on shutdown; None without."""
+    if settings.state is None:
+        return None
+    from ishan_tools.infer.tenants.shared import RedisQuotas
+
+    return RedisQuotas(settings.state, settings.state_lease)
+
+
 async def run_coordinator(
     settings: CoordinatorSettings, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Serve the coordinator until SIGINT/SIGTERM; `on_ready(url)` once it listens."""
-    app = create_app(settings)
+    quotas = shared_quotas(settings)
+    app = create_app(settings, quotas)
     sock = bind(settings.host, settings.port, CLIENT_SEND_BUFFER)
     warn_if_exposed(settings)
     reload_on_hangup(app)
-    await serve(make_server(app), sock, on_ready)
+    if quotas is not None:
+        await quotas.start()
+    try:
+        await serve(make_server(app), sock, on_ready)
+    finally:
+        if quotas is not None:
+            await quotas.close()

@@ -8,7 +8,8 @@ workers are stopped.
 
 The coordinator and its workers share a key (`CoordinatorSettings.cluster_key`): --api-key,
 or one generated at start, so heartbeats and the workers' endpoints are never open. With a
-tenants file, clients use their tenants' keys, and SIGHUP reloads the file.
+tenants file, clients use their tenants' keys, and SIGHUP reloads the file; with --state, the
+tenants' limits are kept in Redis, and freed there when the service stops.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from ishan_tools._process import die_with_parent
 from ishan_tools._server import CLIENT_SEND_BUFFER, bind, make_server, serve, url_of
 from ishan_tools.errors import IshanError
 from ishan_tools.infer.config import DEFAULT_WORKER_PORT, ServeSettings, model_name_of
-from ishan_tools.infer.coordinator.app import create_app, reload_on_hangup, warn_if_exposed
+from ishan_tools.infer.coordinator.app import (
+    create_app,
+    reload_on_hangup,
+    shared_quotas,
+    warn_if_exposed,
+)
 
 # Variables meant for the coordinator or for one worker, by their names and their aliases:
 # children must not inherit them (each gets its own flags).
@@ -203,7 +209,8 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         settings.coordinator,
         cluster_key=settings.coordinator.api_key or secrets.token_urlsafe(32),
     )
-    app = create_app(coordinator)  # a tenants file that cannot be used stops us here
+    quotas = shared_quotas(coordinator)
+    app = create_app(coordinator, quotas)  # a tenants file that cannot be used stops us here
     sock = bind(coordinator.host, coordinator.port, CLIENT_SEND_BUFFER)
     try:
         check_worker_ports(settings)
@@ -212,6 +219,8 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         raise
     warn_if_exposed(coordinator)
     reload_on_hangup(app)
+    if quotas is not None:
+        await quotas.start()
     server = make_server(app, graceful_timeout=settings.grace)
     env = child_env(coordinator.cluster_key)
     url = url_of(sock)
@@ -242,3 +251,5 @@ async def run_serve(settings: ServeSettings, say: Callable[[str], None]) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await supervise
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+        if quotas is not None:
+            await quotas.close()

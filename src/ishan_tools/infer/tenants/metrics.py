@@ -1,10 +1,12 @@
-"""Each tenant's usage as Prometheus counters, labelled by the tenant's name (never a key)."""
+"""Each tenant's usage as Prometheus counters, labelled by the tenant's name (never a key),
+and, with quotas kept in Redis (`--state`), whether the limits are shared now."""
 
 from __future__ import annotations
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ishan_tools.infer.tenants.gate import Gate
+from ishan_tools.infer.tenants.quotas import SharedState
 
 REFUSALS = ("sessions", "tokens", "max_tokens", "model")
 
@@ -46,4 +48,25 @@ def tenant_metrics(gate: Gate | None) -> list[Metric]:
         "Requests with no key or a key no tenant holds (401).",
         value=gate.unauthorized,
     )
-    return [requests, prompt, completion, refusals, unauthorized]
+    return [requests, prompt, completion, refusals, unauthorized, *state_metrics(gate)]
+
+
+def state_metrics(gate: Gate) -> list[Metric]:
+    """With `--state`: 1 while the limits hold across coordinators, and the fallbacks to
+    this coordinator's own (Redis away); nothing without."""
+    quotas = gate.quotas
+    if not isinstance(quotas, SharedState):
+        return []
+    shared = GaugeMetricFamily(
+        "ishan_infer_tenant_state_shared",
+        "1 while the tenants' limits are kept in --state, shared with the other "
+        "coordinators; 0 while Redis is away and this coordinator enforces them alone.",
+        value=int(quotas.shared),
+    )
+    fallbacks = CounterMetricFamily(
+        "ishan_infer_tenant_state_fallbacks",
+        "Times Redis (--state) could not be reached and the limits fell back to this "
+        "coordinator alone.",
+        value=quotas.fallbacks,
+    )
+    return [shared, fallbacks]
