@@ -26,8 +26,9 @@ Timed = tuple[StreamTimer, bool]  # a stream's timer, and whether it ended prope
 @contextmanager
 def process(
     argv: list[str], ready_url: str, ready: Callable[[httpx.Response], bool]
-) -> Iterator[None]:
-    """Run the server `argv` until the block ends (SIGINT); enter once `ready_url` is ready."""
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the server `argv` until the block ends (SIGINT); enter, with its process, once
+    `ready_url` is ready."""
     env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL_PATH")}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -44,7 +45,7 @@ def process(
             if proc.poll() is not None:
                 raise SystemExit(f"{argv[:4]} exited with {proc.returncode}") from None
             raise SystemExit(f"{argv[:4]} did not start") from None
-        yield
+        yield proc
     finally:
         stop_process(proc, 30, sig=signal.SIGINT)
 
