@@ -120,14 +120,16 @@ class RedisQuotas:
         except TROUBLE as exc:
             self._fall_back(exc)
 
+    def _held(self) -> dict[str, int]:
+        return {name: self.local.sessions.get(name, 0) for name in sorted(self.tenants)}
+
     async def _join(self) -> None:
         """Take the lease and write the sessions held now (again if some changed meanwhile)."""
-        while True:
-            held = {name: self.local.sessions.get(name, 0) for name in sorted(self.tenants)}
+        written: dict[str, int] | None = None
+        while (held := self._held()) != written:
             pairs = [str(item) for pair in held.items() for item in pair]
             await self._run("join", round(self.lease * 1000), *pairs)
-            if held == {name: self.local.sessions.get(name, 0) for name in sorted(self.tenants)}:
-                return
+            written = held
 
     def _fall_back(self, exc: BaseException) -> None:
         if self._down_since is not None or self._closed:
