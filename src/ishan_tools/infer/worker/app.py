@@ -44,6 +44,7 @@ from ishan_tools.infer.protocol import (
     SESSIONS_HEADER,
     TENANT_HEADER,
     WEIGHT_HEADER,
+    WEIGHTS,
     bearer_header,
     encode_event,
     parse_request,
@@ -194,14 +195,17 @@ def worker_gauges(engine: Engine) -> list[Metric]:
 def with_tenant(request: GenerationRequest, headers: Mapping[str, str]) -> GenerationRequest:
     """`request` with the tenant, weight and cache group its coordinator's headers name (none:
     the defaults, as without tenants); raises `BadRequest` for a weight that is not a
-    positive number."""
+    number in `WEIGHTS`."""
     weight = headers.get(WEIGHT_HEADER)
     try:
         value = 1.0 if weight is None else float(weight)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise BadRequest(f"{WEIGHT_HEADER} must be a positive number, got {weight!r}")
+    low, high = WEIGHTS
+    if not (math.isfinite(value) and low <= value <= high):
+        raise BadRequest(
+            f"{WEIGHT_HEADER} must be a number from {low:g} to {high:g}, got {weight!r}"
+        )
     return dataclasses.replace(
         request,
         tenant=headers.get(TENANT_HEADER) or None,
