@@ -79,6 +79,17 @@ def test_the_cache_drops_entries_that_a_longer_one_covers_and_evicts_oldest_firs
     assert cache.pop_oldest() == 3 and cache.seqs == [2] and cache.evictions == 1
 
 
+def test_a_cached_sequence_serves_and_covers_only_its_own_cache_group() -> None:
+    cache = PrefixCache(max_entries=4)
+    cache.add(1, [5, 6, 7], "a")
+    assert cache.add(2, [5, 6, 7, 8], "b") == []  # covers 1's tokens, but not its group
+    cache.add(3, [5, 6], None)
+    assert list(cache.items("a")) == [(1, [5, 6, 7])]
+    assert list(cache.items("b")) == [(2, [5, 6, 7, 8])]
+    assert list(cache.items(None)) == [(3, [5, 6])]
+    assert cache.add(4, [5, 6, 7, 9], "a") == [1]
+
+
 def make_engine(model: Path, *, prefix_cache: bool = True, **extra: Any) -> Engine:
     settings = EngineSettings(
         ModelSettings(model, n_ctx=512, n_threads=2), prefix_cache=prefix_cache, **extra
@@ -135,7 +146,12 @@ def test_four_newcomers_with_one_system_prompt_prefill_it_once(smollm2: Path) ->
     engine = make_engine(smollm2, slots=4)
     try:
         questions = ["opening hours?", "a book order?", "readings?", "the club?"]
-        requests = [greedy(f"{SYSTEM}Question: {q} Answer:", 32) for q in questions]
+        # ignore_eos: each writes all 32 tokens, however a near tie between the end token and
+        # another tips with the batch's layout
+        requests = [
+            dataclasses.replace(greedy(f"{SYSTEM}Question: {q} Answer:", 32), ignore_eos=True)
+            for q in questions
+        ]
         prompt_tokens = [len(engine._decoder.prepare(r).tokens) for r in requests]
         shared = len(engine._decoder.prepare(greedy(SYSTEM + "Question:")).tokens)
         sessions = [engine.submit(r) for r in requests]
@@ -222,6 +238,21 @@ def test_a_grammar_session_reuses_a_cached_prefix_and_still_follows_its_grammar(
     assert after.prefix_cache_reused_tokens - before.prefix_cache_reused_tokens > 40
     assert with_cache in ("yes.", "no.")
     assert text_of(list(uncached.stream(request))) == with_cache
+
+
+def test_running_sessions_of_two_cache_groups_share_no_cells(cached: Engine) -> None:
+    def request(group: str) -> GenerationRequest:
+        prompt = SYSTEM * 4 + "Question: who runs the reading club? Answer:"
+        return dataclasses.replace(greedy(prompt, 4), cache_group=group)
+
+    before = cached.stats().prefix_cache_hits
+    sessions = [cached.submit(request(group)) for group in ("x", "y")]
+    wait_until(lambda: cached.stats().active == 2)
+    _, events = read_all(sessions)
+    assert all(isinstance(e[-1], Done) for e in events)
+    assert cached.stats().prefix_cache_hits == before  # "y" prefilled what "x" was reading
+    assert text_of(list(cached.stream(request("y"))))
+    assert cached.stats().prefix_cache_hits == before + 1  # from "y"'s own cached prompt
 
 
 def test_serve_passes_no_prefix_cache_to_its_workers(smollm2: Path) -> None:

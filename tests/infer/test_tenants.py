@@ -232,3 +232,25 @@ def test_sighup_reloads_the_file_without_dropping_a_stream(cluster: Any, tenants
     assert held.status == 200
     assert events[-1]["choices"][0]["finish_reason"] == "length"
     assert sum(1 for e in events if e["choices"][0].get("text")) > 100
+
+
+def test_the_prefix_cache_is_reused_within_a_tenant_never_across(
+    cluster: Any, tenants: Path
+) -> None:
+    keys = {name: add_tenant(tenants, name) for name in ("team-a", "team-b")}
+    c = start(cluster, tenants)
+    worker = next(iter(c.workers.values())).url
+    prompt = "The same long shared preamble, word after word. " * 40
+
+    def reused() -> int:
+        return int(httpx.get(f"{worker}/worker/health").json()["prefix_cache_reused_tokens"])
+
+    gained = []
+    for name in ("team-a", "team-a", "team-b", "team-b"):
+        before = reused()
+        client(c, keys[name]).completions.create(
+            model="tiny", prompt=prompt, max_tokens=2, temperature=0
+        )
+        gained.append(reused() - before)
+    assert gained[0] == 0 and gained[2] == 0  # b reuses nothing of a's
+    assert gained[1] > 300 and gained[3] == gained[1]  # each reuses its own

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ishan_tools.infer.errors import UnknownModel
 from ishan_tools.infer.tenants.book import (
     Tenant,
     TenantBook,
@@ -16,7 +17,9 @@ from ishan_tools.infer.tenants.book import (
     hash_key,
     load,
     parse,
+    save,
 )
+from ishan_tools.infer.tenants.gate import Gate
 from ishan_tools.infer.tenants.quotas import TokenWindow
 
 from .conftest import ishan
@@ -171,3 +174,18 @@ def test_a_coordinator_refuses_a_broken_tenants_file_at_start(tmp_path: Path) ->
     )
     keyless = ishan("infer", "coordinator", "--port", "0", "--tenants", str(path))
     assert keyless.returncode != 0 and "--tenants needs --api-key" in keyless.stderr
+
+
+def test_a_tenant_may_use_only_the_model_that_would_answer(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    save(path, [Tenant("a", (DIGEST,), models=("beta",))])
+    gate = Gate(path)
+    (tenant,) = gate.book.tenants
+    gate.check_model(tenant, "beta", "beta")
+    gate.check_model(tenant, "beta", None)  # no worker has reported yet: the name asked
+    # while only "alpha" is served, any name means it, "beta" too: still not this tenant's
+    with pytest.raises(UnknownModel):
+        gate.check_model(tenant, "beta", "alpha")
+    with pytest.raises(UnknownModel):
+        gate.check_model(tenant, "gamma", None)
+    assert gate.usage_of(tenant).refusals == {"model": 2}

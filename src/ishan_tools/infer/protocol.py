@@ -31,6 +31,7 @@ WORKER_HEADER = "x-ishan-worker"  # on a coordinator's stream: the worker that s
 TENANT_HEADER = "x-ishan-tenant"
 WEIGHT_HEADER = "x-ishan-tenant-weight"
 CACHE_GROUP_HEADER = "x-ishan-cache-group"
+WEIGHTS = (0.01, 10_000.0)  # the weights a tenant may have, least and most
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:

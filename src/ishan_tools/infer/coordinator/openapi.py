@@ -165,11 +165,14 @@ CHUNKS = {"text/event-stream": {"schema": {"description": "OpenAI's chunks, then
 WHY = {
     400: "a field is wrong, the body is not JSON or nests deeper than "
     f"{MAX_JSON_DEPTH} levels, or the worker cannot use the schema or grammar",
-    401: "the API key is missing or wrong",
-    404: "no worker ever served the `model` asked for (OpenAI API: code `model_not_found`); "
-    "while only one model was ever served, any name is accepted",
+    401: "the API key is missing or wrong (with tenants: no tenant holds it)",
+    403: "the key is not an admin tenant's",
+    404: "no worker ever served the `model` asked for, or the tenant may not use it (OpenAI "
+    "API: code `model_not_found`); while only one model was ever served, any name is accepted",
     409: "the heartbeat names a live worker with another URL or boot id",
     413: f"the body is over {COORDINATOR_BODY_BYTES} bytes",
+    429: "the tenant is at its session limit or its tokens per minute; `Retry-After` says "
+    "when to come back (OpenAI API: code `rate_limit_exceeded`)",
     499: "the client hung up before the answer",
     502: "the worker failed before the first token",
     503: "at capacity, or no healthy worker (of the model asked for)",
@@ -181,7 +184,7 @@ def _errors(statuses: tuple[int, ...], schema: dict[str, Any]) -> dict[str, Any]
     return {str(s): {"description": WHY[s], "content": body} for s in statuses}
 
 
-GENERATION_ERRORS = (400, 401, 404, 413, 499, 502, 503)
+GENERATION_ERRORS = (400, 401, 404, 413, 429, 499, 502, 503)
 OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any]]] = {
     ("/coordinator/infer", "post"): (
         INFER,
@@ -225,6 +228,22 @@ OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any]]] 
                 "content": {"application/json": {}},
             },
             **_errors((401,), OPENAI_ERROR),
+        },
+    ),
+    ("/coordinator/usage", "get"): (
+        None,
+        {
+            "200": {
+                "description": "every tenant's usage and limits (an admin tenant's key)",
+                "content": {"application/json": {}},
+            },
+            **{
+                **_errors((401, 403), ERROR),
+                "404": {
+                    "description": "the coordinator has no tenants file",
+                    "content": {"application/json": {"schema": ERROR}},
+                },
+            },
         },
     ),
     ("/metrics", "get"): (

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ishan_tools.errors import UsageError
+from ishan_tools.infer.protocol import WEIGHTS
 
 KEY_PREFIX = "ishan-"  # every key `tenants add` makes starts so, which tells a pasted key
 HASH_PREFIX = "sha256:"
@@ -141,8 +142,9 @@ def _tenant(name: str, table: Any, where: str) -> Tenant:
     weight = table.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float):
         raise TenantsError(f"{where}.weight must be a number, not {weight!r}")
-    if not (math.isfinite(weight) and 0.01 <= weight <= 10_000):
-        raise TenantsError(f"{where}.weight must be between 0.01 and 10000, not {weight!r}")
+    low, high = WEIGHTS
+    if not (math.isfinite(weight) and low <= weight <= high):
+        raise TenantsError(f"{where}.weight must be between {low:g} and {high:g}, not {weight!r}")
     models = table.get("models")
     if models is not None and (
         not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)

@@ -124,9 +124,11 @@ class Gate:
 
     def check_model(self, tenant: Tenant, asked: str | None, model: str | None) -> None:
         """Count a generation request of the tenant's; raise UnknownModel (404) when it may
-        not use the model it asked for."""
+        not use the model that would answer (`model`, the known model `asked` resolves to;
+        while one model is served, any name resolves to it)."""
         self.usage_of(tenant).requests += 1
-        if tenant.models is not None and model not in tenant.models and asked not in tenant.models:
+        target = model if model is not None else asked  # the model that would answer
+        if not tenant.may_use(target):
             self.refuse(tenant, "model")
             raise UnknownModel(asked or "")
 

@@ -8,6 +8,9 @@ the event loop keeps serving heartbeats and other streams meanwhile. The respons
 `max_tokens`), so the coordinator can correct its own full-context reservation; two more
 carry the worker's whole load (sessions, KV used), so every coordinator sharing it keeps an
 up-to-date view, and `x-ishan-queued` says whether the session waits for a busy slot.
+A coordinator with tenants names the session's tenant, its weight and its cache group in
+request headers (`protocol.TENANT_HEADER` and the next two), which the engine's wait queue
+and prefix cache go by; without them the session is untenanted, as before tenants.
 `GET /worker/health` reports the engine's sessions and KV usage. For each coordinator URL,
 a background task posts a heartbeat every interval, and soon after each session starts or
 ends.
@@ -18,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,10 +37,14 @@ from ishan_tools.infer.errors import BadRequest, EngineBusy, PromptRejected
 from ishan_tools.infer.events import Token
 from ishan_tools.infer.metrics import gauge, record_of
 from ishan_tools.infer.protocol import (
+    CACHE_GROUP_HEADER,
     KV_HEADER,
     KV_USED_HEADER,
     QUEUED_HEADER,
     SESSIONS_HEADER,
+    TENANT_HEADER,
+    WEIGHT_HEADER,
+    WEIGHTS,
     bearer_header,
     encode_event,
     parse_request,
@@ -184,6 +192,28 @@ def worker_gauges(engine: Engine) -> list[Metric]:
     ]
 
 
+def with_tenant(request: GenerationRequest, headers: Mapping[str, str]) -> GenerationRequest:
+    """`request` with the tenant, weight and cache group its coordinator's headers name (none:
+    the defaults, as without tenants); raises `BadRequest` for a weight that is not a
+    number in `WEIGHTS`."""
+    weight = headers.get(WEIGHT_HEADER)
+    try:
+        value = 1.0 if weight is None else float(weight)
+    except ValueError:
+        value = math.nan
+    low, high = WEIGHTS
+    if not (math.isfinite(value) and low <= value <= high):
+        raise BadRequest(
+            f"{WEIGHT_HEADER} must be a number from {low:g} to {high:g}, got {weight!r}"
+        )
+    return dataclasses.replace(
+        request,
+        tenant=headers.get(TENANT_HEADER) or None,
+        weight=value,
+        cache_group=headers.get(CACHE_GROUP_HEADER) or None,
+    )
+
+
 async def _submit(engine: Engine, request: GenerationRequest) -> Session:
     """`engine.submit` in a thread (it tokenizes, and may check a grammar in a child);
     a session made for a request cancelled meanwhile is cancelled too."""
@@ -262,6 +292,7 @@ def create_app(settings: WorkerSettings, engine: Engine | None = None) -> FastAP
         eng: Engine = request.app.state.engine
         try:
             gen = parse_request(await read_json(request), n_ctx=eng.shape.n_ctx)
+            gen = with_tenant(gen, request.headers)
             session = await _submit(eng, gen)
             load_change()
         except BadRequest as exc:

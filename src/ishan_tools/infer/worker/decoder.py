@@ -7,17 +7,19 @@ sessions that ended, with the counter each ends in ("completed", "cancelled", "f
 its last event, for the engine to send once its accounts are settled.
 
 Prefix cache (unless `prefix_cache=False`): a new session first looks for the longest
-common token prefix among the running sessions and the finished ones kept as cache, and
-copies those KV cells (`BatchContext.copy`) instead of prefilling them; its last prompt
-token is always decoded, since its logits are needed. A running session still reading a
-prompt that shares a prefix with the newcomer is waited for: the newcomer copies the
-prefix once it is in the KV cache, so concurrent sessions with one system prompt prefill it
-once. A finished session's prompt stays as cache (`PrefixCache`, LRU) until its cells or
-its sequence id are needed; its answer's cells are freed at once. All sequences share one
-KV cache, and attention visits every filled cell of it for every token (flash attention
-skips the masked ones, but not for free): four sessions decoded 5-9% faster without the
-answers of finished ones beside them, and an answer is the part least often sent again (a
-chat's next turn prefills it). `Ledger` counts shared cells once.
+common token prefix among the running sessions and the finished ones kept as cache, of its
+own cache group only (`request.cache_group`: with tenants, KV is never shared across
+groups; None is the group of requests without one), and copies those KV cells
+(`BatchContext.copy`) instead of prefilling them; its last prompt token is always decoded,
+since its logits are needed. A running session still reading a prompt that shares a
+prefix with the newcomer is waited for: the newcomer copies the prefix once it is in the
+KV cache, so concurrent sessions with one system prompt prefill it once. A finished
+session's prompt stays as cache (`PrefixCache`, LRU) until its cells or its sequence id
+are needed; its answer's cells are freed at once. All sequences share one KV cache, and
+attention visits every filled cell of it for every token (flash attention skips the masked
+ones, but not for free): four sessions decoded 5-9% faster without the answers of finished
+ones beside them, and an answer is the part least often sent again (a chat's next turn
+prefills it). `Ledger` counts shared cells once.
 
 Drafts (`draft_max` > 0): each step, a greedy session without a grammar adds up to that
 many tokens behind its next one, drafted by `Lookup` from its own text. After the decode,
@@ -202,19 +204,23 @@ class Decoder:
         self.runs.append(run)
 
     def _reuse(self, run: Run) -> None:
-        """Copy the longest prefix of `run`'s prompt already in the KV cache, or wait for it."""
+        """Copy the longest prefix of `run`'s prompt that its cache group has in the KV
+        cache, or wait for it."""
         if self.cache is None:
             return
         limit = len(run.prompt) - 1  # the last prompt token is decoded for its logits
         best = MIN_REUSE - 1
         source: Run | int | None = None  # a running session, or a cached sequence id
+        group = run.session.request.cache_group
         for other in self.runs:  # only those admitted before `run`: no waiting in circles
             if other is run:
                 break
+            if other.session.request.cache_group != group:
+                continue
             known = other.prompt if other.prefilling else other.tokens
             if (n := common_prefix(known, run.prompt, limit)) > best:
                 best, source = n, other
-        for seq, tokens in self.cache.items():
+        for seq, tokens in self.cache.items(group):
             if (n := common_prefix(tokens, run.prompt, limit)) > best:
                 best, source = n, seq
         if source is None:
@@ -271,7 +277,7 @@ class Decoder:
                 self.ctx.truncate(run.seq, len(run.prompt))
                 self.ledger.truncate(run.seq, len(run.prompt))
                 del run.tokens[len(run.prompt) :]
-            for seq in self.cache.add(run.seq, run.tokens):
+            for seq in self.cache.add(run.seq, run.tokens, run.session.request.cache_group):
                 self._forget(seq)
             while len(self.cache) > self.cache.max_entries:
                 self._evict_oldest()

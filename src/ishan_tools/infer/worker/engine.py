@@ -3,12 +3,14 @@
 One engine owns one `llama_cpp.Llama` (weights, tokenizer, chat template), one batched
 llama context (`batch.BatchContext`) and one decode thread. Callers `submit` a request and
 read its session's channel. The decode thread admits waiting sessions into up to `slots`
-sequences and advances them together: each step is one llama batch holding the next token
-of every running session plus, within the batch size, a chunk of a newly admitted
-session's prompt (so running streams keep flowing while a long prompt is read). Each
-session samples through its own llama.cpp sampler chain (`sampling.Sampler`: penalties,
-grammar, its own seed); a finished or cancelled one leaves the batch at once, its KV
-cells freed or kept as prefix cache (`decoder`). Cancellation is checked between steps.
+sequences (in the order of `fair_queue`: first come, first served, or with tenants, FIFO
+within each and weighted fair across them) and advances them together: each step is one
+llama batch holding the next token of every running session plus, within the batch size,
+a chunk of a newly admitted session's prompt (so running streams keep flowing while a
+long prompt is read). Each session samples through its own llama.cpp sampler chain
+(`sampling.Sampler`: penalties, grammar, its own seed); a finished or cancelled one leaves
+the batch at once, its KV cells freed or kept as prefix cache (`decoder`). Cancellation is
+checked between steps.
 
 A solo greedy session decodes exactly as llama-cpp-python does on its own; when several
 sessions share a batch the logits may differ in their last bits, so a greedy session can
@@ -29,7 +31,6 @@ import itertools
 import logging
 import threading
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from ishan_tools.infer.config import EngineSettings, GenerationRequest
 from ishan_tools.infer.errors import EngineBusy, PromptRejected
 from ishan_tools.infer.events import Event, Failed, Token
 from ishan_tools.infer.worker.decoder import Decoder, Ended
+from ishan_tools.infer.worker.fair_queue import FairQueue
 from ishan_tools.infer.worker.grammar_check import GrammarChecker
 from ishan_tools.infer.worker.session import Session
 
@@ -188,7 +190,7 @@ class Engine:
         self.boot_id = uuid.uuid4().hex  # tells the coordinator this is a new process
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
-        self._waiting: deque[Session] = deque()
+        self._waiting = FairQueue()
         self._active: list[Session] = []
         self._closed = False
         self._counts = {"completed": 0, "cancelled": 0, "failed": 0}

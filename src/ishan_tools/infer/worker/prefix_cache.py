@@ -8,7 +8,10 @@ cells it wrote itself. `Ledger` keeps those chains and counts every cell once, a
 does; it never touches llama.cpp itself (pure bookkeeping, tested on its own).
 
 `PrefixCache` holds finished sequences (their token ids and sequence id) in LRU order, so a
-new prompt can copy the longest common token prefix instead of prefilling it again.
+new prompt can copy the longest common token prefix instead of prefilling it again. Each
+entry belongs to the cache group of the request that filled it, and only a prompt of the
+same group may reuse it: with tenants, cached KV never crosses from one group to another
+(None, requests without a group, is one group of its own).
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ class PrefixCache:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[int, list[int]] = OrderedDict()  # seq -> its token ids
+        # seq -> its cache group and token ids
+        self._entries: OrderedDict[int, tuple[str | None, list[int]]] = OrderedDict()
         self.hits = 0
         self.reused_tokens = 0
         self.evictions = 0
@@ -129,23 +133,25 @@ class PrefixCache:
     def seqs(self) -> list[int]:
         return list(self._entries)
 
-    def items(self) -> Iterable[tuple[int, list[int]]]:
-        return self._entries.items()
+    def items(self, group: str | None) -> Iterable[tuple[int, list[int]]]:
+        """The cached sequences a prompt of cache group `group` may reuse."""
+        return ((seq, tokens) for seq, (g, tokens) in self._entries.items() if g == group)
 
     def touch(self, seq: int) -> None:
         self._entries.move_to_end(seq)
 
-    def add(self, seq: int, tokens: list[int]) -> list[int]:
-        """Keep `seq`; returns the sequences now redundant (their tokens prefix `tokens`)."""
+    def add(self, seq: int, tokens: list[int], group: str | None = None) -> list[int]:
+        """Keep `seq`, filled by a prompt of cache group `group`; returns the sequences now
+        redundant (their group's, whose tokens prefix `tokens`)."""
         redundant = [
             s
-            for s, cached in self._entries.items()
+            for s, cached in self.items(group)
             if len(cached) <= len(tokens)
             and common_prefix(cached, tokens, len(cached)) == len(cached)
         ]
         for s in redundant:
             del self._entries[s]
-        self._entries[seq] = tokens
+        self._entries[seq] = (group, tokens)
         return redundant
 
     def pop_oldest(self) -> int | None:
