@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.infer.clients import Server, Timed, process, socket_lines, sse_stream
+from bench.infer.clients import Server, Timed, process, socket_lines, sse_stream, wait_for_workers
 from bench.infer.report import aggregate, ttfts
 from bench.infer.workloads import QUESTIONS, SYSTEM, concurrent_round
 from ishan_tools.infer.config import default_model_path
@@ -57,16 +57,6 @@ def coordinator_server(name: str, url: str, max_tokens: int) -> Server:
         return sse_stream(socket_lines, f"{url}/coordinator/infer", body, lambda e: e["token"])
 
     return Server(name, stream)
-
-
-def wait_for_workers(coordinator: str, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listing = httpx.get(f"{coordinator}/coordinator/health/workers", timeout=5).json()
-        if sum(w["healthy"] for w in listing) == count:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"{coordinator} did not see {count} workers within {timeout:g} s")
 
 
 def worker_counts(worker_urls: list[str]) -> Counts:

@@ -31,7 +31,6 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.infer.clients import process
+from bench.infer.clients import process, wait_for_workers
 from bench.infer_relay import cpu_s
 from ishan_tools.infer.config import default_model_path
 from ishan_tools.infer.tenants.book import Tenant, hash_key, new_key, save
@@ -100,15 +99,6 @@ def redis_scripts(client: redis.Redis) -> tuple[int, int]:
     return stats["calls"], stats["usec"]
 
 
-def wait_for_worker(url: str) -> None:
-    for _ in range(600):
-        workers = httpx.get(f"{url}/coordinator/health/workers", timeout=5).json()
-        if any(w["healthy"] for w in workers):
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{url} never saw the worker")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -148,7 +138,7 @@ def main() -> None:
             process(worker, f"http://127.0.0.1:{worker_port}/worker/health", lambda r: r.is_success)
         )
         for url in urls.values():
-            wait_for_worker(url)
+            wait_for_workers(url, 1)
             phase(url, keys, 2, 8, "warm")  # page in the weights; the first scripts load
         cpu: dict[str, list[float]] = {setup: [] for setup in SETUPS}  # seconds a phase
         tokens: dict[str, list[int]] = {setup: [] for setup in SETUPS}

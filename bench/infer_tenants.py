@@ -26,45 +26,29 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.infer.clients import process, wait_for_workers
+from bench.infer_relay import cpu_s
 from ishan_tools.infer.config import default_model_path
 from ishan_tools.infer.tenants.book import Tenant, hash_key, save
 from tests.harness.ports import free_port
-from tests.harness.processes import stop_process
 from tests.harness.waiting import wait_until
 
 CLUSTER_KEY = "bench-cluster-key"
 KEYS = {"A": "bench-key-a", "B": "bench-key-b"}
 A_STREAMS, A_TOKENS, B_TOKENS = 32, 128, 32
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def start(argv: list[str], health: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL_PATH")}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up() -> bool:
-        try:
-            return httpx.get(health, timeout=2).is_success
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 180, what=argv[3], interval=0.2, process=proc)
-    return proc
+def ready(response: httpx.Response) -> bool:
+    return response.is_success
 
 
 class Phase:
@@ -143,10 +127,10 @@ async def run_phase(url: str, keys: dict[str, str], pid: int, args: argparse.Nam
         tasks.append(asyncio.create_task(b_loop(client, target, keys["B"], phase)))
         await asyncio.sleep(args.warmup)
         phase.measuring = phase.began = True
-        cpu, began = cpu_seconds(pid), time.monotonic()
+        cpu, began = cpu_s(pid), time.monotonic()
         await asyncio.sleep(args.seconds)
         phase.measuring = False
-        phase.cpu = cpu_seconds(pid) - cpu
+        phase.cpu = cpu_s(pid) - cpu
         phase.wall = time.monotonic() - began
         for task in tasks[:-1]:
             task.cancel()
@@ -183,39 +167,38 @@ def main() -> None:
     plain_port, tenant_port, worker_port = free_port(), free_port(), free_port()
     plain, tenanted = f"http://127.0.0.1:{plain_port}", f"http://127.0.0.1:{tenant_port}"
     worker = f"http://127.0.0.1:{worker_port}"
-    procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, list[Phase]] = {"plain": [], "tenants": []}
-    with tempfile.TemporaryDirectory() as folder:
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "tenants.toml"
         save(path, [Tenant(name, (hash_key(key),)) for name, key in KEYS.items()])
-        try:
-            for port, extra in ((plain_port, []), (tenant_port, ["--tenants", str(path)])):
-                argv = [*ishan, "coordinator", "--port", str(port), "--api-key", CLUSTER_KEY]
-                procs.append(start([*argv, *extra], f"http://127.0.0.1:{port}/coordinator/health"))
-            procs.append(start([
-                *ishan, "worker", "--port", str(worker_port), "--model", str(model),
-                "--slots", str(args.slots), "--threads", str(os.cpu_count() or 2),
-                "--api-key", CLUSTER_KEY, "--coordinator-url", plain,
-                "--coordinator-url", tenanted, "--heartbeat-interval", "1",
-            ], f"{worker}/worker/health"))  # fmt: skip
-            for url in (plain, tenanted):
-                wait_until(lambda u=url: len(httpx.get(f"{u}/coordinator/health/workers")
-                                             .json()) == 1, 60)  # fmt: skip
-            order = ["plain", "tenants", "tenants", "plain"] * args.phases
-            for name in order[: args.phases]:
-                url, pid = (plain, procs[0].pid) if name == "plain" else (tenanted, procs[1].pid)
-                keys = {t: CLUSTER_KEY for t in KEYS} if name == "plain" else KEYS
-                phase = asyncio.run(run_phase(url, keys, pid, args))
-                results[name].append(phase)
-                print(f"{name:8} B first token p50 {percentile(phase.ttft, 0.5):6.2f} s "
-                      f"p95 {percentile(phase.ttft, 0.95):6.2f} s (n={len(phase.ttft)}), "
-                      f"A {phase.tokens['A'] / phase.wall:6.1f} tok/s, "
-                      f"total {sum(phase.tokens.values()) / phase.wall:6.1f} tok/s",
-                      flush=True)  # fmt: skip
-                idle(worker)
-        finally:
-            for proc in reversed(procs):
-                stop_process(proc, 30)
+        pids = {}
+        for name, port, extra in (
+            ("plain", plain_port, []),
+            ("tenants", tenant_port, ["--tenants", str(path)]),
+        ):
+            argv = [*ishan, "coordinator", "--port", str(port), "--api-key", CLUSTER_KEY, *extra]
+            health = f"http://127.0.0.1:{port}/coordinator/health"
+            pids[name] = stack.enter_context(process(argv, health, ready)).pid
+        stack.enter_context(process([
+            *ishan, "worker", "--port", str(worker_port), "--model", str(model),
+            "--slots", str(args.slots), "--threads", str(os.cpu_count() or 2),
+            "--api-key", CLUSTER_KEY, "--coordinator-url", plain,
+            "--coordinator-url", tenanted, "--heartbeat-interval", "1",
+        ], f"{worker}/worker/health", ready))  # fmt: skip
+        for url in (plain, tenanted):
+            wait_for_workers(url, 1)
+        order = ["plain", "tenants", "tenants", "plain"] * args.phases
+        for name in order[: args.phases]:
+            url = plain if name == "plain" else tenanted
+            keys = {t: CLUSTER_KEY for t in KEYS} if name == "plain" else KEYS
+            phase = asyncio.run(run_phase(url, keys, pids[name], args))
+            results[name].append(phase)
+            print(f"{name:8} B first token p50 {percentile(phase.ttft, 0.5):6.2f} s "
+                  f"p95 {percentile(phase.ttft, 0.95):6.2f} s (n={len(phase.ttft)}), "
+                  f"A {phase.tokens['A'] / phase.wall:6.1f} tok/s, "
+                  f"total {sum(phase.tokens.values()) / phase.wall:6.1f} tok/s",
+                  flush=True)  # fmt: skip
+            idle(worker)
     report(results, args)
 
 

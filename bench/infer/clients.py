@@ -150,3 +150,18 @@ class Server:
             inner, ended = self.stream(prompt, ignore_eos)
         inner.started = timer.started
         return inner, ended
+
+
+def wait_for_workers(coordinator: str, count: int, timeout: float = 60) -> None:
+    """Wait until `coordinator` sees `count` healthy workers."""
+
+    def seen() -> bool:
+        listing = httpx.get(f"{coordinator}/coordinator/health/workers", timeout=5).json()
+        return bool(sum(w["healthy"] for w in listing) == count)
+
+    try:
+        wait_until(seen, timeout, what=f"{count} workers at {coordinator}", interval=0.2)
+    except WaitTimeout:
+        raise SystemExit(
+            f"{coordinator} did not see {count} workers within {timeout:g} s"
+        ) from None
