@@ -166,7 +166,7 @@ def create_app(settings: CoordinatorSettings, quotas: Quotas | None = None) -> F
         workers: list[dict[str, Any]] = request.app.state.registry.describe()
         return workers
 
-    add_openai_routes(app, settings)
+    add_openai_routes(app)
     add_page(app)
     describe(app)
     return app

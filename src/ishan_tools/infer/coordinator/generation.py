@@ -58,6 +58,7 @@ async def start_stream(
     name = body.get("model") if isinstance(body, dict) else None
     model = registry.model_for(name) if isinstance(name, str) and name else None
     if tenant is not None and gate is not None:
+        gate.usage_of(tenant).requests += 1
         gate.check_model(tenant, name if isinstance(name, str) else None, model)
     record = record_of(request.scope)
     if record is not None:

@@ -21,7 +21,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ishan_tools.infer.config import CoordinatorSettings
 from ishan_tools.infer.coordinator.generation import (
     caller,
     json_body,
@@ -109,7 +108,7 @@ def _renderer(ident: str, model: str, *, chat: bool) -> Callable[[Event], list[b
     return render
 
 
-def add_openai_routes(app: FastAPI, settings: CoordinatorSettings) -> None:
+def add_openai_routes(app: FastAPI) -> None:
     """Mount the `/v1` endpoints on the coordinator app."""
 
     @app.get("/v1/models", response_model=None)

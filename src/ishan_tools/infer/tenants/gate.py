@@ -123,10 +123,9 @@ class Gate:
         self.usage_of(tenant).refusals[reason] += 1
 
     def check_model(self, tenant: Tenant, asked: str | None, model: str | None) -> None:
-        """Count a generation request of the tenant's; raise UnknownModel (404) when it may
-        not use the model that would answer (`model`, the known model `asked` resolves to;
-        while one model is served, any name resolves to it)."""
-        self.usage_of(tenant).requests += 1
+        """Raise UnknownModel (404) when the tenant may not use the model that would answer
+        (`model`, the known model `asked` resolves to; while one model is served, any name
+        resolves to it)."""
         target = model if model is not None else asked  # the model that would answer
         if not tenant.may_use(target):
             self.refuse(tenant, "model")
