@@ -1,5 +1,6 @@
 """The shared crawl's parts against a real redis-server: dedupe hashing, the breaker store,
-status and forget, merge, a crawl whose first worker left before seeding it."""
+status and forget, merge, a crawl whose first worker left before seeding it, a cancel that
+lands mid-call."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from ishan_tools.crawl import CrawlConfig
 from ishan_tools.crawl.frontier import QueuedURL
 from ishan_tools.crawl.shared.dedupe import LOW_BITS
 from ishan_tools.crawl.shared.frontier import RedisFrontier
-from ishan_tools.crawl.shared.keys import CrawlKeys, stable_hash
+from ishan_tools.crawl.shared.keys import CrawlKeys, frontier_retry, stable_hash
 from ishan_tools.crawl.sites import Sites
 from ishan_tools.stores.breaker import RedisBreakerStore
+from ishan_tools.stores.client import async_client
 
 from .conftest import FixtureServer
 from .helpers import manifest
@@ -364,3 +366,33 @@ def test_a_late_acknowledgement_counts_until_another_worker_takes_the_url(
     # b takes the URL under a new token: a's acknowledgement is fenced off, and a says so
     events, done = asyncio.run(_fenced_ack(frontier, "fenced"))
     assert events.count("ack_refused") == 2 and "ack_late" not in events and done == "None"
+
+
+def test_a_cancel_that_lands_mid_call_stops_a_loop_of_frontier_calls(frontier: str) -> None:
+    """redis-py can swallow a task.cancel() that lands while a command is in flight; a worker's
+    heartbeat loop then ran on and the worker never exited. Its calls raise the cancel again:
+    every one of many cancels, landing at different moments, ends the loop at once."""
+
+    async def main() -> list[int]:
+        client = async_client(frontier, 5.0)
+        call = frontier_retry(frontier, 20, lambda event, **fields: None)
+        running = True
+        hung = []
+        for attempt in range(60):
+
+            async def beat() -> None:
+                while running:  # without it, a swallowed cancel would outlive the test
+                    await asyncio.sleep(0.001)
+                    await call(client.ping)
+
+            task = asyncio.create_task(beat())
+            await asyncio.sleep(0.003 + (attempt % 7) * 0.0007)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            if not done:
+                hung.append(attempt)
+        running = False
+        await client.aclose()
+        return hung
+
+    assert asyncio.run(main()) == []

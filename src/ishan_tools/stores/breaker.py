@@ -52,7 +52,7 @@ from ishan_tools.breaker.store import (
     StoreView,
     Transition,
 )
-from ishan_tools.stores.client import register_scripts
+from ishan_tools.stores.client import cancellable, register_scripts
 
 __all__ = ["RedisBreakerStore", "Retrying"]
 
@@ -222,7 +222,7 @@ def _texts(reply: list[Any]) -> list[Any]:
 
 
 async def _once(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return await func(*args)
+    return await cancellable(func, *args)
 
 
 class RedisBreakerStore:

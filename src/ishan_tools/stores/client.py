@@ -3,19 +3,34 @@ raises, and Lua scripts: read from a package's `lua/` folder, registered on a cl
 
 Callers retry through `stores.retry.RedisRetry`, which waits, with backoff, for a server that
 is away (a restart, a blip) up to a limit of their choosing.
+
+redis-py's asyncio client can swallow a `task.cancel()` that lands while a command is in
+flight: the command then returns (or fails as a lost connection) and the task runs on, so a
+loop that renews a lease never ends and whoever awaits it hangs. `cancellable` is how async
+calls are made here: a cancel that came during the call is raised again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 
-__all__ = ["REDIS_DOWN", "async_client", "lua_source", "register_scripts", "sync_client"]
+__all__ = [
+    "REDIS_DOWN",
+    "async_client",
+    "cancellable",
+    "lua_source",
+    "register_scripts",
+    "sync_client",
+]
+
+T = TypeVar("T")
 
 # What a lost or restarting server raises (BusyLoadingError, "LOADING", is a ConnectionError).
 REDIS_DOWN: tuple[type[BaseException], ...] = (
@@ -67,3 +82,15 @@ def register_scripts(client: Any, sources: Mapping[str, str]) -> dict[str, Any]:
 def lua_source(package: str, name: str) -> str:
     """The text of `lua/NAME.lua`, shipped as package data of `package`."""
     return (files(package) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+async def cancellable(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """`await func(*args)`, a call through redis-py's asyncio client; when the calling task
+    was cancelled during it, CancelledError, even if redis-py swallowed the cancel."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    try:
+        return await func(*args)
+    finally:
+        if task is not None and task.cancelling() > before:
+            raise asyncio.CancelledError

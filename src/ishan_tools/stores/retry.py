@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ishan_tools.errors import IshanError
-from ishan_tools.stores.client import REDIS_DOWN
+from ishan_tools.stores.client import REDIS_DOWN, cancellable
 
 __all__ = ["RedisRetry"]
 
@@ -49,7 +49,7 @@ class RedisRetry:
         delay = 0.05
         while True:
             try:
-                result = await func(*args)
+                result = await cancellable(func, *args)
             except REDIS_DOWN as exc:
                 now = time.monotonic()
                 if self._down_since is None:

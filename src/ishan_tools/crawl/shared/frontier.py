@@ -79,6 +79,7 @@ class RedisFrontier:
         self._claiming = asyncio.Lock()
         self._poll = _POLL_MIN
         self._heartbeat: asyncio.Task[None] | None = None
+        self._closing = False
         self._deadline_s: float | None = None
         self._breakers: dict[str, RedisBreakerStore] = {}
         self._created = False
@@ -184,6 +185,7 @@ class RedisFrontier:
 
     async def close(self) -> None:
         """Stop the heartbeat, put back what this worker still holds, leave, disconnect."""
+        self._closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -203,7 +205,7 @@ class RedisFrontier:
     # -- heartbeat --------------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        while True:
+        while not self._closing:  # not only the cancel: redis-py may swallow one mid-call
             await asyncio.sleep(self.config.heartbeat)
             try:
                 lost = await self._renew()

@@ -47,7 +47,13 @@ from ishan_tools.infer.tenants.quotas import (
     sessions_exceeded,
     tokens_exceeded,
 )
-from ishan_tools.stores.client import REDIS_DOWN, async_client, lua_source, register_scripts
+from ishan_tools.stores.client import (
+    REDIS_DOWN,
+    async_client,
+    cancellable,
+    lua_source,
+    register_scripts,
+)
 
 __all__ = ["KEY_ROOT", "RedisQuotas"]
 
@@ -96,7 +102,7 @@ class RedisQuotas:
 
     async def _run(self, name: str, *args: Any) -> Any:
         async with asyncio.timeout(self.timeout):  # a pool wait included
-            return await self.scripts[name](args=[KEY_ROOT, self.coordinator, *args])
+            return await cancellable(self.scripts[name], None, [KEY_ROOT, self.coordinator, *args])
 
     # -- the lease, and falling back ---------------------------------------------------------
 
@@ -106,7 +112,7 @@ class RedisQuotas:
         self._renewal = asyncio.create_task(self._keep_lease())
 
     async def _keep_lease(self) -> None:
-        while True:
+        while not self._closed:  # not only the cancel: redis-py may swallow one mid-call
             await asyncio.sleep(self.lease / 3)
             await self._renew()
 
