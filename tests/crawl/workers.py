@@ -45,10 +45,11 @@ class Worker:
         return self.process.returncode
 
     def stop(self) -> None:
-        """Kill it if it still runs (cleanup after a failed test)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+        """Kill it if it still runs (cleanup after a failed test), keeping what it printed."""
+        if self.process.returncode is None:  # not waited for yet
+            if self.process.poll() is None:
+                self.process.kill()
+            self.stdout, self.stderr = self.process.communicate()
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
@@ -71,9 +72,46 @@ def run_workers(
     frontier: str, seeds: list[str], tmp: Path, count: int, *extra: str
 ) -> list[Worker]:
     workers = [start_worker(frontier, seeds, tmp, f"w{i}", *extra) for i in range(count)]
-    for worker in workers:
-        assert worker.finish() == 0, worker.stderr
+    try:
+        for worker in workers:
+            assert worker.finish() == 0, worker.stderr
+    except AssertionError as failed:
+        # one worker that does not end usually waits on another: show them all, and the
+        # frontier's own view of what is still queued or leased
+        state = frontier_state(frontier)
+        for worker in workers:
+            worker.stop()
+        others = "\n".join(
+            f"{w.name} (exit {w.process.returncode}), last events:\n"
+            + "\n".join(w.stdout.splitlines()[-10:])
+            for w in workers
+        )
+        raise AssertionError(f"{failed}\n\n{others}\n\n{state}") from None
     return workers
+
+
+def frontier_state(frontier: str) -> str:
+    """Every shared crawl's counters, leases and ready hosts at `frontier`, for a failure."""
+    client = redis.Redis.from_url(frontier, decode_responses=True, socket_timeout=2)
+    try:
+        lines = []
+        for opts in client.scan_iter(f"{KEY_ROOT}*:opts"):
+            prefix = opts[: -len("opts")]
+            lines.append(f"{prefix}stats {client.hgetall(prefix + 'stats')}")
+            lines.append(f"{prefix}meta {client.hgetall(prefix + 'meta')}")
+            lines.append(f"{prefix}lease {client.zrange(prefix + 'lease', 0, -1, withscores=True)}")
+            lines.append(f"{prefix}holder {client.hgetall(prefix + 'holder')}")
+            lines.append(f"{prefix}ready {client.zrange(prefix + 'ready', 0, -1, withscores=True)}")
+            lines.append(f"{prefix}seeding {client.get(prefix + 'seeding')}")
+            workers = client.zrange(prefix + "workers", 0, -1, withscores=True)
+            lines.append(f"{prefix}workers (joined, not left) {workers}")
+            for host in client.smembers(prefix + "hosts"):
+                lines.append(f"{prefix}h:{host} {client.hgetall(prefix + 'h:' + host)}")
+        return "\n".join(lines) or "no crawl at the frontier"
+    except redis.RedisError as exc:
+        return f"the frontier did not answer: {exc}"
+    finally:
+        client.close()
 
 
 def wait_for(condition: Any, timeout: float = 30) -> None:

@@ -55,7 +55,7 @@ def kill_mid_run(
 def test_ctrl_c_records_interrupted_and_resume_finishes(
     mongo_uri: str, db: Any, copy_db: Callable[[Any], Any], tmp_path: Path
 ) -> None:
-    insert_users(db, users=600)
+    insert_users(db, users=300)
     reference = copy_db(db)
     per_reference = database_uri(mongo_uri, reference.name)
     assert (
@@ -77,7 +77,7 @@ def test_ctrl_c_records_interrupted_and_resume_finishes(
 
 @pytest.mark.parametrize(
     ("script", "users", "batch"),
-    [("inc_visits.py", 600, "20"), ("bump_order_totals.py", 150, "10")],
+    [("inc_visits.py", 300, "20"), ("bump_order_totals.py", 150, "10")],
 )
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
     mongo_uri: str,
